@@ -1,0 +1,174 @@
+"""Per-step speed, compute efficiency and memory: our loop vs the paper's, side by side in one run.
+
+    python benchmarks/bench_step.py                       # toy, ViT-L-14, ViT-H-14; restarts 1 and 8; CPU
+    python benchmarks/bench_step.py --models toy --restarts 1,8 --steps 20
+    python benchmarks/bench_step.py --device cuda --models ViT-H-14 --full-steps 3000   # GPU wall times
+
+Real-size models use random weights (open_clip architecture only, nothing downloaded): speed does not
+depend on the weights. Each (model, restarts, loop) case runs in its own subprocess so its peak RSS
+is its own. Prints ms/step for both loops and their ratio, the text encoder's achieved FLOP/s beside
+the peak of a large fp32 matmul measured in the same run, and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def text_flops_per_step(model, prompt_len: int, restarts: int, length: int) -> float:
+    """Forward + backward FLOPs of the text transformer on ``length`` tokens, plus the projection matmul."""
+    t = model.tower
+    width = t.token_embedding.weight.shape[1]
+    layers = len(t.transformer.resblocks)
+    per_layer = 24 * length * width * width + 4 * length * length * width
+    encoder = 3 * restarts * layers * per_layer  # backward ≈ 2× forward
+    projection = 2 * restarts * prompt_len * t.token_embedding.weight.shape[0] * width
+    return encoder + projection
+
+
+def peak_matmul_flops(device: str, seconds: float = 2.0) -> float:
+    import torch
+
+    n = 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(2):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return 2 * n ** 3 * count / (time.perf_counter() - start)
+
+
+def build(name: str, device: str):
+    import open_clip
+    import torch
+
+    from pez_nodes.core import ClipBackbone, load_clip
+
+    if name == "toy":
+        return load_clip("toy", device=device)
+    with torch.inference_mode(False):
+        model = open_clip.create_model(name, pretrained=None, device=device)
+    return ClipBackbone(model, open_clip.get_tokenizer(name), f"{name} (random weights)", (0.5,) * 3, (0.5,) * 3, 224)
+
+
+def run_case(args) -> dict:
+    """One case, in this process: time ``steps`` steps after ``warmup`` steps."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = build(args.model, args.device)
+    dim = model.tower.text_projection.shape[1] if not isinstance(model.tower.text_projection, torch.nn.Linear) \
+        else model.tower.text_projection.out_features
+    targets = F.normalize(torch.randn(4, dim, device=args.device), dim=-1)
+
+    def sync():
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    if args.loop == "paper":
+        from paper_loop import paper_loop
+
+        def go(n):
+            return paper_loop(model, targets, args.prompt_len, n, restarts=args.restarts).seconds
+        length = model.context_length
+    else:
+        from pez_nodes.core import PEZConfig, PromptLayout, optimize_prompt, projector_for
+        from pez_nodes.core.objective import ClipObjective
+
+        objective = ClipObjective(model, PromptLayout.plain(args.prompt_len), targets, torch.ones(4))
+
+        def go(n):
+            config = PEZConfig(prompt_len=args.prompt_len, steps=n, restarts=args.restarts, device=args.device)
+            return optimize_prompt(objective, projector_for(model), config).seconds
+        length = args.prompt_len + 2
+    go(args.warmup)
+    sync()
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    seconds = go(args.steps)
+    sync()
+    out = {"ms_per_step": 1000 * seconds / args.steps,
+           "flops_per_step": text_flops_per_step(model, args.prompt_len, args.restarts, length),
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if args.device.startswith("cuda"):
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    if args.full_steps:
+        out["full_run_seconds"] = go(args.full_steps)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="toy,ViT-L-14,ViT-H-14")
+    ap.add_argument("--restarts", default="1,8")
+    ap.add_argument("--prompt-len", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=0, help="timed steps per case (default: 40 toy, 4 real-size)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--full-steps", type=int, default=0, help="also time a whole run of this many steps")
+    ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--model", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--loop", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.case:
+        args.restarts = int(args.restarts)
+        print(json.dumps(run_case(args)))
+        return
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    peak = peak_matmul_flops(args.device)
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {args.threads} threads"
+    print(f"device: {device_name}; peak fp32 matmul (2048²): {peak / 1e9:.1f} GFLOP/s\n")
+    header = (f"{'model':<10} {'R':>2} | {'paper ms/step':>13} {'ours ms/step':>12} {'speed-up':>8} | "
+              f"{'ours GFLOP/s':>12} {'% of peak':>9} | {'paper RSS MB':>12} {'ours RSS MB':>11}")
+    extra = " | paper GPU MB  ours GPU MB" if args.device.startswith("cuda") else ""
+    full = f" | paper {args.full_steps} steps  ours {args.full_steps} steps" if args.full_steps else ""
+    print(header + extra + full)
+    print("-" * (len(header) + len(extra) + len(full)))
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    for model in args.models.split(","):
+        steps = args.steps or (40 if model == "toy" else 4)
+        for r in args.restarts.split(","):
+            res = {}
+            for loop in ("paper", "ours"):
+                cmd = [sys.executable, __file__, "--case", "1", "--model", model, "--loop", loop, "--restarts", r,
+                       "--prompt-len", str(args.prompt_len), "--steps", str(steps), "--warmup", str(args.warmup),
+                       "--threads", str(args.threads), "--device", args.device, "--full-steps", str(args.full_steps)]
+                out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if out.returncode:
+                    raise SystemExit(out.stderr)
+                res[loop] = json.loads(out.stdout.strip().splitlines()[-1])
+            p, o = res["paper"], res["ours"]
+            achieved = o["flops_per_step"] / (o["ms_per_step"] / 1000)
+            line = (f"{model:<10} {r:>2} | {p['ms_per_step']:>13.1f} {o['ms_per_step']:>12.1f} "
+                    f"{p['ms_per_step'] / o['ms_per_step']:>7.2f}x | {achieved / 1e9:>12.1f} {100 * achieved / peak:>8.0f}% | "
+                    f"{p['peak_rss_mb']:>12.0f} {o['peak_rss_mb']:>11.0f}")
+            if extra:
+                line += f" | {p['peak_gpu_mb']:>12.0f} {o['peak_gpu_mb']:>11.0f}"
+            if full:
+                line += f" | {p['full_run_seconds']:>10.1f} s  {o['full_run_seconds']:>10.1f} s"
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

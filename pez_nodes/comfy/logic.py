@@ -1,0 +1,76 @@
+"""What each PEZ node does, as plain functions over the core — the V3 node classes only call these.
+
+They run without ComfyUI (the CI tests call them directly on the bundled model); inside ComfyUI,
+``host.NodeProgress`` adds the progress bar, live best prompt and interrupts.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .. import core
+from ..core.images import split_batch
+from . import model_list
+from .host import NodeProgress, comfy_device
+
+
+def load_model(model: str, device: str = "auto", custom_model: str = "", pretrained: str = "") -> core.ClipBackbone:
+    """The loader: a listed choice, or any open_clip source typed into ``custom_model``."""
+    if custom_model and custom_model.strip():
+        source, tag = custom_model.strip(), (pretrained or "").strip() or None
+    else:
+        source, tag = model_list.resolve(model)
+    target = (comfy_device() or "auto") if device == "auto" else device
+    return core.load_clip(source, tag, device=target)
+
+
+def make_config(prompt_len: int = 16, steps: int = 3000, seed: int = 0, lr: float = 0.1, restarts: int = 1,
+                patience: int = 0, blocklist: str = "", ascii_only: bool = False, template: str = "",
+                slot_len: int = 0, top_k: int = 1, device=None) -> core.PEZConfig:
+    """A ``PEZConfig`` from node widget values (empty strings and 0 mean "not set")."""
+    model_device = str(device) if device is not None else "auto"
+    return core.PEZConfig(
+        prompt_len=prompt_len, steps=steps, seed=int(seed), lr=lr, restarts=restarts, patience=patience,
+        blocklist=tuple(w for w in (blocklist or "").split(",") if w.strip()), ascii_only=bool(ascii_only),
+        template=template.strip() or None if template else None, slot_len=slot_len or None, top_k=top_k,
+        device=model_device,
+    )
+
+
+def _run(clip: core.ClipBackbone, targets: Sequence[core.Target], config: core.PEZConfig, node_id,
+         extra_texts: Sequence[str] = ()) -> core.PEZResult:
+    return core.optimize(clip, targets, config, NodeProgress(node_id, config.steps), extra_texts=extra_texts)
+
+
+def invert(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZConfig, node_id=None,
+           negative_images: torch.Tensor | None = None, negative_text: str = "", negative_weight: float = 0.5,
+           ) -> core.PEZResult:
+    """One prompt for a ComfyUI IMAGE batch ([B, H, W, C], 0..1); optional negatives push it away.
+
+    ``negative_weight`` (0..0.95) is the negatives' total weight as a share of the positives' total,
+    so the weighted mean stays defined however many negatives are connected.
+    """
+    if not 0 <= negative_weight < 1:
+        raise ValueError(f"negative_weight={negative_weight} must be in [0, 1): the negatives' share of the positives.")
+    positives = [core.Target(image=im) for im in split_batch(images)]
+    negatives = [] if negative_images is None else list(split_batch(negative_images))
+    negatives += [negative_text] if negative_text and negative_text.strip() else []
+    each = -negative_weight * len(positives) / max(1, len(negatives))
+    targets = positives + [core.Target(text=n, weight=each) if isinstance(n, str) else core.Target(image=n, weight=each)
+                           for n in negatives]
+    return _run(clip, targets, config, node_id)
+
+
+def distill(clip: core.ClipBackbone, text: str, config: core.PEZConfig, node_id=None) -> core.PEZResult:
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text is empty; connect or type the prompt to distill.")
+    return _run(clip, [core.Target(text=text)], config, node_id)
+
+
+def concat(clip: core.ClipBackbone, texts: Sequence[str], config: core.PEZConfig, node_id=None) -> core.PEZResult:
+    given = [t for t in texts if t is not None and t.strip()]
+    if len(given) < 2:
+        raise ValueError(f"Prompt Concat needs two or more non-empty prompts, got {len(given)}.")
+    return core.concat(clip, given, config, NodeProgress(node_id, config.steps))

@@ -1,0 +1,73 @@
+"""The loader's choices: the bundled toy model, CLIPs in ComfyUI's ``models/open_clip`` folder, presets.
+
+Listing reads folders only — no network. ``models/open_clip`` is registered with ``folder_paths``
+(so ``extra_model_paths.yaml`` can add more places); it holds ``.safetensors`` files (architecture
+recognised from their shapes) or open_clip local-dir folders (``open_clip_config.json`` +
+``open_clip_model.safetensors``).
+"""
+
+from __future__ import annotations
+
+import os
+
+FOLDER = "open_clip"
+TOY = "toy (bundled, offline)"
+PRESETS = {
+    "ViT-L-14 / openai (SD 1.5, downloads)": ("ViT-L-14", "openai"),
+    "ViT-H-14 / laion2b_s32b_b79k (SD 2.x, downloads)": ("ViT-H-14", "laion2b_s32b_b79k"),
+    "ViT-bigG-14 / laion2b_s39b_b160k (SDXL, downloads)": ("ViT-bigG-14", "laion2b_s39b_b160k"),
+}
+CONFIG = "open_clip_config.json"
+
+
+def _folder_paths():
+    try:
+        import folder_paths
+    except ImportError:
+        return None
+    return folder_paths
+
+
+def register_folder() -> None:
+    """Add ``models/open_clip`` to ComfyUI's model folders (idempotent; nothing outside ComfyUI)."""
+    fp = _folder_paths()
+    if fp is not None and FOLDER not in fp.folder_names_and_paths:
+        fp.add_model_folder_path(FOLDER, os.path.join(fp.models_dir, FOLDER), is_default=True)
+
+
+def local_entries() -> list[str]:
+    """Relative names in ``models/open_clip``: ``name.safetensors`` files and ``folder/`` local-dirs."""
+    fp = _folder_paths()
+    if fp is None or FOLDER not in fp.folder_names_and_paths:
+        return []
+    files = fp.get_filename_list(FOLDER)
+    folders = sorted({os.path.dirname(f) for f in files if os.path.basename(f) == CONFIG and os.path.dirname(f)})
+    singles = [f for f in files if f.endswith(".safetensors") and os.path.dirname(f) not in folders]
+    return [d.replace(os.sep, "/") + "/" for d in folders] + sorted(singles)
+
+
+def choices() -> list[str]:
+    return [TOY, *local_entries(), *PRESETS]
+
+
+def resolve(choice: str) -> tuple[str, str | None]:
+    """(source, pretrained) for :func:`pez_nodes.core.load_clip`, or a ``ValueError`` that says where files go."""
+    if choice == TOY or choice == "toy":
+        return "toy", None
+    if choice in PRESETS:
+        return PRESETS[choice]
+    fp = _folder_paths()
+    if fp is not None and FOLDER in fp.folder_names_and_paths:
+        if choice.endswith("/"):
+            for base in fp.get_folder_paths(FOLDER):
+                path = os.path.join(base, choice.rstrip("/"))
+                if os.path.isfile(os.path.join(path, CONFIG)):
+                    return path, None
+        else:
+            path = fp.get_full_path(FOLDER, choice)
+            if path:
+                from ..core.architecture import identify_architecture
+
+                return identify_architecture(path), path
+    raise ValueError(f"model {choice!r} was not found; put .safetensors files or open_clip folders in "
+                     f"ComfyUI/models/{FOLDER}/ and refresh, or choose '{TOY}'.")

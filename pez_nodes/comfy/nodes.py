@@ -1,0 +1,175 @@
+"""The PEZ nodes for ComfyUI (V3 schema). Each ``execute`` is a call into ``logic``.
+
+Node ids (``PEZLoadCLIP``, ``PEZInvert``, ``PEZDistill``, ``PEZPromptConcat``) are what saved
+workflows store: they never change.
+"""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io, ui
+
+from ..core import PEZConfig
+from . import logic, model_list
+
+PEZ_CLIP = io.Custom("PEZ_CLIP")
+CATEGORY = "conditioning/PEZ"
+DEFAULTS = PEZConfig()
+
+
+def _optimisation_inputs(prompt_len: int = DEFAULTS.prompt_len) -> list:
+    """Widgets every optimising node shares (paper defaults: 16 tokens, 3000 steps, lr 0.1)."""
+    return [
+        io.Int.Input("prompt_len", default=prompt_len, min=1, max=75,
+                     tooltip="Learned tokens in the prompt (paper: 16; 8 for short distilled prompts)."),
+        io.Int.Input("steps", default=DEFAULTS.steps, min=1, max=100000,
+                     tooltip="Optimisation steps (paper: 3000). Stop early with 'patience' or Cancel: the best so far is kept."),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                     tooltip="Seeds the initial tokens: the same seed and inputs give the same prompt."),
+        io.Float.Input("lr", default=DEFAULTS.lr, min=0.0001, max=10.0, step=0.01, optional=True,
+                       tooltip="AdamW learning rate on the continuous prompt (paper: 0.1)."),
+        io.Int.Input("restarts", default=DEFAULTS.restarts, min=1, max=64, optional=True,
+                     tooltip="Prompts optimised together in one batch; the best one is returned."),
+        io.Int.Input("patience", default=DEFAULTS.patience, min=0, max=100000, optional=True,
+                     tooltip="Stop after this many steps without a better prompt (0: run all steps)."),
+        io.String.Input("blocklist", default="", optional=True,
+                        tooltip="Comma-separated words that must never appear in the prompt."),
+        io.Boolean.Input("ascii_only", default=False, optional=True,
+                         tooltip="Only ASCII tokens: no emoji, no non-Latin scripts."),
+        io.String.Input("template", default="", optional=True,
+                        tooltip="Optional template such as 'a photo of {} in the style of {}': only the {} slots are learned."),
+    ]
+
+
+def _config(clip, prompt_len, steps, seed, lr=DEFAULTS.lr, restarts=1, patience=0, blocklist="", ascii_only=False,
+            template="") -> PEZConfig:
+    return logic.make_config(prompt_len=prompt_len, steps=steps, seed=seed, lr=lr, restarts=restarts, patience=patience,
+                             blocklist=blocklist, ascii_only=ascii_only, template=template, device=clip.device)
+
+
+def _output(result) -> io.NodeOutput:
+    return io.NodeOutput(result.text, result.similarity,
+                         ui=ui.PreviewText(f"{result.text}\n\nsimilarity {result.similarity:.4f} · {result.steps} steps"))
+
+
+_OUTPUTS = [
+    io.String.Output(display_name="prompt", tooltip="The learned prompt: connect it to CLIPTextEncode's text."),
+    io.Float.Output(display_name="similarity", tooltip="Cosine similarity of the prompt's text feature to the targets."),
+]
+
+
+class PEZLoadCLIP(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PEZLoadCLIP",
+            display_name="PEZ Load CLIP",
+            category=CATEGORY,
+            description="Loads an open_clip CLIP for PEZ: the bundled toy model, files in models/open_clip, or a named model.",
+            inputs=[
+                io.Combo.Input("model", options=model_list.choices(),
+                               tooltip="The CLIP to optimise against. Use the CLIP of your diffusion model: ViT-L-14/openai "
+                                       "for SD 1.5, ViT-H-14 for SD 2.x. Files go in ComfyUI/models/open_clip/."),
+                io.Combo.Input("device", options=["auto", "cpu", "cuda"], default="auto",
+                               tooltip="auto: ComfyUI's device."),
+                io.String.Input("custom_model", default="", optional=True,
+                                tooltip="Overrides 'model': an open_clip name (with 'pretrained'), hf-hub:org/repo or a folder."),
+                io.String.Input("pretrained", default="", optional=True,
+                                tooltip="Pretrained tag or .safetensors path for an open_clip name in 'custom_model'."),
+            ],
+            outputs=[PEZ_CLIP.Output(display_name="pez_clip")],
+        )
+
+    @classmethod
+    def execute(cls, model, device, custom_model="", pretrained="") -> io.NodeOutput:
+        return io.NodeOutput(logic.load_model(model, device, custom_model, pretrained))
+
+
+class PEZInvert(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PEZInvert",
+            display_name="PEZ Invert Image",
+            category=CATEGORY,
+            description="Learns a readable prompt that CLIP matches to the image(s); several images give one shared prompt.",
+            inputs=[
+                PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP."),
+                io.Image.Input("images", tooltip="One image, or a batch whose shared content/style the prompt captures."),
+                *_optimisation_inputs(),
+                io.Image.Input("negative_images", optional=True, tooltip="Images the prompt should NOT match."),
+                io.String.Input("negative_text", default="", optional=True, tooltip="A text the prompt should NOT match."),
+                io.Float.Input("negative_weight", default=0.5, min=0.0, max=0.95, step=0.05, optional=True,
+                               tooltip="How hard the negatives push: their total weight as a share of the images' weight."),
+            ],
+            outputs=_OUTPUTS,
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, pez_clip, images, prompt_len, steps, seed, negative_images=None, negative_text="",
+                negative_weight=0.5, **opts) -> io.NodeOutput:
+        config = _config(pez_clip, prompt_len, steps, seed, **opts)
+        return _output(logic.invert(pez_clip, images, config, cls.hidden.unique_id, negative_images, negative_text,
+                                    negative_weight))
+
+
+class PEZDistill(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PEZDistill",
+            display_name="PEZ Distill Prompt",
+            category=CATEGORY,
+            description="Learns a short prompt with the meaning of a long one (texts over 77 tokens are averaged per window).",
+            inputs=[
+                PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP."),
+                io.String.Input("text", multiline=True, default="", tooltip="The prompt to distill."),
+                *_optimisation_inputs(prompt_len=8),
+            ],
+            outputs=_OUTPUTS,
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, pez_clip, text, prompt_len, steps, seed, **opts) -> io.NodeOutput:
+        config = _config(pez_clip, prompt_len, steps, seed, **opts)
+        return _output(logic.distill(pez_clip, text, config, cls.hidden.unique_id))
+
+
+class PEZPromptConcat(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PEZPromptConcat",
+            display_name="PEZ Prompt Concat",
+            category=CATEGORY,
+            description="Composes two or more prompts into one: learned by PEZ, or their plain join if that matches better.",
+            inputs=[
+                PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP."),
+                io.String.Input("text_a", multiline=True, default="", tooltip="First prompt."),
+                io.String.Input("text_b", multiline=True, default="", tooltip="Second prompt."),
+                io.String.Input("text_c", multiline=True, default="", optional=True, tooltip="Optional third prompt."),
+                io.String.Input("text_d", multiline=True, default="", optional=True, tooltip="Optional fourth prompt."),
+                *_optimisation_inputs(),
+            ],
+            outputs=_OUTPUTS,
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, pez_clip, text_a, text_b, prompt_len, steps, seed, text_c="", text_d="", **opts) -> io.NodeOutput:
+        config = _config(pez_clip, prompt_len, steps, seed, **opts)
+        return _output(logic.concat(pez_clip, [text_a, text_b, text_c, text_d], config, cls.hidden.unique_id))
+
+
+NODES = [PEZLoadCLIP, PEZInvert, PEZDistill, PEZPromptConcat]
+
+
+class PEZExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+async def comfy_entrypoint() -> PEZExtension:
+    model_list.register_folder()
+    return PEZExtension()

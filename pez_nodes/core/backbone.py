@@ -1,0 +1,121 @@
+"""An open_clip CLIP model seen as a :class:`~pez_nodes.core.encoder.TextEncoder` plus an image encoder.
+
+The text path re-runs open_clip's own modules (token table, positional embedding, transformer,
+final LayerNorm, projection) on a sequence of *embeddings* rather than token ids, so the projected
+prompt P′ of Algorithm 1 can carry a gradient. Unlike open_clip's ``encode_text`` (and the paper's
+code), it does not pad to 77 tokens: the causal mask makes every position after the end token
+irrelevant, so only ``[SOT, prompt..., EOT]`` is computed.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+SUPPORTED = (
+    "causal CLIP text towers: open_clip `CLIP` models and `CustomTextCLIP` whose text tower is a causal "
+    "`TextTransformer` (OpenAI CLIP, LAION/DataComp ViT-B/L/H/g/bigG, EVA, MobileCLIP ...)"
+)
+
+
+def text_tower(model: nn.Module) -> nn.Module:
+    """The module that holds the text tower's parts, or a ``ValueError`` naming what is supported."""
+    import open_clip
+    from open_clip.transformer import TextTransformer
+
+    kind = type(model).__name__
+    if isinstance(model, open_clip.CLIP):
+        tower = model
+    elif isinstance(model, open_clip.CustomTextCLIP) and isinstance(model.text, TextTransformer):
+        tower = model.text
+    else:
+        inner = type(getattr(model, "text", None)).__name__
+        raise ValueError(f"model type {kind} (text tower {inner}) is not supported by PEZ; supported: {SUPPORTED}.")
+    if getattr(tower, "attn_mask", None) is None:
+        raise ValueError(
+            f"model {kind} has a bidirectional text tower (e.g. SigLIP); PEZ needs a causal mask. Supported: {SUPPORTED}."
+        )
+    if getattr(tower, "cls_emb", None) is not None:
+        raise ValueError(f"model {kind} appends a CLS token to text (CoCa-style); not supported. Supported: {SUPPORTED}.")
+    pool = getattr(tower, "text_pool_type", getattr(tower, "pool_type", "argmax"))
+    if pool not in ("argmax", "last", "eos"):
+        raise ValueError(f"model {kind} pools text with {pool!r}; PEZ needs end-token pooling. Supported: {SUPPORTED}.")
+    return tower
+
+
+class ClipBackbone:
+    """A frozen open_clip model: text features from embeddings, image features from pixels.
+
+    Args:
+        model: an open_clip ``CLIP`` / ``CustomTextCLIP`` with a causal text tower.
+        tokenizer: open_clip's ``SimpleTokenizer`` for the model.
+        name: how the user named the model (shown in results and errors).
+        image_mean / image_std / image_size: the model's preprocessing.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer, name: str, image_mean, image_std, image_size: int):
+        self.tower = text_tower(model)
+        if not hasattr(tokenizer, "sot_token_id") or not hasattr(tokenizer, "encode"):
+            raise ValueError(f"model {name} uses tokenizer {type(tokenizer).__name__}; PEZ supports CLIP's BPE tokenizer.")
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.name = name
+        self.image_mean = tuple(float(v) for v in image_mean)
+        self.image_std = tuple(float(v) for v in image_std)
+        self.image_size = int(image_size)
+        self.sot_id = int(tokenizer.sot_token_id)
+        self.eot_id = int(tokenizer.eot_token_id)
+        self.special_ids = frozenset(int(i) for i in getattr(tokenizer, "all_special_ids", (self.sot_id, self.eot_id)))
+        self.context_length = int(self.tower.positional_embedding.shape[0])
+        self._cast_dtype = self.tower.transformer.get_cast_dtype()
+
+    # --- TextEncoder -------------------------------------------------------------------------
+    @property
+    def token_embedding(self) -> torch.Tensor:
+        return self.tower.token_embedding.weight
+
+    @property
+    def device(self) -> torch.device:
+        return self.token_embedding.device
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode([int(i) for i in ids]).strip()
+
+    def token_texts(self) -> list[str]:
+        from .vocabulary import bpe_token_texts
+
+        return bpe_token_texts(self.tokenizer)
+
+    def encode_embeddings(self, embeds: torch.Tensor, eot_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Text features of ``[SOT, ..., EOT]`` embeddings ([B, L, D] → [B, F]), open_clip's math on L ≤ 77 tokens."""
+        t = self.tower
+        length = embeds.shape[1]
+        x = embeds.to(self._cast_dtype) + t.positional_embedding[:length].to(self._cast_dtype)
+        x = t.transformer(x, attn_mask=t.attn_mask[:length, :length])
+        if eot_index is None:
+            pooled = x[:, -1]
+        else:
+            pooled = x[torch.arange(x.shape[0], device=x.device), eot_index]
+        pooled = t.ln_final(pooled)
+        proj = t.text_projection
+        if proj is None:
+            return pooled
+        return proj(pooled) if isinstance(proj, nn.Linear) else pooled @ proj
+
+    # --- images ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Unnormalised image features of preprocessed pixels ([N, 3, S, S] → [N, F])."""
+        return self.model.encode_image(pixels.to(self.device, dtype=self.token_embedding.dtype)).float()
+
+    def to(self, device: torch.device | str) -> "ClipBackbone":
+        self.model.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        return f"ClipBackbone({self.name!r}, context={self.context_length}, vocab={self.token_embedding.shape[0]})"

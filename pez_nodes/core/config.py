@@ -1,0 +1,88 @@
+"""``PEZConfig``: every knob of one PEZ run, with the paper's defaults, checked where it enters."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class PEZConfig:
+    """Settings of one PEZ optimisation (Algorithm 1 of Wen et al., 2023).
+
+    Args:
+        prompt_len: learned tokens M (paper: 16). At most the encoder's window minus start/end (75 for CLIP).
+        steps: optimisation steps (paper: 3000).
+        lr: AdamW learning rate on the continuous prompt P (paper: 0.1).
+        weight_decay: AdamW weight decay (paper: 0.1).
+        restarts: independent prompts optimised together as one batch (the paper's ``prompt_bs``).
+        targets_per_step: targets sampled for each step's loss (the paper's ``batch_size``); ``None`` uses
+            all targets every step. The best prompt is always scored against all targets.
+        seed: seeds the initial tokens and target sampling; the same seed gives the same prompt.
+        patience: stop when the best similarity has not improved for this many steps (0: never).
+        top_k: how many distinct best prompts the result lists in ``candidates``.
+        device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        precision: ``"auto"`` (bf16 autocast on a CUDA GPU that supports it, else fp32), ``"fp32"``,
+            ``"bf16"`` or ``"fp16"`` (autocast on CUDA). Results are always re-scored in fp32.
+        compile: run the text encoder through ``torch.compile`` (faster on GPU after a warm-up).
+        template: optimise only inside a template such as ``"a photo of {} in the style of {}"``; the fixed
+            words stay as written and are encoded with the learned tokens.
+        slot_len: learned tokens per template slot (default: ``prompt_len``).
+        blocklist: words that must never appear in the prompt (whole words, case-insensitive).
+        blocklist_substring: also block every token that merely contains a blocked word.
+        allowlist: if given, the prompt uses only tokens that spell these words.
+        ascii_only: no emoji or non-Latin tokens.
+    """
+
+    prompt_len: int = 16
+    steps: int = 3000
+    lr: float = 0.1
+    weight_decay: float = 0.1
+    restarts: int = 1
+    targets_per_step: int | None = None
+    seed: int = 0
+    patience: int = 0
+    top_k: int = 1
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    template: str | None = None
+    slot_len: int | None = None
+    blocklist: tuple[str, ...] = ()
+    blocklist_substring: bool = False
+    allowlist: tuple[str, ...] | None = None
+    ascii_only: bool = False
+
+    def validate(self, max_prompt_len: int = 75) -> "PEZConfig":
+        """Raise one ``ValueError`` naming the first bad setting and its fix; return ``self``."""
+        _int_in("prompt_len", self.prompt_len, 1, max_prompt_len,
+                f"the text encoder holds {max_prompt_len} tokens between its start and end token")
+        _int_in("steps", self.steps, 1, None, "")
+        _int_in("restarts", self.restarts, 1, None, "")
+        _int_in("top_k", self.top_k, 1, None, "")
+        _int_in("patience", self.patience, 0, None, "0 turns early stopping off")
+        if self.targets_per_step is not None:
+            _int_in("targets_per_step", self.targets_per_step, 1, None, "None uses every target each step")
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+                raise ValueError(f"{name}={value!r} must be a finite number {'> 0' if name == 'lr' else '>= 0'}.")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision={self.precision!r} is unknown; use auto, fp32, bf16 or fp16.")
+        if self.slot_len is not None:
+            _int_in("slot_len", self.slot_len, 1, max_prompt_len, "tokens learned in each template slot")
+        if self.template is not None and (not isinstance(self.template, str) or "{}" not in self.template):
+            raise ValueError(f"template {self.template!r} has no '{{}}' slot; write e.g. 'a photo of {{}} in the style of {{}}'.")
+        if not isinstance(self.seed, int):
+            raise ValueError(f"seed={self.seed!r} must be an integer.")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _int_in(name: str, value, low: int, high: int | None, why: str) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    if not ok:
+        span = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ValueError(f"{name}={value!r} is out of range; use an integer {span}" + (f" ({why})." if why else "."))

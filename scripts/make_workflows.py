@@ -1,0 +1,212 @@
+"""Write ``workflows/``: each graph once, as ComfyUI's UI format, its API-format twin, and a PNG.
+
+    python scripts/make_workflows.py
+
+The UI JSON (``workflows/<name>.json``) is what ComfyUI's template browser lists and what users
+share; its API-format twin (``workflows/api/<name>.json``, a subfolder so the browser does not list
+it) is what ``POST /prompt`` (and ``python -m pez_nodes.client``) accepts; the PNG shows the graph and
+carries the workflow in its metadata, so dropping it on ComfyUI opens the workflow.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "workflows"
+
+from pez_nodes import toyworld as tw  # noqa: E402
+
+# Output slots (name, type) and widget names in the order ComfyUI's frontend shows them.
+# A seed widget with control_after_generate is followed by its control value in widgets_values.
+PEZ_OPT = ["prompt_len", "steps", "seed", "@control", "lr", "restarts", "patience", "blocklist", "ascii_only", "template"]
+NODE_TYPES = {
+    "PEZLoadCLIP": ([("pez_clip", "PEZ_CLIP")], ["model", "device", "custom_model", "pretrained"]),
+    "PEZInvert": ([("prompt", "STRING"), ("similarity", "FLOAT")], PEZ_OPT + ["negative_text", "negative_weight"]),
+    "PEZDistill": ([("prompt", "STRING"), ("similarity", "FLOAT")], ["text"] + PEZ_OPT),
+    "PEZPromptConcat": ([("prompt", "STRING"), ("similarity", "FLOAT")], ["text_a", "text_b", "text_c", "text_d"] + PEZ_OPT),
+    "LoadImage": ([("IMAGE", "IMAGE"), ("MASK", "MASK")], ["image", "@upload"]),
+    "ImageBatch": ([("IMAGE", "IMAGE")], []),
+    "CheckpointLoaderSimple": ([("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], ["ckpt_name"]),
+    "CLIPTextEncode": ([("CONDITIONING", "CONDITIONING")], ["text"]),
+    "EmptyLatentImage": ([("LATENT", "LATENT")], ["width", "height", "batch_size"]),
+    "KSampler": ([("LATENT", "LATENT")], ["seed", "@control", "steps", "cfg", "sampler_name", "scheduler", "denoise"]),
+    "VAEDecode": ([("IMAGE", "IMAGE")], []),
+    "SaveImage": ([], ["filename_prefix"]),
+}
+INPUT_TYPES = {"pez_clip": "PEZ_CLIP", "images": "IMAGE", "image1": "IMAGE", "image2": "IMAGE", "clip": "CLIP",
+               "model": "MODEL", "positive": "CONDITIONING", "negative": "CONDITIONING", "latent_image": "LATENT",
+               "samples": "LATENT", "vae": "VAE", "text": "STRING", "text_a": "STRING", "text_b": "STRING"}
+TOY = "toy (bundled, offline)"
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    pos: tuple[int, int]
+    widgets: dict = field(default_factory=dict)
+    links: dict = field(default_factory=dict)  # input name -> (node, output slot)
+    title: str | None = None
+
+
+def pez_widgets(prompt_len=8, steps=300, seed=0, restarts=4, **extra) -> dict:
+    return {"prompt_len": prompt_len, "steps": steps, "seed": seed, "lr": 0.1, "restarts": restarts, "patience": 0,
+            "blocklist": "", "ascii_only": False, "template": "", **extra}
+
+
+def invert_widgets(**kw) -> dict:
+    return {**pez_widgets(**kw), "negative_text": "", "negative_weight": 0.5}
+
+
+def loader(node_id: int, pos=(40, 60), model=TOY) -> Node:
+    return Node(node_id, "PEZLoadCLIP", pos, {"model": model, "device": "auto", "custom_model": "", "pretrained": ""})
+
+
+def image(node_id: int, name: str, pos) -> Node:
+    return Node(node_id, "LoadImage", pos, {"image": name})
+
+
+def graphs() -> dict[str, tuple[str, list[Node]]]:
+    return {
+        "pez_invert_toy": ("Invert one image into a prompt with the bundled toy CLIP (offline).", [
+            loader(1), image(2, "pez_example.png", (40, 260)),
+            Node(3, "PEZInvert", (420, 60), invert_widgets(), {"pez_clip": (1, 0), "images": (2, 0)}),
+        ]),
+        "pez_style_toy": ("One prompt shared by several images (their common style), toy CLIP (offline).", [
+            loader(1), image(2, "pez_example.png", (40, 260)), image(3, "pez_example_2.png", (40, 620)),
+            Node(4, "ImageBatch", (380, 420), {}, {"image1": (2, 0), "image2": (3, 0)}),
+            Node(5, "PEZInvert", (700, 60), invert_widgets(), {"pez_clip": (1, 0), "images": (4, 0)}),
+        ]),
+        "pez_distill_toy": ("Distill a long prompt into 4 tokens, toy CLIP (offline).", [
+            loader(1),
+            Node(2, "PEZDistill", (420, 60), {"text": "a photo of a large yellow star shining on a dark night sky, "
+                                                       "a yellow star, night, large", **pez_widgets(prompt_len=4)},
+                 {"pez_clip": (1, 0)}),
+        ]),
+        "pez_concat_toy": ("Invert two images, then compose both prompts into one, toy CLIP (offline).", [
+            loader(1), image(2, "pez_example.png", (40, 260)), image(3, "pez_example_2.png", (40, 620)),
+            Node(4, "PEZInvert", (420, 60), invert_widgets(seed=1), {"pez_clip": (1, 0), "images": (2, 0)}),
+            Node(5, "PEZInvert", (420, 520), invert_widgets(seed=2), {"pez_clip": (1, 0), "images": (3, 0)}),
+            Node(6, "PEZPromptConcat", (820, 240), {"text_c": "", "text_d": "", **pez_widgets(seed=3)},
+                 {"pez_clip": (1, 0), "text_a": (4, 0), "text_b": (5, 0)}),
+        ]),
+        "pez_invert_to_image_sd15": ("Invert an image with SD 1.5's CLIP (ViT-L-14/openai, downloads once), then "
+                                     "generate from the prompt with the host's CLIPTextEncode and KSampler.", [
+            loader(1, model="ViT-L-14 / openai (SD 1.5, downloads)"), image(2, "pez_example.png", (40, 260)),
+            Node(3, "PEZInvert", (420, 60), invert_widgets(prompt_len=16, steps=1000, restarts=1, patience=300),
+                 {"pez_clip": (1, 0), "images": (2, 0)}),
+            Node(4, "CheckpointLoaderSimple", (40, 640), {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}),
+            Node(5, "CLIPTextEncode", (820, 60), {"text": ""}, {"clip": (4, 1), "text": (3, 0)}, "Positive (PEZ prompt)"),
+            Node(6, "CLIPTextEncode", (820, 300), {"text": "blurry, low quality"}, {"clip": (4, 1)}, "Negative"),
+            Node(7, "EmptyLatentImage", (820, 520), {"width": 512, "height": 512, "batch_size": 1}),
+            Node(8, "KSampler", (1200, 60), {"seed": 0, "steps": 25, "cfg": 9.0, "sampler_name": "dpmpp_2m",
+                                              "scheduler": "karras", "denoise": 1.0},
+                 {"model": (4, 0), "positive": (5, 0), "negative": (6, 0), "latent_image": (7, 0)}),
+            Node(9, "VAEDecode", (1560, 60), {}, {"samples": (8, 0), "vae": (4, 2)}),
+            Node(10, "SaveImage", (1560, 220), {"filename_prefix": "pez"}, {"images": (9, 0)}),
+        ]),
+    }
+
+
+def api_format(nodes: list[Node]) -> dict:
+    out = {}
+    for n in nodes:
+        inputs = {k: v for k, v in n.widgets.items() if k not in n.links}
+        inputs.update({k: [str(src), slot] for k, (src, slot) in n.links.items()})
+        out[str(n.id)] = {"class_type": n.type, "inputs": inputs, "_meta": {"title": n.title or n.type}}
+    return out
+
+
+def ui_format(nodes: list[Node], description: str) -> dict:
+    links, link_id = [], 0
+    ui_nodes = {n.id: {"id": n.id, "type": n.type, "pos": list(n.pos), "size": [340, 120 + 26 * len(n.widgets)],
+                       "flags": {}, "order": i, "mode": 0, "inputs": [], "outputs": [],
+                       "properties": {"Node name for S&R": n.type}, "widgets_values": []}
+                for i, n in enumerate(nodes)}
+    for n in nodes:
+        node = ui_nodes[n.id]
+        if n.title:
+            node["title"] = n.title
+        outs, widget_names = NODE_TYPES[n.type]
+        node["outputs"] = [{"name": name, "type": typ, "links": [], "slot_index": i} for i, (name, typ) in enumerate(outs)]
+        for name, (src, slot) in n.links.items():
+            link_id += 1
+            typ = INPUT_TYPES[name]
+            entry = {"name": name, "type": typ, "link": link_id}
+            if name in widget_names:
+                entry["widget"] = {"name": name}
+            node["inputs"].append(entry)
+            ui_nodes[src]["outputs"][slot]["links"].append(link_id)
+            links.append([link_id, src, slot, n.id, len(node["inputs"]) - 1, typ])
+        values = []
+        for name in widget_names:
+            if name == "@control":
+                values.append("fixed")
+            elif name == "@upload":
+                values.append("image")
+            else:
+                values.append(n.widgets.get(name, ""))
+        node["widgets_values"] = values
+    return {"last_node_id": max(n.id for n in nodes), "last_link_id": link_id, "nodes": list(ui_nodes.values()),
+            "links": links, "groups": [], "config": {}, "extra": {"pez_description": description}, "version": 0.4}
+
+
+def picture(nodes: list[Node], description: str, ui: dict, api: dict, path: Path) -> None:
+    """A diagram of the graph; the PNG's metadata holds the workflow (drop it on ComfyUI to open it)."""
+    width = max(n.pos[0] for n in nodes) + 400
+    height = max(n.pos[1] + 130 + 22 * len(n.widgets) for n in nodes) + 60
+    img = Image.new("RGB", (width, height), (32, 32, 36))
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    boxes = {}
+    for n in nodes:
+        x, y = n.pos
+        h = 40 + 18 * (len(n.widgets) + len(n.links))
+        boxes[n.id] = (x, y, x + 320, y + h)
+    for n in nodes:
+        for row, (name, (src, slot)) in enumerate(n.links.items()):
+            sx, sy = boxes[src][2], boxes[src][1] + 14 + 16 * slot
+            tx, ty = boxes[n.id][0], boxes[n.id][1] + 36 + 18 * row
+            bend = max(60, (tx - sx) // 2)
+            curve = [((1 - t) ** 3 * sx + 3 * (1 - t) ** 2 * t * (sx + bend) + 3 * (1 - t) * t * t * (tx - bend) + t ** 3 * tx,
+                      (1 - t) ** 3 * sy + 3 * (1 - t) ** 2 * t * sy + 3 * (1 - t) * t * t * ty + t ** 3 * ty)
+                     for t in (i / 40 for i in range(41))]
+            draw.line(curve, fill=(140, 180, 240), width=3)
+            draw.ellipse([tx - 5, ty - 5, tx + 5, ty + 5], fill=(140, 180, 240))
+    for n in nodes:
+        x0, y0, x1, y1 = boxes[n.id]
+        pez = n.type.startswith("PEZ")
+        draw.rounded_rectangle(boxes[n.id], 8, fill=(58, 52, 80) if pez else (53, 53, 58), outline=(200, 200, 210))
+        draw.text((x0 + 10, y0 + 8), n.title or n.type, fill=(255, 230, 150) if pez else (235, 235, 235), font=font)
+        lines = [f"<- {k}" for k in n.links] + [f"{k}: {v}"[:48] for k, v in n.widgets.items() if k not in n.links]
+        for i, line in enumerate(lines):
+            draw.text((x0 + 14, y0 + 30 + 18 * i), line, fill=(200, 200, 205), font=font)
+    draw.text((20, height - 30), description[:160], fill=(220, 220, 220), font=font)
+    info = PngInfo()
+    info.add_text("workflow", json.dumps(ui))
+    info.add_text("prompt", json.dumps(api))
+    img.save(path, pnginfo=info)
+
+
+def main() -> None:
+    (OUT / "api").mkdir(parents=True, exist_ok=True)
+    tw.render(tw.Scene("star", "yellow", "large", "night"), size=256, seed=7).save(OUT / "pez_example.png")
+    tw.render(tw.Scene("star", "yellow", "small", "grass"), size=256, seed=8).save(OUT / "pez_example_2.png")
+    for name, (description, nodes) in graphs().items():
+        ui, api = ui_format(nodes, description), api_format(nodes)
+        (OUT / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
+        (OUT / "api" / f"{name}.json").write_text(json.dumps(api, indent=2) + "\n")
+        picture(nodes, description, ui, api, OUT / f"{name}.png")
+        print(f"wrote workflows/{name}.json, workflows/api/{name}.json, workflows/{name}.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Train the bundled toy CLIP on the toy world (``pez_nodes/toyworld.py``) on a CPU.
+
+    python scripts/train_toy_clip.py            # ~10 min on 2 CPU cores, writes pez_nodes/models/toy/
+
+The model is a stock open_clip ``CLIP`` (config in ``pez_nodes/models/toy/open_clip_config.json``)
+with CLIP's own 49,408-token BPE vocabulary. Captions name a random subset of an image's attributes,
+in canonical or shuffled order with filler words, so the text tower learns each word as evidence.
+The contrastive loss uses soft targets: a caption matches every image in the batch whose attributes
+include all the words it names (plain CLIP targets would punish true matches as negatives).
+
+The toy world names only ~30 of CLIP's 49,408 tokens. A text tower trained on those alone gives
+arbitrary features to every other token, and PEZ then finds gibberish that out-scores the true
+caption. Real CLIP saw every token; to make the toy behave like it, captions carry random vocabulary
+tokens as distractors (which must not change their meaning), and each batch adds captions made only of
+random tokens that match no image.
+
+Writes ``open_clip_model.safetensors`` (fp16) and ``training_report.json`` (zero-shot accuracy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pez_nodes.core.backbone import ClipBackbone  # noqa: E402
+from pez_nodes.core.encoder import embed_token_ids  # noqa: E402
+from pez_nodes.core.images import preprocess  # noqa: E402
+from pez_nodes import toyworld as tw  # noqa: E402
+
+OUT = Path(__file__).resolve().parents[1] / "pez_nodes" / "models" / "toy"
+FILLERS = ("a", "photo", "of", "the", "on", "picture", "with", "an", "image", "in")
+
+
+def caption(scene: tw.Scene, rng: random.Random) -> tuple[str, tuple]:
+    """A caption naming a random non-empty subset of the scene's attributes; returns (text, named attrs)."""
+    kinds = [k for k in tw.ATTRIBUTE_KINDS if rng.random() < 0.75] or [rng.choice(tw.ATTRIBUTE_KINDS)]
+    named = tuple(scene.attribute(k) if k in kinds else None for k in tw.ATTRIBUTE_KINDS)
+    if len(kinds) == 4 and rng.random() < 0.3:
+        return (rng.choice(["", "a photo of "]) + scene.caption), named
+    words = [scene.attribute(k) for k in kinds]
+    if rng.random() < 0.5:
+        rng.shuffle(words)
+        words += rng.sample(FILLERS, rng.randint(0, 3))
+        rng.shuffle(words)
+        return " ".join(words), named
+    size, color, shape, bg = named
+    parts = ["a"] + [w for w in (size, color, shape) if w] + ([f"on {bg}"] if bg else [])
+    return " ".join(parts), named
+
+
+def _render(job):
+    scene, size, seed = job
+    return tw.render(scene, size=size, seed=seed)
+
+
+def add_distractors(ids: list[int], rng: random.Random, special: int) -> list[int]:
+    """Insert 0-3 random vocabulary tokens at random places (half of the captions)."""
+    out = list(ids)
+    if rng.random() < 0.5:
+        for _ in range(rng.randint(1, 3)):
+            out.insert(rng.randint(0, len(out)), rng.randrange(special))
+    return out
+
+
+def noise_caption(rng: random.Random, special: int) -> list[int]:
+    return [rng.randrange(special) for _ in range(rng.randint(1, 10))]
+
+
+def build_dataset(n: int, seed: int, size: int, workers: int):
+    rng = random.Random(seed)
+    scenes = [tw.random_scene(rng) for _ in range(n)]
+    jobs = [(s, size, seed * 1_000_003 + i) for i, s in enumerate(scenes)]
+    with multiprocessing.Pool(workers) as pool:
+        images = pool.map(_render, jobs, chunksize=64)
+    return scenes, images
+
+
+def attr_index(scenes) -> torch.Tensor:
+    return torch.tensor([[tw.VOCABULARY[k].index(s.attribute(k)) for k in tw.ATTRIBUTE_KINDS] for s in scenes])
+
+
+def zero_shot(backbone: ClipBackbone, pixels: torch.Tensor, scenes) -> dict:
+    """Accuracy of choosing the right caption among all 392 scenes, and per attribute."""
+    classes = tw.all_scenes()
+    with torch.no_grad():
+        ids = [backbone.tokenize(c.caption) for c in classes]
+        embeds, eot = embed_token_ids(backbone, ids)
+        text = F.normalize(backbone.encode_embeddings(embeds, eot), dim=-1)
+        image = F.normalize(backbone.encode_pixels(pixels), dim=-1)
+        pred = (image @ text.T).argmax(-1)
+    truth = torch.tensor([classes.index(s) for s in scenes])
+    report = {"classes": len(classes), "images": len(scenes), "top1_all_attributes": float((pred == truth).float().mean())}
+    for k in tw.ATTRIBUTE_KINDS:
+        got = torch.tensor([classes[int(p)].attribute(k) == s.attribute(k) for p, s in zip(pred, scenes)])
+        report[f"top1_{k}"] = float(got.float().mean())
+    return report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=2500)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--images", type=int, default=20000)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--noise-captions", type=int, default=64, help="random-token captions per batch")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    import open_clip
+
+    cfg = json.loads((OUT / "open_clip_config.json").read_text())
+    model = open_clip.CLIP(**cfg["model_cfg"])
+    pre = cfg["preprocess_cfg"]
+    tokenizer = open_clip.SimpleTokenizer(context_length=cfg["model_cfg"]["text_cfg"]["context_length"])
+    size = cfg["model_cfg"]["vision_cfg"]["image_size"]
+    backbone = ClipBackbone(model, tokenizer, "toy", pre["mean"], pre["std"], size)
+    model.train().requires_grad_(True)
+
+    t0 = time.time()
+    scenes, images = build_dataset(args.images, args.seed, size, args.threads)
+    pixels = preprocess(images, size, pre["mean"], pre["std"])
+    attrs = attr_index(scenes)
+    eval_scenes, eval_images = build_dataset(1000, args.seed + 1, size * 4, args.threads)
+    eval_pixels = preprocess(eval_images, size, pre["mean"], pre["std"])
+    print(f"rendered {len(images)} + {len(eval_images)} images in {time.time() - t0:.0f}s", flush=True)
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}], lr=args.lr)
+    warmup = 100
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))
+    )
+    rng = random.Random(args.seed)
+    token_cache: dict[str, list[int]] = {}
+    t0 = time.time()
+    for step in range(args.steps):
+        idx = torch.randint(len(scenes), (args.batch,))
+        caps = [caption(scenes[int(i)], rng) for i in idx]
+        special = min(tokenizer.all_special_ids)
+        ids = [add_distractors(token_cache.setdefault(c, tokenizer.encode(c)), rng, special) for c, _ in caps]
+        ids += [noise_caption(rng, special) for _ in range(args.noise_captions)]
+        named = torch.tensor([[-1 if a is None else tw.VOCABULARY[k].index(a) for k, a in zip(tw.ATTRIBUTE_KINDS, n)]
+                              for _, n in caps])
+        img_attr = attrs[idx]
+        match = ((named[None, :, :] < 0) | (named[None, :, :] == img_attr[:, None, :])).all(-1).float()  # [img, cap]
+        match = torch.cat([match, torch.zeros(args.batch, args.noise_captions)], 1)  # noise captions match nothing
+
+        embeds, eot = embed_token_ids(backbone, ids)
+        text = F.normalize(backbone.encode_embeddings(embeds, eot), dim=-1)
+        image = F.normalize(model.encode_image(pixels[idx]), dim=-1)
+        logits = model.logit_scale.exp().clamp(max=100) * image @ text.T
+        loss_i = -(match / match.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
+        real = match[:, : args.batch]
+        loss_t = -(real / real.sum(0, keepdim=True) * logits[:, : args.batch].log_softmax(0)).sum(0).mean()
+        loss = (loss_i + loss_t) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == args.steps - 1:
+            print(f"step {step:5d} loss {loss.item():.3f} scale {model.logit_scale.exp().item():.1f} "
+                  f"{time.time() - t0:.0f}s", flush=True)
+
+    model.eval().requires_grad_(False)
+    report = zero_shot(backbone, eval_pixels, eval_scenes)
+    report.update(train_steps=args.steps, batch=args.batch, train_images=args.images, seconds=round(time.time() - t0),
+                  threads=args.threads, seed=args.seed)
+    print(json.dumps(report, indent=2))
+
+    from safetensors.torch import save_file
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(args.out / "open_clip_model.safetensors"), metadata={"format": "pt", "source": "pez toy world"})
+    (args.out / "training_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The `pez` command as a user runs it: README's demo, JSON output, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pez_nodes import toyworld as tw
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def pez(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "pez_nodes.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=ENV)
+
+
+def test_demo_prints_prompt_as_json():
+    out = pez("demo", "--json", "--threads", "1")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)  # exactly one JSON object on stdout
+    assert {"prompt", "similarity", "steps", "seconds"} <= set(data)
+    assert data["prompt"] and data["steps"] == 300 and 0 < data["similarity"] <= 1
+    assert "/300" in out.stderr  # the progress bar went to stderr
+
+
+def test_invert_distill_concat_with_toy_model(tmp_path):
+    img = tmp_path / "pic.png"
+    tw.render(tw.Scene("star", "yellow", "large", "night"), size=96, seed=0).save(img)
+    common = ["--model", "toy", "--steps", "20", "--prompt-len", "4", "--json", "--quiet"]
+    for args in (["invert", str(img)], ["distill", "a large yellow star on night"], ["concat", "red circle", "on sand"]):
+        out = pez(*args, *common)
+        assert out.returncode == 0, out.stderr
+        data = json.loads(out.stdout)
+        assert data["steps"] == 20 and len(data["token_ids"]) >= 1
+        assert out.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["distill", "a cat"], "--model toy"),  # the default ViT-L-14/openai cannot be fetched offline
+        (["distill", "a cat", "--model", "ViT-Q-99", "--pretrained", "x"], "not an open_clip model name"),
+        (["distill", "", "--model", "toy"], "empty"),
+        (["distill", "a cat", "--model", "toy", "--prompt-len", "0"], "prompt_len=0"),
+        (["distill", "a cat", "--model", "toy", "--steps", "0"], "steps=0"),
+        (["invert", "/no/such.png", "--model", "toy"], "does not exist"),
+    ],
+)
+def test_errors_print_one_line_and_exit_non_zero(args, needle):
+    out = pez(*args, "--quiet")
+    assert out.returncode != 0
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, out.stderr
+    assert needle in lines[0]
+    assert out.stdout == ""

@@ -1,0 +1,220 @@
+"""The node pack inside a real ComfyUI server, driven over its HTTP + websocket API.
+
+Needs ``COMFYUI_DIR`` (a ComfyUI checkout whose Python can import torch; see README "Testing with
+ComfyUI"); skipped with the reason printed when it is unset. ``COMFYUI_PYTHON`` picks the interpreter
+(default: ``$COMFYUI_DIR/venv/bin/python`` if present, else this one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pez_nodes import client
+
+ROOT = Path(__file__).resolve().parents[1]
+COMFY = os.environ.get("COMFYUI_DIR")
+pytestmark = pytest.mark.skipif(not COMFY, reason="COMFYUI_DIR is not set: no real ComfyUI to host the nodes")
+NODE_IDS = ("PEZLoadCLIP", "PEZInvert", "PEZDistill", "PEZPromptConcat")
+EXAMPLES = [ROOT / "workflows" / "pez_example.png", ROOT / "workflows" / "pez_example_2.png"]
+
+
+def _python() -> str:
+    explicit = os.environ.get("COMFYUI_PYTHON")
+    venv = Path(COMFY or ".") / "venv" / "bin" / "python"
+    return explicit or (str(venv) if venv.exists() else sys.executable)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    comfy = Path(COMFY)
+    python = _python()
+    subprocess.run([python, str(ROOT / "install.py")], check=True, timeout=900)  # also proves install.py
+    link = comfy / "custom_nodes" / f"pez_host_test_{os.getpid()}"
+    link.symlink_to(ROOT, target_is_directory=True)
+    port = _free_port()
+    log = tmp_path_factory.mktemp("comfy") / "server.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+                                 "--disable-auto-launch"], cwd=comfy, stdout=out, stderr=subprocess.STDOUT, env=env)
+    base = client.Comfy(f"127.0.0.1:{port}", timeout=300)
+    try:
+        for _ in range(240):
+            if proc.poll() is not None:
+                break
+            try:
+                urllib.request.urlopen(base.base + "/system_stats", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("ComfyUI did not start in 120 s")
+        assert proc.poll() is None, log.read_text()[-3000:]
+        base.log = log
+        base.module = link.name
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        link.unlink()
+
+
+def _get(srv, path):
+    with urllib.request.urlopen(srv.base + path, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def _run(srv, workflow: dict, images=()) -> tuple[str, str, dict, list]:
+    """Queue ``workflow``; return (prompt_id, status, history entry, websocket messages seen)."""
+    workflow = json.loads(json.dumps(workflow))
+    loaders = sorted((k for k, v in workflow.items() if v["class_type"] == "LoadImage"), key=int)
+    for node_id, path in zip(loaders, images):
+        workflow[node_id]["inputs"]["image"] = srv.upload_image(path)
+    ws = srv.websocket()
+    seen = []
+    try:
+        prompt_id = srv.queue(workflow)
+        while True:
+            opcode, payload = ws.receive()
+            if opcode != 1:
+                seen.append(("binary", payload[:4]))
+                continue
+            msg = json.loads(payload)
+            seen.append((msg["type"], msg.get("data", {})))
+            data = msg.get("data", {})
+            if data.get("prompt_id") not in (None, prompt_id):
+                continue
+            if msg["type"] in ("execution_error", "execution_interrupted"):
+                status = msg["type"]
+                break
+            if msg["type"] == "executing" and data.get("node") is None:
+                status = "success"
+                break
+    finally:
+        ws.close()
+    for _ in range(20):
+        entry = srv.history(prompt_id)
+        if entry:
+            break
+        time.sleep(0.2)
+    return prompt_id, status, entry, seen
+
+
+def test_object_info_lists_every_node_with_inputs_and_tooltips(server):
+    info = _get(server, "/object_info")
+    for node_id in NODE_IDS:
+        assert node_id in info, f"{node_id} missing; see {server.log}"
+        spec = info[node_id]
+        inputs = {**spec["input"].get("required", {}), **spec["input"].get("optional", {})}
+        assert inputs and all(opts[1].get("tooltip") for opts in inputs.values() if len(opts) > 1), node_id
+    assert "toy (bundled, offline)" in info["PEZLoadCLIP"]["input"]["required"]["model"][1]["options"] or \
+        "toy (bundled, offline)" in info["PEZLoadCLIP"]["input"]["required"]["model"][0]
+    assert info["PEZInvert"]["output"] == ["STRING", "FLOAT"]
+    assert info["PEZInvert"]["input"]["required"]["seed"][1]["control_after_generate"] is True
+
+
+def _offline(workflow: dict) -> bool:
+    types = {v["class_type"] for v in workflow.values()}
+    loaders = [v for v in workflow.values() if v["class_type"] == "PEZLoadCLIP"]
+    return "CheckpointLoaderSimple" not in types and all(v["inputs"]["model"].startswith("toy") for v in loaders)
+
+
+OFFLINE = sorted(p for p in (ROOT / "workflows" / "api").glob("*.json") if _offline(json.loads(p.read_text())))
+
+
+def test_there_are_offline_workflows():
+    assert len(OFFLINE) >= 4
+
+
+@pytest.mark.parametrize("path", OFFLINE, ids=lambda p: p.stem)
+def test_offline_workflow_runs_to_success_with_a_prompt(server, path):
+    workflow = json.loads(path.read_text())
+    _, status, entry, seen = _run(server, workflow, EXAMPLES)
+    assert status == "success", entry.get("status")
+    assert entry["status"]["status_str"] == "success"
+    prompts = client.prompts_from_history(workflow, entry)
+    assert prompts and all(p.strip() for p in prompts.values())
+    assert any(kind == "progress" for kind, _ in seen)  # ComfyUI's progress bar moved
+
+
+def test_template_browser_lists_ui_workflows_only(server):
+    templates = _get(server, "/workflow_templates")[server.module]
+    assert "pez_invert_toy" in templates and not any(t.endswith(".api") for t in templates)
+    ui = _get(server, f"/api/workflow_templates/{server.module}/pez_invert_toy.json")
+    assert "nodes" in ui and "links" in ui
+
+
+def _distill(text: str, prompt_len: int = 4, steps: int = 30, seed: int = 0) -> dict:
+    wf = json.loads((ROOT / "workflows" / "api" / "pez_distill_toy.json").read_text())
+    wf["2"]["inputs"].update(text=text, prompt_len=prompt_len, steps=steps, seed=seed)
+    return wf
+
+
+def test_bad_inputs_come_back_as_node_errors_and_the_server_stays_up(server):
+    _, status, entry, seen = _run(server, _distill("   "))
+    assert status == "execution_error"
+    error = [d for k, d in seen if k == "execution_error"][0]
+    assert error["node_type"] == "PEZDistill" and "empty" in error["exception_message"]
+    with pytest.raises(client.ClientError, match="prompt_len"):
+        server.queue(_distill("a red circle", prompt_len=0))
+    assert _get(server, "/system_stats")  # still serving
+    _, status, _, _ = _run(server, _distill("a red circle"))
+    assert status == "success"
+
+
+def test_interrupt_stops_the_node_within_a_step(server):
+    wf = _distill("a small white ring on brick", steps=100000, seed=5)
+    ws = server.websocket()
+    try:
+        prompt_id = server.queue(wf)
+        progressed = 0
+        while progressed < 3:  # wait until the optimisation is really running
+            opcode, payload = ws.receive()
+            if opcode == 1 and json.loads(payload)["type"] == "progress":
+                progressed += 1
+        asked = time.monotonic()
+        server.interrupt()
+        while True:
+            opcode, payload = ws.receive()
+            if opcode == 1:
+                msg = json.loads(payload)
+                if msg["type"] in ("execution_interrupted", "execution_success", "execution_error"):
+                    break
+        took = time.monotonic() - asked
+    finally:
+        ws.close()
+    assert msg["type"] == "execution_interrupted" and msg["data"]["prompt_id"] == prompt_id
+    assert took < 5.0, took
+    assert _get(server, "/system_stats")
+
+
+def test_same_inputs_and_seed_hit_the_cache_and_a_new_seed_reruns(server):
+    wf = _distill("a large green cross on sand", seed=11)
+    _, status, first, _ = _run(server, wf)
+    assert status == "success"
+    _, status, second, seen = _run(server, wf)
+    cached = [d for k, d in seen if k == "execution_cached"]
+    assert status == "success" and cached and "2" in cached[0]["nodes"]
+    assert not any(k == "executing" and d.get("node") == "2" for k, d in seen)
+    assert client.prompts_from_history(wf, second) == client.prompts_from_history(wf, first)
+    _, status, _, seen = _run(server, _distill("a large green cross on sand", seed=12))
+    assert status == "success" and any(k == "executing" and d.get("node") == "2" for k, d in seen)

@@ -1,0 +1,97 @@
+"""Model sources load through open_clip, and every failure is one clear error."""
+
+import json
+import shutil
+
+import pytest
+
+from pez_nodes.core import TOY_DIR, ModelLoadError, load_clip
+
+
+def test_toy_loads_by_short_name_folder_and_local_dir(tmp_path):
+    a = load_clip("toy")
+    b = load_clip(str(TOY_DIR))
+    c = load_clip(f"local-dir:{TOY_DIR}")
+    assert a.context_length == 77 and a.token_embedding.shape[0] == 49408
+    for other in (b, c):
+        assert (other.token_embedding - a.token_embedding).abs().max() == 0
+
+
+def test_unknown_model_name_suggests_close_names():
+    with pytest.raises(ModelLoadError, match="ViT-L-14"):
+        load_clip("ViT-L-41", "openai")
+
+
+def test_unknown_pretrained_tag_lists_known_tags():
+    with pytest.raises(ModelLoadError, match="openai"):
+        load_clip("ViT-L-14", "opneai")
+
+
+def test_offline_download_fails_with_one_line_pointing_to_toy():
+    with pytest.raises(ModelLoadError) as e:
+        load_clip("ViT-B-32", "openai")
+    assert "--model toy" in str(e.value) and "\n" not in str(e.value)
+
+
+def _copy_toy(tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(TOY_DIR, d)
+    return d
+
+
+def test_missing_weights_are_refused_not_random(tmp_path):
+    d = _copy_toy(tmp_path)
+    (d / "open_clip_model.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match="no open_clip_model.safetensors"):
+        load_clip(str(d))
+
+
+def test_corrupt_weights_are_reported(tmp_path):
+    d = _copy_toy(tmp_path)
+    (d / "open_clip_model.safetensors").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(ModelLoadError, match="corrupt"):
+        load_clip(str(d))
+
+
+def test_missing_config_is_reported(tmp_path):
+    d = _copy_toy(tmp_path)
+    (d / "open_clip_config.json").unlink()
+    with pytest.raises(ModelLoadError, match="open_clip_config.json"):
+        load_clip(str(d))
+
+
+def test_pickled_weights_are_refused_by_default(tmp_path):
+    d = _copy_toy(tmp_path)
+    (d / "open_clip_model.safetensors").rename(d / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="pickle"):
+        load_clip(str(d))
+
+
+def test_weights_file_as_model_is_explained(tmp_path):
+    with pytest.raises(ModelLoadError, match="--pretrained"):
+        load_clip(str(TOY_DIR / "open_clip_model.safetensors"))
+
+
+def test_wrong_architecture_is_reported(tmp_path):
+    d = _copy_toy(tmp_path)
+    cfg = json.loads((d / "open_clip_config.json").read_text())
+    cfg["model_cfg"]["text_cfg"]["width"] = 32
+    (d / "open_clip_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="do not fit|size mismatch"):
+        load_clip(str(d))
+
+
+def test_empty_source_is_rejected():
+    with pytest.raises(ModelLoadError, match="empty"):
+        load_clip("  ")
+
+
+def test_model_created_under_inference_mode_still_optimises():
+    import torch
+
+    from pez_nodes.core import PEZConfig, distill
+
+    with torch.inference_mode():
+        model = load_clip("toy")
+        r = distill(model, "a red circle", PEZConfig(steps=3, prompt_len=2))
+    assert r.steps == 3
