@@ -4,8 +4,8 @@
     python benchmarks/bench_step.py --models toy --restarts 1,8 --steps 20
     python benchmarks/bench_step.py --device cuda --models ViT-H-14 --full-steps 3000   # GPU wall times
 
-Real-size models use random weights (open_clip architecture only, nothing downloaded): speed does not
-depend on the weights. Each (model, restarts, loop) case runs in its own subprocess so its peak RSS
+Real-size models use random weights (open_clip's text tower config, nothing downloaded; the vision
+tower is shrunk, as PEZ's steps never use it): speed does not depend on the weights. Each (model, restarts, loop) case runs in its own subprocess so its peak RSS
 is its own. Prints ms/step for both loops and their ratio, the text encoder's achieved FLOP/s beside
 the peak of a large fp32 matmul measured in the same run, and peak memory.
 """
@@ -61,9 +61,12 @@ def build(name: str, device: str):
 
     if name == "toy":
         return load_clip("toy", device=device)
+    cfg = dict(open_clip.get_model_config(name))
+    # the real text tower; a token-sized vision tower (PEZ's steps never touch it, and it saves minutes and GBs)
+    cfg["vision_cfg"] = {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16}
     with torch.inference_mode(False):
-        model = open_clip.create_model(name, pretrained=None, device=device)
-    return ClipBackbone(model, open_clip.get_tokenizer(name), f"{name} (random weights)", (0.5,) * 3, (0.5,) * 3, 224)
+        model = open_clip.CLIP(**cfg).to(device)
+    return ClipBackbone(model, open_clip.get_tokenizer(name), f"{name} (random weights)", (0.5,) * 3, (0.5,) * 3, 32)
 
 
 def run_case(args) -> dict:

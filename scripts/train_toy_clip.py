@@ -8,13 +8,16 @@ in canonical or shuffled order with filler words, so the text tower learns each 
 The contrastive loss uses soft targets: a caption matches every image in the batch whose attributes
 include all the words it names (plain CLIP targets would punish true matches as negatives).
 
-The toy world names only ~30 of CLIP's 49,408 tokens. A text tower trained on those alone gives
-arbitrary features to every other token, and PEZ then finds gibberish that out-scores the true
-caption. Real CLIP saw every token; to make the toy behave like it, captions carry random vocabulary
-tokens as distractors (which must not change their meaning), and each batch adds captions made only of
-random tokens that match no image.
+The toy world names 20 of CLIP's 49,408 tokens; the model cannot learn what the other 49,388 mean,
+and PEZ readily finds combinations of them (and of filler words) that out-score the true caption —
+an artefact of a tiny model that never saw those tokens, not of PEZ. So the model folder declares its
+vocabulary (``pez_vocabulary.txt``: the attribute words), and ``load_clip`` makes that the default
+vocabulary PEZ projects onto. Tried and measured before this choice (share of attribute words PEZ
+recovered from 20 images): full vocabulary 0 %; random-token distractors and noise captions in training
+20 %; plus PEZ-mined adversarial captions during training 16 %; declared vocabulary 90 %.
 
-Writes ``open_clip_model.safetensors`` (fp16) and ``training_report.json`` (zero-shot accuracy).
+Writes ``open_clip_model.safetensors`` (fp16), ``training_report.json`` (zero-shot accuracy) and
+``pez_vocabulary.txt``. The shipped model is this script's output with its defaults (618 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -65,19 +68,6 @@ def _render(job):
     return tw.render(scene, size=size, seed=seed)
 
 
-def add_distractors(ids: list[int], rng: random.Random, special: int) -> list[int]:
-    """Insert 0-3 random vocabulary tokens at random places (half of the captions)."""
-    out = list(ids)
-    if rng.random() < 0.5:
-        for _ in range(rng.randint(1, 3)):
-            out.insert(rng.randint(0, len(out)), rng.randrange(special))
-    return out
-
-
-def noise_caption(rng: random.Random, special: int) -> list[int]:
-    return [rng.randrange(special) for _ in range(rng.randint(1, 10))]
-
-
 def build_dataset(n: int, seed: int, size: int, workers: int):
     rng = random.Random(seed)
     scenes = [tw.random_scene(rng) for _ in range(n)]
@@ -112,11 +102,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=2500)
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--images", type=int, default=20000)
+    ap.add_argument("--images", type=int, default=16000)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--noise-captions", type=int, default=64, help="random-token captions per batch")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
 
@@ -153,22 +142,18 @@ def main() -> None:
     for step in range(args.steps):
         idx = torch.randint(len(scenes), (args.batch,))
         caps = [caption(scenes[int(i)], rng) for i in idx]
-        special = min(tokenizer.all_special_ids)
-        ids = [add_distractors(token_cache.setdefault(c, tokenizer.encode(c)), rng, special) for c, _ in caps]
-        ids += [noise_caption(rng, special) for _ in range(args.noise_captions)]
+        ids = [token_cache.setdefault(c, tokenizer.encode(c)) for c, _ in caps]
         named = torch.tensor([[-1 if a is None else tw.VOCABULARY[k].index(a) for k, a in zip(tw.ATTRIBUTE_KINDS, n)]
                               for _, n in caps])
         img_attr = attrs[idx]
         match = ((named[None, :, :] < 0) | (named[None, :, :] == img_attr[:, None, :])).all(-1).float()  # [img, cap]
-        match = torch.cat([match, torch.zeros(args.batch, args.noise_captions)], 1)  # noise captions match nothing
 
         embeds, eot = embed_token_ids(backbone, ids)
         text = F.normalize(backbone.encode_embeddings(embeds, eot), dim=-1)
         image = F.normalize(model.encode_image(pixels[idx]), dim=-1)
         logits = model.logit_scale.exp().clamp(max=100) * image @ text.T
         loss_i = -(match / match.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
-        real = match[:, : args.batch]
-        loss_t = -(real / real.sum(0, keepdim=True) * logits[:, : args.batch].log_softmax(0)).sum(0).mean()
+        loss_t = -(match / match.sum(0, keepdim=True) * logits.log_softmax(0)).sum(0).mean()
         loss = (loss_i + loss_t) / 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -190,6 +175,8 @@ def main() -> None:
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(args.out / "open_clip_model.safetensors"), metadata={"format": "pt", "source": "pez toy world"})
     (args.out / "training_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    words = [w for kind in tw.ATTRIBUTE_KINDS for w in tw.VOCABULARY[kind]]
+    (args.out / "pez_vocabulary.txt").write_text("\n".join(words) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -19,3 +19,13 @@ def toy():
     from pez_nodes.core import load_clip
 
     return load_clip("toy")
+
+
+@pytest.fixture(scope="session")
+def toy_full():
+    """The toy CLIP without its declared vocabulary: PEZ may pick any of the 49,406 ordinary tokens."""
+    from pez_nodes.core import load_clip
+
+    model = load_clip("toy")
+    model.vocabulary_ids = None
+    return model

@@ -56,3 +56,26 @@ def test_errors_print_one_line_and_exit_non_zero(args, needle):
     assert len(lines) == 1, out.stderr
     assert needle in lines[0]
     assert out.stdout == ""
+
+
+def test_control_flags_reach_the_core(tmp_path):
+    allow = tmp_path / "words.txt"
+    allow.write_text("red\nblue\ncircle\nsquare\ngrass\nsand\nphoto\n")
+    out = pez("distill", "a large red circle on grass", "--model", "toy", "--steps", "30", "--prompt-len", "2",
+              "--allowlist", str(allow), "--blocklist", "blue,square", "--negative-text", "sand",
+              "--negative-weight", "0.3", "--template", "a photo of {} on {}", "--slot-len", "1",
+              "--top-k", "3", "--ascii-only", "--json", "--quiet")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["prompt"].startswith("a photo of ") and " on " in data["prompt"]
+    learned = data["prompt"].replace("a photo of ", "").replace(" on ", " ").split()
+    assert set(learned) <= {"red", "circle", "grass", "sand", "photo"}
+    sims = [c["similarity"] for c in data["candidates"]]
+    assert 1 <= len(sims) <= 3 and sims == sorted(sims, reverse=True) and data["candidates"][0]["prompt"] == data["prompt"]
+
+
+def test_empty_allowlist_file_is_one_line_error(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    out = pez("distill", "a cat", "--model", "toy", "--allowlist", str(empty), "--quiet")
+    assert out.returncode == 2 and "allowlist is empty" in out.stderr and len(out.stderr.strip().splitlines()) == 1

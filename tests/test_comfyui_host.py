@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from pez_nodes import client
+from pez_nodes.core import TOY_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 COMFY = os.environ.get("COMFYUI_DIR")
@@ -47,6 +48,12 @@ def server(tmp_path_factory):
     subprocess.run([python, str(ROOT / "install.py")], check=True, timeout=900)  # also proves install.py
     link = comfy / "custom_nodes" / f"pez_host_test_{os.getpid()}"
     link.symlink_to(ROOT, target_is_directory=True)
+    models = comfy / "models" / "open_clip"  # a local-dir folder and a bare file (+ sidecar config) to list
+    models.mkdir(parents=True, exist_ok=True)
+    folder, bare = models / f"pez_test_{os.getpid()}", models / f"pez_test_{os.getpid()}.safetensors"
+    shutil.copytree(TOY_DIR, folder)
+    shutil.copy(TOY_DIR / "open_clip_model.safetensors", bare)
+    shutil.copy(TOY_DIR / "open_clip_config.json", bare.with_suffix(".json"))
     port = _free_port()
     log = tmp_path_factory.mktemp("comfy") / "server.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -68,8 +75,12 @@ def server(tmp_path_factory):
         assert proc.poll() is None, log.read_text()[-3000:]
         base.log = log
         base.module = link.name
+        base.model_choices = (f"{folder.name}/", bare.name)
         yield base
     finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        bare.unlink(missing_ok=True)
+        bare.with_suffix(".json").unlink(missing_ok=True)
         proc.terminate()
         try:
             proc.wait(30)
@@ -126,10 +137,23 @@ def test_object_info_lists_every_node_with_inputs_and_tooltips(server):
         spec = info[node_id]
         inputs = {**spec["input"].get("required", {}), **spec["input"].get("optional", {})}
         assert inputs and all(opts[1].get("tooltip") for opts in inputs.values() if len(opts) > 1), node_id
-    assert "toy (bundled, offline)" in info["PEZLoadCLIP"]["input"]["required"]["model"][1]["options"] or \
-        "toy (bundled, offline)" in info["PEZLoadCLIP"]["input"]["required"]["model"][0]
+    model = info["PEZLoadCLIP"]["input"]["required"]["model"]
+    options = model[1]["options"] if len(model) > 1 and "options" in model[1] else model[0]
+    assert options[0] == "toy (bundled, offline)"
     assert info["PEZInvert"]["output"] == ["STRING", "FLOAT"]
     assert info["PEZInvert"]["input"]["required"]["seed"][1]["control_after_generate"] is True
+
+
+def test_loader_lists_and_loads_models_from_the_open_clip_folder(server):
+    options = _get(server, "/object_info/PEZLoadCLIP")["PEZLoadCLIP"]["input"]["required"]["model"]
+    options = options[1]["options"] if len(options) > 1 and "options" in options[1] else options[0]
+    wf = json.loads((ROOT / "workflows" / "api" / "pez_distill_toy.json").read_text())
+    wf["2"]["inputs"].update(steps=20)
+    for choice in server.model_choices:
+        assert choice in options
+        wf["1"]["inputs"]["model"] = choice
+        _, status, entry, _ = _run(server, wf)
+        assert status == "success", entry.get("status")
 
 
 def _offline(workflow: dict) -> bool:

@@ -12,7 +12,9 @@ from pez_nodes.core.vocabulary import VocabularyFilter, allowed_token_ids
 FAST = dict(steps=60, prompt_len=4)
 
 
-def test_blocked_words_never_appear_over_many_seeds(toy):
+@pytest.mark.parametrize("vocab", ["toy", "toy_full"])
+def test_blocked_words_never_appear_over_many_seeds(vocab, request):
+    toy = request.getfixturevalue(vocab)
     blocked = ("red", "circle", "grass")
     for seed in range(12):
         r = distill(toy, "a large red circle on grass", PEZConfig(seed=seed, blocklist=blocked, top_k=5, **FAST))
@@ -24,11 +26,11 @@ def test_blocked_words_never_appear_over_many_seeds(toy):
         assert all(t in set(ids.tolist()) for t in r.token_ids if t not in toy.tokenize(""))
 
 
-def test_substring_blocklist_removes_every_token_containing_it(toy):
-    ids = set(allowed_token_ids(toy, VocabularyFilter.make(["red"], substring=True)).tolist())
-    texts = toy.token_texts()
+def test_substring_blocklist_removes_every_token_containing_it(toy_full):
+    ids = set(allowed_token_ids(toy_full, VocabularyFilter.make(["red"], substring=True)).tolist())
+    texts = toy_full.token_texts()
     assert not any("red" in texts[i] for i in ids)
-    whole = set(allowed_token_ids(toy, VocabularyFilter.make(["red"])).tolist())
+    whole = set(allowed_token_ids(toy_full, VocabularyFilter.make(["red"])).tolist())
     assert any("red" in texts[i] for i in whole)  # whole-word mode keeps e.g. 'shred', 'redis'
 
 
@@ -39,10 +41,26 @@ def test_allowlist_projects_only_onto_listed_words(toy):
     assert {"red", "circle"} <= set(r.text.split())
 
 
-def test_ascii_only_gives_ascii(toy):
+def test_ascii_only_gives_ascii(toy_full):
+    ids = allowed_token_ids(toy_full, VocabularyFilter.make(ascii_only=True))
+    texts = toy_full.token_texts()
+    assert 20000 < len(ids) < 49406 and all(texts[i].isascii() for i in ids.tolist())
     for seed in range(4):
-        r = distill(toy, "a small white ring on night", PEZConfig(seed=seed, ascii_only=True, **FAST))
+        r = distill(toy_full, "a small white ring on night", PEZConfig(seed=seed, ascii_only=True, **FAST))
         assert r.text.isascii(), r.text
+
+
+def test_declared_vocabulary_limits_the_projection(toy):
+    words = set((toy_dir() / "pez_vocabulary.txt").read_text().split())
+    r = distill(toy, "a large blue square on brick", PEZConfig(top_k=4, **FAST))
+    for cand in r.candidates:
+        assert set(cand.text.split()) <= words
+
+
+def toy_dir():
+    from pez_nodes.core import TOY_DIR
+
+    return TOY_DIR
 
 
 def test_filters_that_leave_nothing_are_rejected(toy):

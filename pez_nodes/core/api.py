@@ -83,7 +83,7 @@ def optimize(
         feats, weights = target_features(model, targets)
         objective = ClipObjective(model, layout or layout_for(model, config), feats, weights, compile=config.compile)
         vocab = VocabularyFilter.make(config.blocklist, config.blocklist_substring, config.allowlist, config.ascii_only)
-        projector = projector_for(model, allowed_token_ids(model, vocab) if vocab.active else None)
+        projector = projector_for(model, allowed_token_ids(model, vocab))
         extra = tuple(Candidate(t, objective.score_text(t), model.tokenize(t)) for t in extra_texts if vocab.allows_text(t))
         result = optimize_prompt(objective, projector, config, callback, extra, model.name, text_filter=vocab.allows_text)
     return result

@@ -2,8 +2,8 @@
 
 A file dropped into ComfyUI's ``models/open_clip`` folder carries no config. Its tensor shapes give
 the text and vision widths, depths, patch size, image size and embedding size; the open_clip
-config with the same numbers is the architecture. A sidecar ``<file>.json`` (open_clip config
-format) wins when present.
+config with the same numbers is the architecture. A sidecar ``<file>.json`` wins when present:
+either ``{"model_name": "ViT-L-14"}`` or an open_clip config (``open_clip_config.json`` format).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import tempfile
 from pathlib import Path
 
 
@@ -35,6 +36,22 @@ def _signature_of_file(path: Path) -> dict:
         "vision_layers": _depth(shapes, r"^visual\.transformer\.resblocks\.(\d+)\."),
         "image_size": int(round(math.sqrt(patches))) * shapes["visual.conv1.weight"][-1],
     }
+
+
+def _register_sidecar(path: Path, cfg: dict) -> str:
+    """A sidecar is either ``{"model_name": "ViT-L-14"}`` or an open_clip config (with ``model_cfg``)."""
+    import open_clip
+
+    if "model_cfg" not in cfg:
+        name = cfg.get("model_name") or cfg.get("architecture")
+        if not name:
+            raise ValueError(f"{path.with_suffix('.json').name} needs 'model_name' or open_clip's 'model_cfg'.")
+        return name
+    name = f"pez-local-{path.stem}"
+    folder = Path(tempfile.mkdtemp(prefix="pez-config-"))
+    (folder / f"{name}.json").write_text(json.dumps(cfg["model_cfg"]))
+    open_clip.add_model_config(folder / f"{name}.json")
+    return name
 
 
 def _depth(shapes: dict, pattern: str) -> int:
@@ -67,10 +84,7 @@ def identify_architecture(path: str | Path) -> str:
     path = Path(path)
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
-        cfg = json.loads(sidecar.read_text())
-        name = cfg.get("model_name") or cfg.get("architecture")
-        if name:
-            return name
+        return _register_sidecar(path, json.loads(sidecar.read_text()))
     try:
         sig = _signature_of_file(path)
     except ValueError:

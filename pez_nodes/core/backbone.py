@@ -53,9 +53,12 @@ class ClipBackbone:
         tokenizer: open_clip's ``SimpleTokenizer`` for the model.
         name: how the user named the model (shown in results and errors).
         image_mean / image_std / image_size: the model's preprocessing.
+        vocabulary_words: if given, the words the model knows; PEZ then projects only onto their tokens
+            (the bundled toy CLIP declares its 20 attribute words: it never saw any other token).
     """
 
-    def __init__(self, model: nn.Module, tokenizer, name: str, image_mean, image_std, image_size: int):
+    def __init__(self, model: nn.Module, tokenizer, name: str, image_mean, image_std, image_size: int,
+                 vocabulary_words: Sequence[str] | None = None):
         self.tower = text_tower(model)
         if not hasattr(tokenizer, "sot_token_id") or not hasattr(tokenizer, "encode"):
             raise ValueError(f"model {name} uses tokenizer {type(tokenizer).__name__}; PEZ supports CLIP's BPE tokenizer.")
@@ -70,6 +73,10 @@ class ClipBackbone:
         self.special_ids = frozenset(int(i) for i in getattr(tokenizer, "all_special_ids", (self.sot_id, self.eot_id)))
         self.context_length = int(self.tower.positional_embedding.shape[0])
         self._cast_dtype = self.tower.transformer.get_cast_dtype()
+        self.vocabulary_ids = None
+        if vocabulary_words is not None:
+            ids = sorted({i for w in vocabulary_words for i in self.tokenize(w)})
+            self.vocabulary_ids = torch.tensor(ids, dtype=torch.long)
 
     # --- TextEncoder -------------------------------------------------------------------------
     @property

@@ -23,6 +23,7 @@ class TextEncoder(Protocol):
         context_length: tokens the encoder takes, start and end token included (77 for CLIP).
         sot_id / eot_id: the start and end token ids that frame every prompt.
         special_ids: ids that must never appear inside a learned prompt.
+        vocabulary_ids: the ids the model declares it knows (``None``: every id); PEZ projects only onto them.
     """
 
     token_embedding: torch.Tensor
@@ -30,6 +31,7 @@ class TextEncoder(Protocol):
     sot_id: int
     eot_id: int
     special_ids: frozenset[int]
+    vocabulary_ids: torch.Tensor | None
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text`` without start/end tokens and without truncation."""

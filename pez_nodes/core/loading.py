@@ -6,6 +6,7 @@ Sources:
     ``ViT-L-14`` + pretrained ``/x.safetensors``  an open_clip name and a local weights file
     ``hf-hub:org/repo``                  an open_clip model on the Hugging Face hub (downloads)
     ``local-dir:/path`` or ``/path``     a folder with ``open_clip_config.json`` + ``open_clip_model.safetensors``
+                                         (+ optional ``pez_vocabulary.txt``: the only words PEZ may use)
 
 Only safetensors are read unless ``allow_pickle=True``: a pickled checkpoint can run code.
 Nothing is downloaded unless the user names a remote model.
@@ -25,6 +26,7 @@ TOY_DIR = Path(__file__).resolve().parents[1] / "models" / "toy"
 DEFAULT_MODEL = "ViT-L-14"
 DEFAULT_PRETRAINED = "openai"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+VOCABULARY_FILE = "pez_vocabulary.txt"  # optional in a model folder: the words the model knows, one a line
 OFFLINE_HINT = "with no network, use the bundled model (--model toy) or a local folder / safetensors file"
 
 
@@ -163,7 +165,10 @@ def load_clip(
     size = pp.get("size", 224)
     size = size[0] if isinstance(size, (tuple, list)) else size
     name = "toy" if source == "toy" else source + (f"/{pretrained}" if pretrained and not Path(pretrained).suffix else "")
-    return ClipBackbone(model, tokenizer, name, pp["mean"], pp["std"], size)
+    words = None
+    if model_id.startswith("local-dir:") and (Path(model_id[len("local-dir:"):]) / VOCABULARY_FILE).is_file():
+        words = (Path(model_id[len("local-dir:"):]) / VOCABULARY_FILE).read_text(encoding="utf-8").split()
+    return ClipBackbone(model, tokenizer, name, pp["mean"], pp["std"], size, vocabulary_words=words)
 
 
 class _QuietOpenClip(logging.Filter):

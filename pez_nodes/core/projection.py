@@ -44,15 +44,6 @@ class VocabularyProjector:
         return self.allowed_ids[pick.to(self.allowed_ids.device)]
 
 
-def default_allowed_ids(vocab_size: int, special_ids: frozenset[int], device: torch.device | str = "cpu") -> torch.Tensor:
-    """Every id except the special tokens."""
-    keep = torch.ones(vocab_size, dtype=torch.bool)
-    for i in special_ids:
-        if 0 <= i < vocab_size:
-            keep[i] = False
-    return keep.nonzero().squeeze(1).to(device)
-
-
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -60,7 +51,9 @@ def projector_for(encoder, allowed_ids: torch.Tensor | None = None) -> Vocabular
     """The projector for ``encoder`` and a vocabulary filter, built (normalised) once and cached per model."""
     table = encoder.token_embedding
     if allowed_ids is None:
-        allowed_ids = default_allowed_ids(table.shape[0], encoder.special_ids, table.device)
+        from .vocabulary import allowed_token_ids
+
+        allowed_ids = allowed_token_ids(encoder)
     key = (str(table.device), table.data_ptr(), hash(allowed_ids.cpu().numpy().tobytes()))
     per_model = _CACHE.setdefault(encoder, {})
     if key not in per_model:

@@ -75,13 +75,18 @@ def bpe_token_texts(tokenizer) -> list[str]:
     return out
 
 
-def allowed_token_ids(encoder: TextEncoder, filt: VocabularyFilter) -> torch.Tensor:
-    """Ids a prompt may use under ``filt`` (special tokens never), or a ``ValueError`` if none remain."""
+def allowed_token_ids(encoder: TextEncoder, filt: VocabularyFilter | None = None) -> torch.Tensor:
+    """Ids a prompt may use: the model's vocabulary (all ids unless it declares fewer), never special
+    tokens, narrowed by ``filt``; a ``ValueError`` if none remain."""
     vocab = encoder.token_embedding.shape[0]
     keep = torch.ones(vocab, dtype=torch.bool)
+    known = getattr(encoder, "vocabulary_ids", None)
+    if known is not None:
+        keep[:] = False
+        keep[torch.as_tensor(known, dtype=torch.long).cpu()] = True
     for i in encoder.special_ids:
         keep[i] = False
-    if filt.active:
+    if filt is not None and filt.active:
         texts = encoder.token_texts()
         if filt.allowlist is not None:
             allowed = {i for word in filt.allowlist for i in encoder.tokenize(word)}
