@@ -103,6 +103,7 @@ class PEZInvert(io.ComfyNode):
             ],
             outputs=_OUTPUTS,
             hidden=[io.Hidden.unique_id],
+            is_output_node=True,
         )
 
     @classmethod
@@ -128,6 +129,7 @@ class PEZDistill(io.ComfyNode):
             ],
             outputs=_OUTPUTS,
             hidden=[io.Hidden.unique_id],
+            is_output_node=True,
         )
 
     @classmethod
@@ -154,6 +156,7 @@ class PEZPromptConcat(io.ComfyNode):
             ],
             outputs=_OUTPUTS,
             hidden=[io.Hidden.unique_id],
+            is_output_node=True,
         )
 
     @classmethod
