@@ -6,8 +6,10 @@
 
 Real-size models use random weights (open_clip's text tower config, nothing downloaded; the vision
 tower is shrunk, as PEZ's steps never use it): speed does not depend on the weights. Each (model, restarts, loop) case runs in its own subprocess so its peak RSS
-is its own. Prints ms/step for both loops and their ratio, the text encoder's achieved FLOP/s beside
-the peak of a large fp32 matmul measured in the same run, and peak memory.
+is its own. Prints ms/step for both loops and their ratio; our loop's useful FLOP/s beside the peak
+of a large fp32 matmul, and the weight bytes it streams per second beside a large copy's bandwidth
+(with one restart a step is a few rows through every weight matrix: memory-bound, not compute-bound),
+both measured in the same run; and peak memory.
 """
 
 from __future__ import annotations
@@ -26,15 +28,41 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def text_flops_per_step(model, prompt_len: int, restarts: int, length: int) -> float:
-    """Forward + backward FLOPs of the text transformer on ``length`` tokens, plus the projection matmul."""
+def text_flops_per_step(model, prompt_len: int, restarts: int, length: int, vocab: int) -> float:
+    """Useful FLOPs of one step: the text transformer's forward on ``length`` tokens and its backward to
+    the inputs only (the weights are frozen, so ≈ one more forward), plus the projection matmul over
+    ``vocab`` rows. The paper's extra no-grad pass is not counted as useful work."""
     t = model.tower
     width = t.token_embedding.weight.shape[1]
     layers = len(t.transformer.resblocks)
     per_layer = 24 * length * width * width + 4 * length * length * width
-    encoder = 3 * restarts * layers * per_layer  # backward ≈ 2× forward
-    projection = 2 * restarts * prompt_len * t.token_embedding.weight.shape[0] * width
+    encoder = 2 * restarts * layers * per_layer
+    projection = 2 * restarts * prompt_len * vocab * width
     return encoder + projection
+
+
+def weight_bytes_per_step(model, vocab: int) -> float:
+    """Bytes of weights one step must read at least: the text transformer twice (forward, backward),
+    and the normalised vocabulary table once."""
+    t = model.tower
+    params = sum(p.numel() * p.element_size() for p in t.transformer.parameters())
+    return 2 * params + vocab * t.token_embedding.weight.shape[1] * 4
+
+
+def peak_bandwidth(device: str, seconds: float = 1.5) -> float:
+    """Bytes per second of a large tensor copy (read + write), the memory-bound ceiling."""
+    import torch
+
+    a = torch.empty(64 * 2 ** 20, device=device)  # 256 MB
+    b = torch.empty_like(a)
+    b.copy_(a)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        b.copy_(a)
+        count += 1
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return 2 * a.numel() * 4 * count / (time.perf_counter() - start)
 
 
 def peak_matmul_flops(device: str, seconds: float = 2.0) -> float:
@@ -60,7 +88,9 @@ def build(name: str, device: str):
     from pez_nodes.core import ClipBackbone, load_clip
 
     if name == "toy":
-        return load_clip("toy", device=device)
+        model = load_clip("toy", device=device)
+        model.vocabulary_ids = None  # the full 49,406-token vocabulary, as the paper's loop searches
+        return model
     cfg = dict(open_clip.get_model_config(name))
     # the real text tower; a token-sized vision tower (PEZ's steps never touch it, and it saves minutes and GBs)
     cfg["vision_cfg"] = {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16}
@@ -90,7 +120,7 @@ def run_case(args) -> dict:
 
         def go(n):
             return paper_loop(model, targets, args.prompt_len, n, restarts=args.restarts).seconds
-        length = model.context_length
+        length, vocab = model.context_length, model.token_embedding.shape[0]
     else:
         from pez_nodes.core import PEZConfig, PromptLayout, optimize_prompt, projector_for
         from pez_nodes.core.objective import ClipObjective
@@ -100,7 +130,7 @@ def run_case(args) -> dict:
         def go(n):
             config = PEZConfig(prompt_len=args.prompt_len, steps=n, restarts=args.restarts, device=args.device)
             return optimize_prompt(objective, projector_for(model), config).seconds
-        length = args.prompt_len + 2
+        length, vocab = args.prompt_len + 2, len(projector_for(model).allowed_ids)
     go(args.warmup)
     sync()
     if args.device.startswith("cuda"):
@@ -108,7 +138,8 @@ def run_case(args) -> dict:
     seconds = go(args.steps)
     sync()
     out = {"ms_per_step": 1000 * seconds / args.steps,
-           "flops_per_step": text_flops_per_step(model, args.prompt_len, args.restarts, length),
+           "flops_per_step": text_flops_per_step(model, args.prompt_len, args.restarts, length, vocab),
+           "bytes_per_step": weight_bytes_per_step(model, vocab),
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if args.device.startswith("cuda"):
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
@@ -140,10 +171,13 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     peak = peak_matmul_flops(args.device)
+    bandwidth = peak_bandwidth(args.device)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {args.threads} threads"
-    print(f"device: {device_name}; peak fp32 matmul (2048²): {peak / 1e9:.1f} GFLOP/s\n")
+    print(f"device: {device_name}; peak fp32 matmul (2048²): {peak / 1e9:.1f} GFLOP/s; "
+          f"copy bandwidth: {bandwidth / 1e9:.1f} GB/s\n")
     header = (f"{'model':<10} {'R':>2} | {'paper ms/step':>13} {'ours ms/step':>12} {'speed-up':>8} | "
-              f"{'ours GFLOP/s':>12} {'% of peak':>9} | {'paper RSS MB':>12} {'ours RSS MB':>11}")
+              f"{'ours GFLOP/s':>12} {'% of peak':>9} {'weights GB/s':>12} {'% of copy':>9} | "
+              f"{'paper RSS MB':>12} {'ours RSS MB':>11}")
     extra = " | paper GPU MB  ours GPU MB" if args.device.startswith("cuda") else ""
     full = f" | paper {args.full_steps} steps  ours {args.full_steps} steps" if args.full_steps else ""
     print(header + extra + full)
@@ -163,8 +197,10 @@ def main() -> None:
                 res[loop] = json.loads(out.stdout.strip().splitlines()[-1])
             p, o = res["paper"], res["ours"]
             achieved = o["flops_per_step"] / (o["ms_per_step"] / 1000)
+            streamed = o["bytes_per_step"] / (o["ms_per_step"] / 1000)
             line = (f"{model:<10} {r:>2} | {p['ms_per_step']:>13.1f} {o['ms_per_step']:>12.1f} "
-                    f"{p['ms_per_step'] / o['ms_per_step']:>7.2f}x | {achieved / 1e9:>12.1f} {100 * achieved / peak:>8.0f}% | "
+                    f"{p['ms_per_step'] / o['ms_per_step']:>7.2f}x | {achieved / 1e9:>12.1f} {100 * achieved / peak:>8.0f}% "
+                    f"{streamed / 1e9:>12.1f} {100 * streamed / bandwidth:>8.0f}% | "
                     f"{p['peak_rss_mb']:>12.0f} {o['peak_rss_mb']:>11.0f}")
             if extra:
                 line += f" | {p['peak_gpu_mb']:>12.0f} {o['peak_gpu_mb']:>11.0f}"

@@ -44,7 +44,11 @@ def paper_loop(model: ClipBackbone, targets: torch.Tensor, prompt_len: int = 16,
     device = table.device
     targets = F.normalize(targets.float(), dim=-1)
     n_targets = targets.shape[0]
-    ids0 = torch.randint(vocab, (restarts, prompt_len), generator=g).to(device)  # special tokens included
+    # all ids, special tokens included; a model that declares its vocabulary (the toy) limits both loops to it
+    known = getattr(model, "vocabulary_ids", None)
+    candidates = torch.arange(vocab) if known is None else torch.cat([known.cpu(), torch.tensor(sorted(model.special_ids))])
+    candidates = candidates.to(device)
+    ids0 = candidates[torch.randint(len(candidates), (restarts, prompt_len), generator=g).to(device)]
     prompt = table[ids0].clone().float().requires_grad_(True)
     opt = torch.optim.AdamW([prompt], lr=lr, weight_decay=weight_decay)
     template = torch.zeros(restarts, ctx, dtype=torch.long, device=device)
@@ -56,9 +60,9 @@ def paper_loop(model: ClipBackbone, targets: torch.Tensor, prompt_len: int = 16,
     step = 0
     for step in range(1, steps + 1):
         # 1. nearest neighbour: normalise the whole table and the prompt, every step
-        table_n = F.normalize(table.float(), dim=-1)
+        table_n = F.normalize(table[candidates].float(), dim=-1)
         hits = (F.normalize(prompt.detach().reshape(-1, prompt.shape[-1]), dim=-1) @ table_n.T).topk(1, dim=-1)
-        ids = hits.indices.reshape(restarts, prompt_len)
+        ids = candidates[hits.indices.reshape(restarts, prompt_len)]
         projected = table[ids].float().clone().requires_grad_(True)
 
         def embeds(p):

@@ -67,7 +67,7 @@ def test_patience_stops_on_plateau(toy, picture):
 def test_best_is_kept_over_restarts(toy, picture):
     r = invert(toy, [picture], PEZConfig(restarts=3, **FAST))
     assert len(r.best_per_restart) == 3
-    assert r.similarity == max(c.similarity for c in r.best_per_restart)
+    assert r.similarity >= max(c.similarity for c in r.best_per_restart)
 
 
 def test_targets_per_step_samples_but_scores_all(toy):

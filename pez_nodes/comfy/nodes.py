@@ -57,6 +57,12 @@ _OUTPUTS = [
 ]
 
 
+def _optimising_schema(node_id: str, display_name: str, description: str, inputs: list) -> io.Schema:
+    """The schema every optimising node shares: prompt + similarity out, shown on the node (an output node)."""
+    return io.Schema(node_id=node_id, display_name=display_name, category=CATEGORY, description=description,
+                     inputs=inputs, outputs=_OUTPUTS, hidden=[io.Hidden.unique_id], is_output_node=True)
+
+
 class PEZLoadCLIP(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -87,12 +93,10 @@ class PEZLoadCLIP(io.ComfyNode):
 class PEZInvert(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="PEZInvert",
-            display_name="PEZ Invert Image",
-            category=CATEGORY,
-            description="Learns a readable prompt that CLIP matches to the image(s); several images give one shared prompt.",
-            inputs=[
+        return _optimising_schema(
+            "PEZInvert", "PEZ Invert Image",
+            "Learns a readable prompt that CLIP matches to the image(s); several images give one shared prompt.",
+            [
                 PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP."),
                 io.Image.Input("images", tooltip="One image, or a batch whose shared content/style the prompt captures."),
                 *_optimisation_inputs(),
@@ -101,9 +105,6 @@ class PEZInvert(io.ComfyNode):
                 io.Float.Input("negative_weight", default=0.5, min=0.0, max=0.95, step=0.05, optional=True,
                                tooltip="How hard the negatives push: their total weight as a share of the images' weight."),
             ],
-            outputs=_OUTPUTS,
-            hidden=[io.Hidden.unique_id],
-            is_output_node=True,
         )
 
     @classmethod
@@ -117,19 +118,14 @@ class PEZInvert(io.ComfyNode):
 class PEZDistill(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="PEZDistill",
-            display_name="PEZ Distill Prompt",
-            category=CATEGORY,
-            description="Learns a short prompt with the meaning of a long one (texts over 77 tokens are averaged per window).",
-            inputs=[
+        return _optimising_schema(
+            "PEZDistill", "PEZ Distill Prompt",
+            "Learns a short prompt with the meaning of a long one (texts over 77 tokens are averaged per window).",
+            [
                 PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP."),
                 io.String.Input("text", multiline=True, default="", tooltip="The prompt to distill."),
                 *_optimisation_inputs(prompt_len=8),
             ],
-            outputs=_OUTPUTS,
-            hidden=[io.Hidden.unique_id],
-            is_output_node=True,
         )
 
     @classmethod
@@ -141,12 +137,10 @@ class PEZDistill(io.ComfyNode):
 class PEZPromptConcat(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="PEZPromptConcat",
-            display_name="PEZ Prompt Concat",
-            category=CATEGORY,
-            description="Composes two or more prompts into one: learned by PEZ, or their plain join if that matches better.",
-            inputs=[
+        return _optimising_schema(
+            "PEZPromptConcat", "PEZ Prompt Concat",
+            "Composes two or more prompts into one: learned by PEZ, or their plain join if that matches better.",
+            [
                 PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP."),
                 io.String.Input("text_a", multiline=True, default="", tooltip="First prompt."),
                 io.String.Input("text_b", multiline=True, default="", tooltip="Second prompt."),
@@ -154,9 +148,6 @@ class PEZPromptConcat(io.ComfyNode):
                 io.String.Input("text_d", multiline=True, default="", optional=True, tooltip="Optional fourth prompt."),
                 *_optimisation_inputs(),
             ],
-            outputs=_OUTPUTS,
-            hidden=[io.Hidden.unique_id],
-            is_output_node=True,
         )
 
     @classmethod

@@ -102,6 +102,7 @@ def optimize_prompt(
             if config.patience and step - last_gain >= config.patience:
                 stop_reason = "patience"
                 break
+        per_restart = tracker.per_restart()
         seconds = time.perf_counter() - start
 
     best = tracker.best
@@ -114,7 +115,7 @@ def optimize_prompt(
         steps=step,
         seconds=seconds,
         stop_reason=stop_reason,
-        best_per_restart=[c for c in tracker.per_restart if c is not None],
+        best_per_restart=per_restart,
         candidates=tracker.candidates(),
         history=history,
         model=model_name,

@@ -1,14 +1,16 @@
 """Best-so-far tracking on the text a user actually gets (round-trip safe).
 
 Decoding learned ids to text and tokenizing that text again often gives other tokens, so the
-similarity of the projected ids is not what a user gets by pasting the prompt. Whenever a restart's
-step similarity beats that restart's best so far, its ids are decoded and the *text* is scored: if
-re-tokenizing returns the same ids, the step's similarity is exact and reused; otherwise the text is
-encoded once more (always, under mixed precision, so reported numbers are fp32). Text is only
-decoded when the best may change, never every step.
+similarity of the projected ids is not what a user gets by pasting the prompt. A step's prompt is
+decoded only when its similarity could put it among the ``top_k`` best texts so far; its *text* is
+then scored: if re-tokenizing returns the same ids, the step's similarity is exact and reused (fp32
+only); otherwise the text is encoded once more. Each restart's best projected ids are kept without
+decoding and turned into text once, at the end.
 """
 
 from __future__ import annotations
+
+import heapq
 
 import torch
 
@@ -16,48 +18,71 @@ from .result import Candidate
 
 
 class BestTracker:
-    """Keeps the best prompt per restart and the ``top_k`` best distinct prompts overall."""
+    """Keeps the ``top_k`` best distinct prompts overall and the best prompt of each restart."""
 
     def __init__(self, objective, restarts: int, top_k: int, text_filter=None, exact_scores: bool = True):
         self.objective = objective
-        self.exact_scores = exact_scores  # False under autocast: step similarities are then re-scored in fp32
-        self.text_filter = text_filter
         self.top_k = top_k
-        self.step_best = [-float("inf")] * restarts  # best projected similarity offered per restart
-        self.per_restart: list[Candidate | None] = [None] * restarts
+        self.text_filter = text_filter
+        self.exact_scores = exact_scores  # False under autocast: step similarities are then re-scored in fp32
+        self.restart_sim = [-float("inf")] * restarts  # best projected similarity per restart
+        self.restart_ids: list[list[int] | None] = [None] * restarts
         self.seen: dict[str, Candidate] = {}
         self.best: Candidate | None = None
+        self._top: list[float] = []  # min-heap of the top_k similarities seen
+
+    def _bar(self) -> float:
+        """The similarity a new text must beat to matter: the k-th best so far."""
+        return self._top[0] if len(self._top) >= self.top_k else -float("inf")
+
+    def _remember(self, cand: Candidate) -> None:
+        self.seen[cand.text] = cand
+        if len(self._top) < self.top_k:
+            heapq.heappush(self._top, cand.similarity)
+        elif cand.similarity > self._top[0]:
+            heapq.heapreplace(self._top, cand.similarity)
+
+    def candidate(self, ids: list[int], sim: float | None = None) -> Candidate | None:
+        """The round-trip scored candidate for learned ``ids`` (None if the text filter rejects it)."""
+        text = self.objective.text_of(ids)
+        if self.text_filter is not None and not self.text_filter(text):
+            return None
+        cand = self.seen.get(text)
+        if cand is None:
+            exact = sim is not None and self.exact_scores and self.objective.same_tokens(text, ids)
+            score = sim if exact else self.objective.score_text(text)
+            cand = Candidate(text=text, similarity=float(score), token_ids=self.objective.encoder.tokenize(text))
+            self._remember(cand)
+        return cand
 
     def offer(self, ids: torch.Tensor, sims: torch.Tensor) -> bool:
         """Consider this step's projected ids ([R, M]) with their similarities ([R]); True if the best improved."""
         improved = False
-        values = sims.tolist()
-        for r, sim in enumerate(values):
-            if not sim > self.step_best[r]:
-                continue
-            self.step_best[r] = sim
-            row = ids[r].tolist()
-            text = self.objective.text_of(row)
-            if self.text_filter is not None and not self.text_filter(text):
-                continue
-            cand = self.seen.get(text)
-            if cand is None:
-                exact = self.exact_scores and self.objective.same_tokens(text, row)
-                score = sim if exact else self.objective.score_text(text)
-                cand = Candidate(text=text, similarity=float(score), token_ids=self.objective.encoder.tokenize(text))
-                self.seen[text] = cand
-            if self.per_restart[r] is None or cand.similarity > self.per_restart[r].similarity:
-                self.per_restart[r] = cand
-            if self.best is None or cand.similarity > self.best.similarity:
-                self.best = cand
-                improved = True
+        bar = self._bar()
+        for r, sim in enumerate(sims.tolist()):
+            row = None
+            if sim > self.restart_sim[r]:
+                row = ids[r].tolist()
+                self.restart_sim[r], self.restart_ids[r] = sim, row
+            if sim > bar or (self.best is None):
+                cand = self.candidate(row if row is not None else ids[r].tolist(), sim)
+                if cand is not None and (self.best is None or cand.similarity > self.best.similarity):
+                    self.best = cand
+                    improved = True
+                bar = self._bar()
         return improved
 
     def add(self, cand: Candidate) -> None:
         """Offer an extra prompt scored elsewhere (e.g. a literal concatenation)."""
-        self.seen.setdefault(cand.text, cand)
+        if cand.text not in self.seen:
+            self._remember(cand)
         if self.best is None or cand.similarity > self.best.similarity:
             self.best = cand
+
+    def per_restart(self) -> list[Candidate]:
+        """Each restart's best projected prompt, as text and round-trip scored."""
+        out = [self.candidate(ids) for ids in self.restart_ids if ids is not None]
+        return [c for c in out if c is not None]
 
     def candidates(self) -> list[Candidate]:
         return sorted(self.seen.values(), key=lambda c: -c.similarity)[: self.top_k]
