@@ -35,8 +35,12 @@ class PaperResult:
 
 def paper_loop(model: ClipBackbone, targets: torch.Tensor, prompt_len: int = 16, steps: int = 3000,
                lr: float = 0.1, weight_decay: float = 0.1, restarts: int = 1, batch_size: int | None = None,
-               seed: int = 0, time_budget: float | None = None) -> PaperResult:
-    """Run the paper's loop against normalised target features ([T, F])."""
+               seed: int = 0, time_budget: float | None = None, allow_special: bool = True) -> PaperResult:
+    """Run the paper's loop against normalised target features ([T, F]).
+
+    ``allow_special=False`` removes the start/end tokens from its vocabulary: the quality benchmark
+    needs that, or the loop "wins" with prompts full of <end_of_text> that no user can paste.
+    """
     g = torch.Generator().manual_seed(seed)
     table = model.token_embedding.detach()
     vocab, _ = table.shape
@@ -47,6 +51,8 @@ def paper_loop(model: ClipBackbone, targets: torch.Tensor, prompt_len: int = 16,
     # all ids, special tokens included; a model that declares its vocabulary (the toy) limits both loops to it
     known = getattr(model, "vocabulary_ids", None)
     candidates = torch.arange(vocab) if known is None else torch.cat([known.cpu(), torch.tensor(sorted(model.special_ids))])
+    if not allow_special:
+        candidates = candidates[~torch.isin(candidates, torch.tensor(sorted(model.special_ids)))]
     candidates = candidates.to(device)
     ids0 = candidates[torch.randint(len(candidates), (restarts, prompt_len), generator=g).to(device)]
     prompt = table[ids0].clone().float().requires_grad_(True)

@@ -242,3 +242,15 @@ def test_same_inputs_and_seed_hit_the_cache_and_a_new_seed_reruns(server):
     assert client.prompts_from_history(wf, second) == client.prompts_from_history(wf, first)
     _, status, _, seen = _run(server, _distill("a large green cross on sand", seed=12))
     assert status == "success" and any(k == "executing" and d.get("node") == "2" for k, d in seen)
+
+
+def test_headless_client_prints_the_learned_prompt(server):
+    out = subprocess.run([sys.executable, "-m", "pez_nodes.client", str(ROOT / "workflows" / "api" / "pez_invert_toy.json"),
+                          "--image", str(EXAMPLES[1]), "--server", f"127.0.0.1:{server.port}", "--set", "3.steps=40",
+                          "--json"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["status"] == "success" and data["prompts"]["3"].strip()
+    bad = subprocess.run([sys.executable, "-m", "pez_nodes.client", str(ROOT / "workflows" / "pez_invert_toy.json"),
+                          "--server", f"127.0.0.1:{server.port}"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert bad.returncode == 2 and "UI format" in bad.stderr
