@@ -178,6 +178,7 @@ def test_offline_workflow_runs_to_success_with_a_prompt(server, path):
     prompts = client.prompts_from_history(workflow, entry)
     assert prompts and all(p.strip() for p in prompts.values())
     assert any(kind == "progress" for kind, _ in seen)  # ComfyUI's progress bar moved
+    assert ("binary", b"\x00\x00\x00\x03") in seen  # the live best prompt was shown on the node
 
 
 def test_template_browser_lists_ui_workflows_only(server):
