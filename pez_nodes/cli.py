@@ -104,20 +104,24 @@ class ProgressBar:
 
     def __call__(self, step: int, total: int, text: str, sim: float) -> bool:
         now = time.perf_counter()
-        if not self.enabled or (now - self.last < 0.1 and step != total):
+        tty = sys.stderr.isatty()
+        due = (now - self.last >= 0.1) if tty else (step * 10 // total != (step - 1) * 10 // total)
+        if not self.enabled or not (due or step == total):
             return self.stop
         self.last = now
         width = 20
         done = int(width * step / total)
         rate = step / max(now - self.started, 1e-9)
-        line = f"\r{step:>5}/{total} [{'#' * done}{'.' * (width - done)}] {rate:5.1f} it/s  sim {sim:.4f}  {text}"
-        cols = _columns()
-        sys.stderr.write(line[:cols].ljust(min(cols, 200)) if len(line) > cols else line + "\x1b[K")
+        line = f"{step:>5}/{total} [{'#' * done}{'.' * (width - done)}] {rate:5.1f} it/s  sim {sim:.4f}  {text}"
+        if tty:  # redraw one line in place
+            sys.stderr.write("\r" + line[: _columns()] + "\x1b[K")
+        else:  # a log file gets a line per 10 %
+            sys.stderr.write(line + "\n")
         sys.stderr.flush()
         return self.stop
 
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and sys.stderr.isatty():
             sys.stderr.write("\n")
             sys.stderr.flush()
 
