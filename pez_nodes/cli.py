@@ -56,7 +56,8 @@ def _common(p: argparse.ArgumentParser, default_model: str) -> None:
                    help="an image the prompt must not match (repeatable)")
     g.add_argument("--negative-text", action="append", default=[], metavar="TEXT",
                    help="a text the prompt must not match (repeatable)")
-    g.add_argument("--negative-weight", type=float, default=1.0, help="weight of each negative target (default: 1)")
+    g.add_argument("--negative-weight", type=float, default=0.5,
+                   help="the negatives' total weight as a share of the positives' (0..1, default: %(default)s)")
     g.add_argument("--template", default=None, help="learn only inside a template, e.g. 'a photo of {} in the style of {}'")
     g.add_argument("--slot-len", type=int, default=None, help="tokens per template slot (default: --prompt-len)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -169,12 +170,10 @@ def run(args: argparse.Namespace) -> dict:
     model = core.load_clip(args.model, args.pretrained, device=args.device)
     bar = ProgressBar(not args.quiet)
     previous = signal.signal(signal.SIGINT, bar.interrupt)
-    weight = -abs(args.negative_weight)
-    extra_targets = ([core.Target(text=t) for t in args.extra_text] + [core.Target(image=i, weight=weight) for i in args.negative_image]
-                     + [core.Target(text=t, weight=weight) for t in args.negative_text])
+    negatives = [Path(i) for i in args.negative_image] + list(args.negative_text)
     try:
         if args.command == "concat":
-            if extra_targets:
+            if args.extra_text or negatives:
                 raise ValueError("concat takes no --text/--negative-* targets; use distill or invert for those.")
             result = core.concat(model, args.texts, config, bar)
         else:
@@ -184,7 +183,9 @@ def run(args: argparse.Namespace) -> dict:
                 main_targets = [core.Target(image=image)]
             else:
                 main_targets = [core.Target(text=args.text)]
-            result = core.optimize(model, main_targets + extra_targets, config, bar)
+            main_targets += [core.Target(text=t) for t in args.extra_text]
+            targets = core.with_negatives(main_targets, negatives, args.negative_weight)
+            result = core.optimize(model, targets, config, bar)
     finally:
         signal.signal(signal.SIGINT, previous)
         bar.close()

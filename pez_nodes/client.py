@@ -18,6 +18,7 @@ import os
 import socket
 import struct
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -100,8 +101,14 @@ class Comfy:
                                {"Content-Type": "application/json"})
         return answer["prompt_id"]
 
-    def history(self, prompt_id: str) -> dict:
-        return self._request(f"/history/{prompt_id}").get(prompt_id, {})
+    def history(self, prompt_id: str, wait: float = 10.0) -> dict:
+        """The prompt's ``/history`` entry, waiting up to ``wait`` seconds for ComfyUI to write it."""
+        deadline = time.monotonic() + wait
+        while True:
+            entry = self._request(f"/history/{prompt_id}").get(prompt_id, {})
+            if entry or time.monotonic() > deadline:
+                return entry
+            time.sleep(0.1)
 
     def interrupt(self) -> None:
         self._request("/interrupt", b"{}", {"Content-Type": "application/json"})
@@ -199,7 +206,7 @@ def follow(ws: WebSocket, prompt_id: str, quiet: bool) -> str:
             return "error"
         if kind == "execution_interrupted":
             return "interrupted"
-        if kind in ("execution_success",) or (kind == "executing" and data.get("node") is None):
+        if kind == "executing" and data.get("node") is None:  # sent after ComfyUI has written /history
             if not quiet:
                 sys.stderr.write("\n")
             return "success"

@@ -79,3 +79,13 @@ def test_empty_allowlist_file_is_one_line_error(tmp_path):
     empty.write_text("\n")
     out = pez("distill", "a cat", "--model", "toy", "--allowlist", str(empty), "--quiet")
     assert out.returncode == 2 and "allowlist is empty" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_negatives_with_default_weight_never_sum_to_zero(tmp_path):
+    pos, neg = tmp_path / "pos.png", tmp_path / "neg.png"
+    tw.render(tw.Scene("circle", "red", "large", "grass"), size=64, seed=0).save(pos)
+    tw.render(tw.Scene("circle", "blue", "large", "grass"), size=64, seed=0).save(neg)
+    out = pez("invert", str(pos), "--negative-image", str(neg), "--negative-text", "blue", "--model", "toy",
+              "--steps", "20", "--prompt-len", "3", "--json", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["prompt"]

@@ -122,12 +122,7 @@ def _run(srv, workflow: dict, images=()) -> tuple[str, str, dict, list]:
                 break
     finally:
         ws.close()
-    for _ in range(20):
-        entry = srv.history(prompt_id)
-        if entry:
-            break
-        time.sleep(0.2)
-    return prompt_id, status, entry, seen
+    return prompt_id, status, srv.history(prompt_id), seen
 
 
 def test_object_info_lists_every_node_with_inputs_and_tooltips(server):

@@ -52,14 +52,9 @@ def invert(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZConfig
     ``negative_weight`` (0..0.95) is the negatives' total weight as a share of the positives' total,
     so the weighted mean stays defined however many negatives are connected.
     """
-    if not 0 <= negative_weight < 1:
-        raise ValueError(f"negative_weight={negative_weight} must be in [0, 1): the negatives' share of the positives.")
-    positives = [core.Target(image=im) for im in split_batch(images)]
     negatives = [] if negative_images is None else list(split_batch(negative_images))
     negatives += [negative_text] if negative_text and negative_text.strip() else []
-    each = -negative_weight * len(positives) / max(1, len(negatives))
-    targets = positives + [core.Target(text=n, weight=each) if isinstance(n, str) else core.Target(image=n, weight=each)
-                           for n in negatives]
+    targets = core.with_negatives([core.Target(image=im) for im in split_batch(images)], negatives, negative_weight)
     return _run(clip, targets, config, node_id)
 
 

@@ -6,7 +6,7 @@
     print(result.text, result.similarity)
 """
 
-from .api import Target, concat, distill, image_features, invert, optimize, target_features
+from .api import Target, concat, distill, image_features, invert, optimize, target_features, with_negatives
 from .backbone import ClipBackbone
 from .config import PEZConfig
 from .encoder import TextEncoder, encode_text, encode_token_ids
@@ -20,5 +20,5 @@ __all__ = [
     "Callback", "Candidate", "ClipBackbone", "DEFAULT_MODEL", "DEFAULT_PRETRAINED", "ModelLoadError", "PEZConfig",
     "PEZResult", "PromptLayout", "Target", "TOY_DIR", "TextEncoder", "VocabularyProjector", "concat", "distill",
     "encode_text", "encode_token_ids", "image_features", "invert", "load_clip", "optimize", "optimize_prompt",
-    "projector_for", "resolve_device", "target_features",
+    "projector_for", "resolve_device", "target_features", "with_negatives",
 ]

@@ -40,6 +40,17 @@ class Target:
             raise ValueError(f"text target {self.text!r} is empty; give a non-empty text.")
 
 
+def with_negatives(positives: Sequence[Target], negatives: Sequence, share: float = 0.5) -> list[Target]:
+    """``positives`` plus negative targets whose weights together are ``-share`` times the positives' total
+    weight — so the weighted mean stays defined however many negatives there are. A ``str`` negative is a
+    text; images are PIL images, tensors or ``pathlib.Path`` files."""
+    if not 0 <= share < 1:
+        raise ValueError(f"negative weight {share} must be in [0, 1): the negatives' share of the positives' weight.")
+    each = -share * sum(t.weight for t in positives) / max(1, len(negatives))
+    return list(positives) + [Target(text=n, weight=each) if isinstance(n, str) else Target(image=n, weight=each)
+                              for n in negatives]
+
+
 def image_features(model: ClipBackbone, images: Sequence[ImageLike | str | Path]) -> torch.Tensor:
     """Normalised image features ([N, F]) of image files, PIL images or tensors."""
     pixels = preprocess(iter_images(images), model.image_size, model.image_mean, model.image_std)
