@@ -153,7 +153,7 @@ def main() -> None:
     ap.add_argument("--models", default="toy,ViT-L-14,ViT-H-14")
     ap.add_argument("--restarts", default="1,8")
     ap.add_argument("--prompt-len", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=0, help="timed steps per case (default: 40 toy, 4 real-size)")
+    ap.add_argument("--steps", type=int, default=0, help="timed steps per case (default: 40 toy, 10 real-size)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
@@ -184,7 +184,7 @@ def main() -> None:
     print("-" * (len(header) + len(extra) + len(full)))
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     for model in args.models.split(","):
-        steps = args.steps or (40 if model == "toy" else 4)
+        steps = args.steps or (40 if model == "toy" else 10)
         for r in args.restarts.split(","):
             res = {}
             for loop in ("paper", "ours"):

@@ -2,8 +2,8 @@
 
 Decoding learned ids to text and tokenizing that text again often gives other tokens, so the
 similarity of the projected ids is not what a user gets by pasting the prompt. A step's prompt is
-decoded only when its similarity could put it among the ``top_k`` best texts so far; its *text* is
-then scored: if re-tokenizing returns the same ids, the step's similarity is exact and reused (fp32
+decoded only when it is its restart's best so far *and* its similarity could put it among the
+``top_k`` best texts; its *text* is then scored: if re-tokenizing returns the same ids, the step's similarity is exact and reused (fp32
 only); otherwise the text is encoded once more. Each restart's best projected ids are kept without
 decoding and turned into text once, at the end.
 """
@@ -60,12 +60,12 @@ class BestTracker:
         improved = False
         bar = self._bar()
         for r, sim in enumerate(sims.tolist()):
-            row = None
-            if sim > self.restart_sim[r]:
-                row = ids[r].tolist()
-                self.restart_sim[r], self.restart_ids[r] = sim, row
-            if sim > bar or (self.best is None):
-                cand = self.candidate(row if row is not None else ids[r].tolist(), sim)
+            if not sim > self.restart_sim[r]:  # only a restart's new best is worth a look
+                continue
+            row = ids[r].tolist()
+            self.restart_sim[r], self.restart_ids[r] = sim, row
+            if sim > bar or self.best is None:  # ... and only if it could enter the top-k
+                cand = self.candidate(row, sim)
                 if cand is not None and (self.best is None or cand.similarity > self.best.similarity):
                     self.best = cand
                     improved = True
