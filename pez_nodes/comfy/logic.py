@@ -26,9 +26,13 @@ def load_model(model: str, device: str = "auto", custom_model: str = "", pretrai
     return core.load_clip(source, tag, device=target)
 
 
-def make_config(prompt_len: int = 16, steps: int = 3000, seed: int = 0, lr: float = 0.1, restarts: int = 1,
-                patience: int = 0, blocklist: str = "", ascii_only: bool = False, template: str = "",
-                slot_len: int = 0, top_k: int = 1, device=None) -> core.PEZConfig:
+_DEFAULTS = core.PEZConfig()
+
+
+def make_config(prompt_len: int = _DEFAULTS.prompt_len, steps: int = _DEFAULTS.steps, seed: int = 0,
+                lr: float = _DEFAULTS.lr, restarts: int = _DEFAULTS.restarts, patience: int = _DEFAULTS.patience,
+                blocklist: str = "", ascii_only: bool = False, template: str = "", slot_len: int = 0, top_k: int = 1,
+                device=None) -> core.PEZConfig:
     """A ``PEZConfig`` from node widget values (empty strings and 0 mean "not set")."""
     model_device = str(device) if device is not None else "auto"
     return core.PEZConfig(
@@ -39,9 +43,8 @@ def make_config(prompt_len: int = 16, steps: int = 3000, seed: int = 0, lr: floa
     )
 
 
-def _run(clip: core.ClipBackbone, targets: Sequence[core.Target], config: core.PEZConfig, node_id,
-         extra_texts: Sequence[str] = ()) -> core.PEZResult:
-    return core.optimize(clip, targets, config, NodeProgress(node_id, config.steps), extra_texts=extra_texts)
+def _run(clip: core.ClipBackbone, targets: Sequence[core.Target], config: core.PEZConfig, node_id) -> core.PEZResult:
+    return core.optimize(clip, targets, config, NodeProgress(node_id, config.steps))
 
 
 def invert(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZConfig, node_id=None,
