@@ -3,7 +3,6 @@
 import re
 
 import pytest
-import torch
 
 from pez_nodes import toyworld as tw
 from pez_nodes.core import PEZConfig, Target, concat, distill, encode_text, optimize
