@@ -171,6 +171,8 @@ def main() -> None:
     from safetensors.torch import save_file
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.out.resolve() != OUT.resolve():  # make --out a complete local-dir model folder
+        (args.out / "open_clip_config.json").write_text((OUT / "open_clip_config.json").read_text())
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(args.out / "open_clip_model.safetensors"), metadata={"format": "pt", "source": "pez toy world"})
     (args.out / "training_report.json").write_text(json.dumps(report, indent=2) + "\n")
