@@ -36,11 +36,11 @@ def tasks(n: int):
     out = []
     for i in range(n):
         scene = tw.random_scene(rng)
-        out.append(("invert", scene.caption, Target(image=tw.render(scene, size=128, seed=900 + i))))
+        out.append(("invert", Target(image=tw.render(scene, size=128, seed=900 + i))))
     for i in range(n):
         scene = tw.random_scene(rng)
         text = f"a photo of a {scene.size} {scene.color} {scene.shape} on {scene.background}"
-        out.append(("distill", text, Target(text=text)))
+        out.append(("distill", Target(text=text)))
     return out
 
 
@@ -65,8 +65,11 @@ def main() -> None:
     print(head)
     print("-" * len(head))
     shares = []
-    for kind, label, target in tasks(args.tasks):
-        feat = image_features(model, [target.image]) if target.image is not None else encode_text(model, target.text)[None]
+    for kind, target in tasks(args.tasks):
+        if target.image is not None:
+            feat = image_features(model, [target.image])
+        else:
+            feat = encode_text(model, target.text)[None]
         paper = paper_loop(model, feat, prompt_len=args.prompt_len, steps=args.paper_steps, allow_special=False)
         goal = paper.similarity
 
@@ -84,7 +87,8 @@ def main() -> None:
         print(f"{kind:<8} {goal:>7.4f} {paper.seconds:>9.1f} | {to_goal:>11.2f} {to_goal / paper.seconds:>9.1%} | "
               f"{full.seconds:>11.1f} {full.similarity:>8.4f} {at_same:>18.4f} | {rescored:>20.4f}", flush=True)
     shares.sort()
-    print(f"\nmedian share of the paper's wall time needed to reach its 3000-step similarity: {shares[len(shares) // 2]:.1%}")
+    median = shares[len(shares) // 2]
+    print(f"\nmedian share of the paper's wall time needed to reach its 3000-step similarity: {median:.1%}")
 
 
 if __name__ == "__main__":

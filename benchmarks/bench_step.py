@@ -5,8 +5,8 @@
     python benchmarks/bench_step.py --device cuda --models ViT-H-14 --full-steps 3000   # GPU wall times
 
 Real-size models use random weights (open_clip's text tower config, nothing downloaded; the vision
-tower is shrunk, as PEZ's steps never use it): speed does not depend on the weights. Each (model, restarts, loop) case runs in its own subprocess so its peak RSS
-is its own. Prints ms/step for both loops and their ratio; our loop's useful FLOP/s beside the peak
+tower is shrunk, as PEZ's steps never use it): speed does not depend on the weights. Each
+(model, restarts, loop) case runs in its own subprocess so its peak RSS is its own. Prints ms/step for both loops and their ratio; our loop's useful FLOP/s beside the peak
 of a large fp32 matmul, and the weight bytes it streams per second beside a large copy's bandwidth
 (with one restart a step is a few rows through every weight matrix: memory-bound, not compute-bound),
 both measured in the same run; and peak memory.

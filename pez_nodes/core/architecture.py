@@ -38,6 +38,9 @@ def _signature_of_file(path: Path) -> dict:
     }
 
 
+_SIDECAR_DIR: Path | None = None
+
+
 def _register_sidecar(path: Path, cfg: dict) -> str:
     """A sidecar is either ``{"model_name": "ViT-L-14"}`` or an open_clip config (with ``model_cfg``)."""
     import open_clip
@@ -47,10 +50,12 @@ def _register_sidecar(path: Path, cfg: dict) -> str:
         if not name:
             raise ValueError(f"{path.with_suffix('.json').name} needs 'model_name' or open_clip's 'model_cfg'.")
         return name
+    global _SIDECAR_DIR
+    if _SIDECAR_DIR is None:  # one folder per process, however many files are loaded
+        _SIDECAR_DIR = Path(tempfile.mkdtemp(prefix="pez-config-"))
     name = f"pez-local-{path.stem}"
-    folder = Path(tempfile.mkdtemp(prefix="pez-config-"))
-    (folder / f"{name}.json").write_text(json.dumps(cfg["model_cfg"]))
-    open_clip.add_model_config(folder / f"{name}.json")
+    (_SIDECAR_DIR / f"{name}.json").write_text(json.dumps(cfg["model_cfg"]))
+    open_clip.add_model_config(_SIDECAR_DIR / f"{name}.json")
     return name
 
 

@@ -166,8 +166,9 @@ def load_clip(
     size = size[0] if isinstance(size, (tuple, list)) else size
     name = "toy" if source == "toy" else source + (f"/{pretrained}" if pretrained and not Path(pretrained).suffix else "")
     words = None
-    if model_id.startswith("local-dir:") and (Path(model_id[len("local-dir:"):]) / VOCABULARY_FILE).is_file():
-        words = (Path(model_id[len("local-dir:"):]) / VOCABULARY_FILE).read_text(encoding="utf-8").split()
+    vocabulary = Path(model_id[len("local-dir:"):]) / VOCABULARY_FILE if model_id.startswith("local-dir:") else None
+    if vocabulary is not None and vocabulary.is_file():
+        words = vocabulary.read_text(encoding="utf-8").split()
     return ClipBackbone(model, tokenizer, name, pp["mean"], pp["std"], size, vocabulary_words=words)
 
 

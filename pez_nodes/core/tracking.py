@@ -3,9 +3,9 @@
 Decoding learned ids to text and tokenizing that text again often gives other tokens, so the
 similarity of the projected ids is not what a user gets by pasting the prompt. A step's prompt is
 decoded only when it is its restart's best so far *and* its similarity could put it among the
-``top_k`` best texts; its *text* is then scored: if re-tokenizing returns the same ids, the step's similarity is exact and reused (fp32
-only); otherwise the text is encoded once more. Each restart's best projected ids are kept without
-decoding and turned into text once, at the end.
+``top_k`` best texts; its *text* is then scored: if re-tokenizing returns the same ids, the step's
+similarity is exact and reused (fp32 only); otherwise the text is encoded once more. Each restart's
+best projected ids are kept without decoding and turned into text once, at the end.
 """
 
 from __future__ import annotations
