@@ -5,15 +5,24 @@
 
 Uploads the images (assigned to the workflow's LoadImage nodes in order), posts the API-format
 workflow, follows progress and the live best prompt over ComfyUI's websocket, and prints the learned
-prompt(s) from ``/history``. Exit status 0 on success, 1 on a failed or interrupted prompt, 2 on bad
-input or an unreachable server.
+prompt(s) from ``/history``.
+
+``--timeout`` bounds the whole run (upload, queue, websocket, history) from one deadline. When it
+passes, or on Ctrl-C, the client stops its prompt on the server (drops it from the queue and POSTs
+``/interrupt`` with its id) before it exits, so nothing keeps running there.
+
+Exit status: 0 success; 1 the prompt failed, was interrupted or did not finish within ``--timeout``;
+2 bad input or an unreachable server; 130 Ctrl-C. Every problem is one ``pez-client: ...`` line on
+stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import http.client
 import json
+import math
 import os
 import socket
 import struct
@@ -25,25 +34,54 @@ import uuid
 from pathlib import Path
 
 PEZ_NODES = ("PEZInvert", "PEZDistill", "PEZPromptConcat")
+JSON = {"Content-Type": "application/json"}
 
 
 class ClientError(Exception):
     """A problem the user can fix (bad workflow, missing file, server unreachable)."""
 
 
+class TimedOut(Exception):
+    """The ``--timeout`` deadline passed."""
+
+
+def _wait(cap: float, deadline: float | None) -> float:
+    """Seconds the next blocking call may take: ``cap``, cut to what is left before ``deadline``."""
+    left = math.inf if deadline is None else deadline - time.monotonic()
+    if left <= 0:
+        raise TimedOut()
+    return min(cap, left)
+
+
 def load_api_workflow(path: Path) -> dict:
+    """The API-format workflow at ``path`` ({id: {class_type, inputs}}), or a ClientError saying what is wrong."""
+    name = repr(str(path))
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
-        raise ClientError(f"workflow {str(path)!r} does not exist") from None
+        raise ClientError(f"workflow {name} does not exist") from None
+    except IsADirectoryError:
+        raise ClientError(f"workflow {name} is not a file; pass a workflow JSON "
+                          "such as workflows/api/pez_invert_toy.json") from None
+    except UnicodeDecodeError:
+        raise ClientError(f"workflow {name} is not UTF-8 text; pass a workflow JSON file") from None
     except json.JSONDecodeError as e:
-        raise ClientError(f"workflow {str(path)!r} is not JSON ({e})") from None
-    if "nodes" in data and "links" in data:
-        raise ClientError(f"workflow {str(path)!r} is in ComfyUI's UI format; POST /prompt needs the API format "
+        raise ClientError(f"workflow {name} is not JSON ({e})") from None
+    except OSError as e:
+        raise ClientError(f"workflow {name} cannot be read ({e.strerror})") from None
+    if isinstance(data, dict) and "nodes" in data and "links" in data:
+        raise ClientError(f"workflow {name} is in ComfyUI's UI format; POST /prompt needs the API format "
                           "(workflows/api/<name>.json, or 'Export (API)' in ComfyUI)")
-    if not all(isinstance(v, dict) and "class_type" in v for v in data.values()):
-        raise ClientError(f"workflow {str(path)!r} is not an API-format workflow ({{id: {{class_type, inputs}}}})")
+    if not isinstance(data, dict) or not all(_is_node(v) for v in data.values()):
+        raise ClientError(f"workflow {name} is not an API-format workflow ({{id: {{class_type, inputs}}}})")
+    if not data:
+        raise ClientError(f"workflow {name} has no nodes")
     return data
+
+
+def _is_node(value) -> bool:
+    return (isinstance(value, dict) and isinstance(value.get("class_type"), str)
+            and isinstance(value.get("inputs", {}), dict))
 
 
 def apply_overrides(workflow: dict, sets: list[str]) -> None:
@@ -51,104 +89,175 @@ def apply_overrides(workflow: dict, sets: list[str]) -> None:
     for item in sets:
         key, sep, value = item.partition("=")
         node, dot, name = key.partition(".")
-        if not sep or not dot or node not in workflow:
-            raise ClientError(f"--set {item!r}: write NODE_ID.INPUT=VALUE with a node id of the workflow")
+        if not sep or not dot or not node or not name:
+            raise ClientError(f"--set {item!r}: write NODE_ID.INPUT=VALUE, e.g. --set 3.steps=100")
+        if node not in workflow:
+            raise ClientError(f"--set {item!r}: the workflow has no node {node!r} (it has {', '.join(workflow)})")
+        if not isinstance(workflow[node], dict):
+            raise ClientError(f"--set {item!r}: {node!r} is not a node of an API-format workflow")
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
             parsed = value
-        workflow[node]["inputs"][name] = parsed
+        workflow[node].setdefault("inputs", {})[name] = parsed
+
+
+def parse_server(server: str) -> tuple[str, int]:
+    """``HOST[:PORT]`` (an ``http://`` prefix and a trailing ``/`` are fine) as (host, port); port 8188 by default."""
+    text = server.strip().removeprefix("http://").rstrip("/")
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, "8188"
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClientError(f"--server {server!r}: write HOST:PORT, e.g. --server 127.0.0.1:8188")
+    return host, int(port)
 
 
 class Comfy:
-    """A ComfyUI server at ``host:port``."""
+    """A ComfyUI server at ``host:port``. ``deadline`` (``time.monotonic()`` seconds) bounds every call."""
 
-    def __init__(self, server: str, timeout: float = 600.0):
-        self.host, _, port = server.replace("http://", "").rstrip("/").partition(":")
-        self.port = int(port or 8188)
+    def __init__(self, server: str, timeout: float = 600.0, deadline: float | None = None):
+        self.host, self.port = parse_server(server)
         self.base = f"http://{self.host}:{self.port}"
         self.timeout = timeout
+        self.deadline = deadline
         self.client_id = uuid.uuid4().hex
+        self.running: str | None = None  # the prompt this client queued and has not seen end
 
-    def _request(self, path: str, data: bytes | None = None, headers: dict | None = None) -> dict:
+    def _request(self, path: str, data: bytes | None = None, headers: dict | None = None,
+                 timeout: float | None = None) -> dict:
+        """JSON answer of ``path`` (POST when ``data``); ``timeout`` given: that long, whatever the deadline."""
+        cap = 60.0 if timeout is None else timeout
+        wait = _wait(cap, self.deadline if timeout is None else None)
         req = urllib.request.Request(self.base + path, data=data, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return json.loads(r.read() or b"{}")
+            with urllib.request.urlopen(req, timeout=wait) as r:
+                body = r.read()
         except urllib.error.HTTPError as e:
-            body = e.read().decode("utf-8", "replace")
-            try:
-                err = json.loads(body)
-            except json.JSONDecodeError:
-                err = {"error": body[:500]}
-            raise ClientError(f"{path} answered HTTP {e.code}: {_describe_error(err)}") from None
-        except (urllib.error.URLError, ConnectionError, socket.timeout) as e:
-            raise ClientError(f"ComfyUI is not reachable at {self.base} ({e}); start it or pass --server HOST:PORT") from None
+            raise ClientError(f"{path} answered HTTP {e.code}: {_describe_error(e.read())}") from None
+        except (OSError, http.client.HTTPException) as e:
+            if wait < cap and isinstance(getattr(e, "reason", e), TimeoutError):
+                raise TimedOut() from None
+            raise ClientError(f"ComfyUI is not reachable at {self.base} ({getattr(e, 'reason', e)}); "
+                              "start it or pass --server HOST:PORT") from None
+        try:
+            answer = json.loads(body or b"{}")
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise ClientError(f"{self.base}{path} did not answer a JSON object; is ComfyUI running there?")
+        return answer
 
     def upload_image(self, path: Path) -> str:
-        if not Path(path).is_file():
-            raise ClientError(f"image {str(path)!r} does not exist")
+        """Upload ``path`` to ComfyUI's input folder; returns the name a LoadImage node takes."""
+        check_image(path)
+        try:
+            content = Path(path).read_bytes()
+        except OSError as e:
+            raise ClientError(f"image {str(path)!r} cannot be read ({e.strerror})") from None
         boundary = uuid.uuid4().hex
         body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{Path(path).name}\"\r\n"
-                f"Content-Type: application/octet-stream\r\n\r\n").encode() + Path(path).read_bytes() + (
+                f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + (
                 f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\ntrue\r\n--{boundary}--\r\n"
                 ).encode()
         answer = self._request("/upload/image", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        if "name" not in answer:
+            raise ClientError(f"/upload/image answered without a file name: {answer}")
         return f"{answer['subfolder']}/{answer['name']}" if answer.get("subfolder") else answer["name"]
 
     def queue(self, workflow: dict) -> str:
-        answer = self._request("/prompt", json.dumps({"prompt": workflow, "client_id": self.client_id}).encode(),
-                               {"Content-Type": "application/json"})
-        return answer["prompt_id"]
+        """Queue ``workflow`` under an id chosen here (so it can be stopped even before ComfyUI answers)."""
+        self.running = uuid.uuid4().hex
+        try:
+            answer = self._request("/prompt", json.dumps({"prompt": workflow, "client_id": self.client_id,
+                                                          "prompt_id": self.running}).encode(), JSON)
+        except ClientError:
+            self.running = None
+            raise
+        self.running = str(answer.get("prompt_id") or self.running)  # an older ComfyUI picks its own
+        return self.running
 
     def history(self, prompt_id: str, wait: float = 10.0) -> dict:
         """The prompt's ``/history`` entry, waiting up to ``wait`` seconds for ComfyUI to write it."""
-        deadline = time.monotonic() + wait
+        until = time.monotonic() + wait
         while True:
             entry = self._request(f"/history/{prompt_id}").get(prompt_id, {})
-            if entry or time.monotonic() > deadline:
+            if entry or time.monotonic() > until:
                 return entry
             time.sleep(0.1)
 
-    def interrupt(self) -> None:
-        self._request("/interrupt", b"{}", {"Content-Type": "application/json"})
+    def interrupt(self, prompt_id: str | None = None, timeout: float | None = None) -> None:
+        """Interrupt ``prompt_id`` if it is the one running (any running prompt on an older ComfyUI, or without an id)."""
+        self._request("/interrupt", json.dumps({"prompt_id": prompt_id} if prompt_id else {}).encode(), JSON, timeout)
+
+    def cancel(self, prompt_id: str) -> bool:
+        """Stop ``prompt_id`` whether it still waits in the queue or runs; False if ComfyUI did not answer."""
+        try:
+            self._request("/queue", json.dumps({"delete": [prompt_id]}).encode(), JSON, timeout=5)
+            self.interrupt(prompt_id, timeout=5)
+        except ClientError:
+            return False
+        return True
 
     def websocket(self) -> "WebSocket":
-        return WebSocket(self.host, self.port, f"/ws?clientId={self.client_id}", self.timeout)
+        return WebSocket(self.host, self.port, f"/ws?clientId={self.client_id}", self.timeout, self.deadline)
 
 
-def _describe_error(err: dict) -> str:
+def _describe_error(body: bytes) -> str:
+    """ComfyUI's error JSON ({error: {message}, node_errors: {id: {errors, class_type}}}) as one line."""
+    text = body.decode("utf-8", "replace")
+    try:
+        err = json.loads(text)
+    except json.JSONDecodeError:
+        return " ".join(text.split())[:300]
+    if not isinstance(err, dict):
+        return str(err)[:300]
     e = err.get("error", err)
-    text = e.get("message", str(e)) if isinstance(e, dict) else str(e)
+    out = str(e.get("message", e)) if isinstance(e, dict) else str(e)
     for node_id, info in (err.get("node_errors") or {}).items():
-        for item in info.get("errors", []):
-            text += f"; node {node_id} ({info.get('class_type')}): {item.get('message')} {item.get('details', '')}".rstrip()
-    return text
+        for item in (info.get("errors", []) if isinstance(info, dict) else []):
+            out += f"; node {node_id} ({info.get('class_type')}): {item.get('message')} {item.get('details', '')}".rstrip()
+    return " ".join(out.split())
 
 
 class WebSocket:
     """The smallest RFC 6455 client that reads ComfyUI's messages (text and binary frames)."""
 
-    def __init__(self, host: str, port: int, path: str, timeout: float):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host: str, port: int, path: str, timeout: float, deadline: float | None = None):
+        self.timeout, self.deadline = timeout, deadline
+        wait = _wait(timeout, deadline)
+        try:
+            self.sock = socket.create_connection((host, port), timeout=wait)
+        except OSError as e:
+            if wait < timeout and isinstance(e, TimeoutError):
+                raise TimedOut() from None
+            raise ClientError(f"ComfyUI is not reachable at http://{host}:{port} ({e}); "
+                              "start it or pass --server HOST:PORT") from None
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head:
-            chunk = self.sock.recv(1)
-            if not chunk:
-                raise ClientError("the websocket closed during the handshake")
-            head += chunk
-        if b" 101 " not in head.split(b"\r\n", 1)[0]:
-            raise ClientError(f"websocket upgrade refused: {head.splitlines()[0].decode()}")
+            head += self._read(1)
+        status = head.split(b"\r\n", 1)[0]
+        if b" 101 " not in status:
+            raise ClientError(f"websocket upgrade refused: {status.decode('latin-1')}; is ComfyUI running there?")
 
     def _read(self, n: int) -> bytes:
         data = b""
         while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
+            wait = _wait(self.timeout, self.deadline)
+            self.sock.settimeout(wait)
+            try:
+                chunk = self.sock.recv(n - len(data))
+            except TimeoutError:
+                if wait < self.timeout:
+                    continue  # the deadline's share ran out: the next _wait raises TimedOut
+                raise ClientError(f"ComfyUI sent nothing for {self.timeout:g} s") from None
+            except OSError as e:
+                raise ClientError(f"the websocket to ComfyUI failed ({e})") from None
             if not chunk:
-                raise ClientError("ComfyUI closed the websocket")
+                raise ClientError("ComfyUI closed the websocket before the prompt finished")
             data += chunk
         return data
 
@@ -176,39 +285,59 @@ class WebSocket:
         self.sock.sendall(head + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(payload)))
 
     def close(self) -> None:
+        """Say goodbye if the connection still works, and close it."""
         try:
             self._send(8, b"")
+        except OSError:
+            pass
         finally:
             self.sock.close()
 
 
-def follow(ws: WebSocket, prompt_id: str, quiet: bool) -> str:
-    """Print progress to stderr until the prompt ends; returns 'success', 'error' or 'interrupted'."""
+class Progress:
+    """The live best prompt on one stderr line, rewritten in place; ``end()`` finishes the line."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.open = quiet, False
+
+    def show(self, text: str) -> None:
+        if not self.quiet:
+            sys.stderr.write(f"\r{text[:150]:<150}")
+            sys.stderr.flush()
+            self.open = True
+
+    def end(self) -> None:
+        if self.open:
+            sys.stderr.write("\n")
+            self.open = False
+
+
+def follow(ws: WebSocket, prompt_id: str, progress: Progress) -> str:
+    """Show progress until the prompt ends; returns 'success', 'error' or 'interrupted'."""
     while True:
         opcode, payload = ws.receive()
         if opcode == 8:
             raise ClientError("ComfyUI closed the websocket before the prompt finished")
         if opcode == 2:  # binary: 4-byte event type; 3 = text shown on a node
-            if len(payload) > 8 and struct.unpack(">I", payload[:4])[0] == 3 and not quiet:
+            if len(payload) > 8 and struct.unpack(">I", payload[:4])[0] == 3:
                 n = struct.unpack(">I", payload[4:8])[0]
-                text = payload[8 + n:].decode("utf-8", "replace").replace("\n", "  ")
-                sys.stderr.write(f"\r{text[:150]:<150}")
+                progress.show(payload[8 + n:].decode("utf-8", "replace").replace("\n", "  "))
             continue
-        msg = json.loads(payload)
-        kind, data = msg.get("type"), msg.get("data", {})
-        if data.get("prompt_id") not in (None, prompt_id):
+        try:
+            msg = json.loads(payload)
+        except ValueError:
+            continue
+        kind, data = (msg.get("type"), msg.get("data")) if isinstance(msg, dict) else (None, None)
+        if not isinstance(data, dict) or data.get("prompt_id") not in (None, prompt_id):
             continue
         if kind == "execution_error":
-            if not quiet:
-                sys.stderr.write("\n")
+            progress.end()
             print(f"pez-client: node {data.get('node_id')} ({data.get('node_type')}) failed: "
-                  f"{data.get('exception_message', '').strip()}", file=sys.stderr)
+                  f"{str(data.get('exception_message', '')).strip()}", file=sys.stderr)
             return "error"
         if kind == "execution_interrupted":
             return "interrupted"
         if kind == "executing" and data.get("node") is None:  # sent after ComfyUI has written /history
-            if not quiet:
-                sys.stderr.write("\n")
             return "success"
 
 
@@ -221,35 +350,87 @@ def prompts_from_history(workflow: dict, entry: dict) -> dict[str, str]:
     return out
 
 
+def check_image(path: Path) -> None:
+    """A ClientError unless ``path`` is an existing file."""
+    if not Path(path).exists():
+        raise ClientError(f"image {str(path)!r} does not exist")
+    if not Path(path).is_file():
+        raise ClientError(f"image {str(path)!r} is not a file; pass an image file to --image")
+
+
+def prepare(args: argparse.Namespace) -> dict:
+    """The workflow to post, checked locally (file, overrides, images, timeout) before any network."""
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ClientError(f"--timeout {args.timeout:g}: give a positive number of seconds")
+    workflow = load_api_workflow(args.workflow)
+    apply_overrides(workflow, args.set)
+    loaders = [k for k, v in workflow.items() if v["class_type"] == "LoadImage"]
+    if len(args.image) > len(loaders):
+        raise ClientError(f"{len(args.image)} image(s) given but the workflow has {len(loaders)} LoadImage node(s); "
+                          "pass at most one --image per LoadImage node")
+    for path in args.image:
+        check_image(path)
+    return workflow
+
+
+def run(comfy: Comfy, workflow: dict, images: list[Path], progress: Progress) -> tuple[str, str, dict]:
+    """Upload, queue, follow and read back one prompt: (prompt_id, status, prompts)."""
+    loaders = sorted((k for k, v in workflow.items() if v["class_type"] == "LoadImage"),
+                     key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
+    for node_id, path in zip(loaders, images):
+        workflow[node_id].setdefault("inputs", {})["image"] = comfy.upload_image(path)
+    ws = comfy.websocket()
+    try:
+        prompt_id = comfy.queue(workflow)
+        status = follow(ws, prompt_id, progress)
+        comfy.running = None
+    finally:
+        ws.close()
+    return prompt_id, status, prompts_from_history(workflow, comfy.history(prompt_id))
+
+
+def stop(comfy: Comfy | None) -> str:
+    """Stop the prompt still running on the server, if any; says what happened, for the error line."""
+    prompt_id = comfy and comfy.running
+    if not prompt_id:
+        return "nothing left running on the server"
+    try:
+        stopped = comfy.cancel(prompt_id)
+    except KeyboardInterrupt:
+        stopped = False
+    return (f"stopped prompt {prompt_id} on the server" if stopped
+            else f"could not reach ComfyUI to stop prompt {prompt_id}; stop it there")
+
+
+def _fail(progress: Progress, line: str, code: int) -> int:
+    progress.end()
+    print(f"pez-client: {line}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pez_nodes.client", description=__doc__.split("\n\n")[0])
     ap.add_argument("workflow", type=Path, help="API-format workflow JSON (workflows/api/*.json)")
     ap.add_argument("--image", action="append", default=[], type=Path, help="image for the next LoadImage node (repeatable)")
     ap.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE", help="override an input (repeatable)")
     ap.add_argument("--server", default="127.0.0.1:8188", help="ComfyUI address (default: %(default)s)")
-    ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the prompt (default: %(default)s)")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds for the whole prompt (default: %(default)s)")
     ap.add_argument("--json", action="store_true", help="print {prompt_id, status, prompts} as JSON")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = ap.parse_args(argv)
+    progress, comfy = Progress(args.quiet), None
     try:
-        workflow = load_api_workflow(args.workflow)
-        apply_overrides(workflow, args.set)
-        comfy = Comfy(args.server, args.timeout)
-        loaders = sorted((k for k, v in workflow.items() if v["class_type"] == "LoadImage"), key=lambda k: int(k) if k.isdigit() else k)
-        if len(args.image) > len(loaders):
-            raise ClientError(f"{len(args.image)} images given but the workflow has {len(loaders)} LoadImage nodes")
-        for node_id, path in zip(loaders, args.image):
-            workflow[node_id]["inputs"]["image"] = comfy.upload_image(path)
-        ws = comfy.websocket()
-        try:
-            prompt_id = comfy.queue(workflow)
-            status = follow(ws, prompt_id, args.quiet)
-        finally:
-            ws.close()
-        prompts = prompts_from_history(workflow, comfy.history(prompt_id))
+        workflow = prepare(args)
+        comfy = Comfy(args.server, args.timeout, deadline=time.monotonic() + args.timeout)
+        prompt_id, status, prompts = run(comfy, workflow, args.image, progress)
     except ClientError as e:
-        print(f"pez-client: error: {e}", file=sys.stderr)
-        return 2
+        note = f"; {stop(comfy)}" if comfy and comfy.running else ""
+        return _fail(progress, f"error: {e}{note}", 2)
+    except TimedOut:
+        return _fail(progress, f"the prompt did not finish within --timeout {args.timeout:g} s; {stop(comfy)}", 1)
+    except KeyboardInterrupt:
+        return _fail(progress, f"interrupted (Ctrl-C); {stop(comfy)}", 130)
+    progress.end()
     if args.json:
         print(json.dumps({"prompt_id": prompt_id, "status": status, "prompts": prompts}))
     else:

@@ -1,8 +1,10 @@
 """Images in, model-ready pixels out: any PIL mode, file or ComfyUI tensor, of any size.
 
 RGBA / LA / palette images are composited on white, greyscale is repeated to three channels,
-16-bit and float images are rescaled to 0..1. Huge images are shrunk with Pillow's reducing
-resize before they become tensors, so a 100-megapixel photo costs no more memory than a small one.
+16-bit and float images are rescaled to 0..1. Huge images are shrunk before they become tensors:
+a JPEG file is decoded at 1/2, 1/4 or 1/8 scale (``Image.draft``), any other image is first put in a
+mode Pillow can shrink (RGB, RGBA, L, LA, I, F) and then box-averaged with ``Image.reduce`` to between
+2x and 4x the model's input, so a 100-megapixel photo never exists as a tensor or as a second full copy.
 Preprocessing follows open_clip's: resize the short side to the model's size (bicubic), centre-crop,
 normalise with the model's mean and std.
 """
@@ -19,41 +21,87 @@ from PIL import Image, UnidentifiedImageError
 
 ImageLike = Union[Image.Image, torch.Tensor, np.ndarray]
 
+REDUCIBLE = ("L", "LA", "RGB", "RGBA", "I", "F")  # the modes Image.reduce supports that to_rgb finishes
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image file, or raise one ``ValueError`` that names the file and the fix."""
+
+def load_image(path: str | Path, max_side: int | None = None) -> Image.Image:
+    """Open an image file, or raise one ``ValueError`` that names the file and the fix.
+
+    Without ``max_side`` the image comes back as stored (any mode, full size). With it, the image comes
+    back as ``to_rgb(image, max_side)``: RGB, short side 2x to 4x ``max_side``. A JPEG is then decoded at
+    1/2, 1/4 or 1/8 scale (``Image.draft``, short side still at least ``2 * max_side``); other formats are
+    decoded once at full size and shrunk at once, so only the shrunk image is kept. The file is read
+    through our own handle: closing it leaves the decoded pixels usable, so no copy is needed.
+    """
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"image {str(path)!r} does not exist; give the path of an image file.")
     try:
-        with Image.open(p) as im:
-            im.load()
-            return im.copy()
+        with open(p, "rb") as f:
+            image = Image.open(f)
+            if max_side:
+                image.draft(None, (2 * max_side, 2 * max_side))  # only JPEG decoders act on it
+            image.load()
+            return to_rgb(image, max_side) if max_side else image
     except Image.DecompressionBombError as e:
         raise ValueError(f"image {str(path)!r} is too large for Pillow's safety limit ({e}); downscale it first.") from e
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"image {str(path)!r} could not be read as an image ({e}); give a PNG, JPEG or WebP file.") from e
+    except ValueError as e:  # from to_rgb: name the file too
+        raise ValueError(f"image {str(path)!r}: {e}") from e
+
+
+def _reducible(image: Image.Image) -> Image.Image:
+    """``image`` in one of ``REDUCIBLE``'s modes, keeping its alpha and its 16-bit range."""
+    mode = image.mode
+    if mode in REDUCIBLE:
+        return image
+    if mode == "1":
+        return image.convert("L")
+    if mode.startswith("I;16"):
+        return image.convert("I")
+    if mode == "P":
+        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+    try:
+        return image.convert("RGBA" if mode in ("PA", "RGBa") else "RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+    except ValueError as e:
+        raise ValueError(f"image mode {mode!r} cannot be converted to RGB ({e}); save it as an RGB PNG or JPEG.") from e
+
+
+def _top(image: Image.Image) -> float | None:
+    """The value that means white in a 16-bit / 32-bit / float image (None for 8-bit modes)."""
+    mode = image.mode
+    if mode.startswith("I;16"):
+        return 65535.0
+    if mode not in ("I", "F"):
+        return None
+    high = image.getextrema()[1]
+    if mode == "F" and high <= 1.0:
+        return 1.0
+    return 65535.0 if high > 255 else 255.0
 
 
 def to_rgb(image: Image.Image, max_side: int | None = None) -> Image.Image:
-    """An RGB copy of ``image`` whatever its mode; shrunk so its short side is about ``max_side`` if given."""
-    if max_side and min(image.size) > 2 * max_side:
-        image = image.copy()
-        factor = min(image.size) / (2 * max_side)
-        image = image.reduce(max(1, int(factor)))
-    mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    """An RGB version of ``image`` whatever its mode; shrunk so its short side is 2x to 4x ``max_side`` if given.
+
+    The mode is converted before shrinking (``Image.reduce`` does not take palette, 1-bit or 16-bit images);
+    the white level of 16-bit and float images is taken from the full image, before shrinking.
+    """
+    if min(image.size) < 1:
+        raise ValueError(f"image of size {image.width}x{image.height} is empty; give an image with pixels.")
+    top = _top(image)
+    image = _reducible(image)
+    factor = int(min(image.size) / (2 * max_side)) if max_side else 1
+    if factor >= 2:  # box-average by a whole factor: the short side stays at least 2 * max_side
+        image = image.reduce(factor)
+    if top is not None:
         arr = np.asarray(image, dtype=np.float32)
-        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
-        if mode == "F" and arr.max() <= 1.0:
-            top = 1.0
-        image = Image.fromarray((np.clip(arr / top, 0, 1) * 255).astype(np.uint8), "L")
-    if mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
+        if np.isnan(arr).any():
+            raise ValueError("image contains NaN pixel values; give pixel values in 0..1 (float) or 0..65535 (16-bit).")
+        image = Image.fromarray((np.clip(arr / top, 0, 1) * 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
     return image.convert("RGB")
 
 
@@ -113,6 +161,6 @@ def split_batch(batch: torch.Tensor) -> list[torch.Tensor]:
     return list(batch.unbind(0))
 
 
-def iter_images(items: Iterable[ImageLike | str | Path]) -> list[ImageLike]:
-    """Open paths, keep images and tensors as they are."""
-    return [load_image(x) if isinstance(x, (str, Path)) else x for x in items]
+def iter_images(items: Iterable[ImageLike | str | Path], max_side: int | None = None) -> list[ImageLike]:
+    """Open paths (shrunk for a model of input size ``max_side`` if given), keep images and tensors as they are."""
+    return [load_image(x, max_side) if isinstance(x, (str, Path)) else x for x in items]
