@@ -1,11 +1,35 @@
 """Model sources load through open_clip, and every failure is one clear error."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
 from pez_nodes.core import TOY_DIR, ModelLoadError, load_clip
+
+
+def test_toy_uses_the_full_vocabulary_unless_the_declared_one_is_asked_for():
+    assert load_clip("toy").vocabulary_ids is None
+    declared = load_clip("toy", vocabulary="declared")
+    words = (TOY_DIR / "pez_vocabulary.txt").read_text().split()
+    assert sorted(declared.vocabulary_ids.tolist()) == sorted({i for w in words for i in declared.tokenize(w)})
+
+
+def test_declared_vocabulary_without_a_file_names_the_fix(tmp_path):
+    d = _copy_toy(tmp_path)
+    (d / "pez_vocabulary.txt").unlink()
+    assert load_clip(str(d)).vocabulary_ids is None
+    with pytest.raises(ModelLoadError, match="declares no vocabulary.*vocabulary='full'"):
+        load_clip(str(d), vocabulary="declared")
+
+
+def test_unknown_vocabulary_choice_is_one_clear_error():
+    with pytest.raises(ValueError, match="vocabulary 'all' is not 'full' or 'declared'") as e:
+        load_clip("toy", vocabulary="all")
+    assert "\n" not in str(e.value)
 
 
 def test_toy_loads_by_short_name_folder_and_local_dir(tmp_path):
@@ -27,10 +51,30 @@ def test_unknown_pretrained_tag_lists_known_tags():
         load_clip("ViT-L-14", "opneai")
 
 
-def test_offline_download_fails_with_one_line_pointing_to_toy():
-    with pytest.raises(ModelLoadError) as e:
-        load_clip("ViT-B-32", "openai")
-    assert "--model toy" in str(e.value) and "\n" not in str(e.value)
+OFFLINE_PROBE = """
+import json, sys
+from pez_nodes.core import ModelLoadError, load_clip
+out = []
+for source, tag in (("ViT-B-32", "laion2b_s34b_b79k"), ("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", None)):
+    try:
+        load_clip(source, tag, cache_dir=sys.argv[1])
+        out.append("loaded")
+    except ModelLoadError as e:
+        out.append(str(e))
+print(json.dumps(out))
+"""
+
+
+def test_offline_download_fails_with_one_line_pointing_to_toy(tmp_path):
+    """Hub offline (forced in a fresh process, before huggingface_hub reads it) and an empty cache, so the
+    result does not depend on this machine's network or on weights cached earlier."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", OFFLINE_PROBE, str(tmp_path / "cache")], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    messages = json.loads(done.stdout.strip().splitlines()[-1])
+    for message in messages:
+        assert "could not download" in message and "--model toy" in message and "\n" not in message, message
 
 
 def _copy_toy(tmp_path):

@@ -2,7 +2,8 @@
 
 Listing reads folders only — no network. ``models/open_clip`` is registered with ``folder_paths``
 (so ``extra_model_paths.yaml`` can add more places); it holds ``.safetensors`` files (architecture
-recognised from their shapes) or open_clip local-dir folders (``open_clip_config.json`` +
+recognised from their shapes, activation from a sidecar, metadata or the file name — see
+``core/architecture.py``) or open_clip local-dir folders (``open_clip_config.json`` +
 ``open_clip_model.safetensors``).
 """
 
@@ -68,6 +69,7 @@ def resolve(choice: str) -> tuple[str, str | None]:
             if path:
                 from ..core.architecture import identify_architecture
 
-                return identify_architecture(path), path
+                # load_clip reads the same evidence again and notes the activation and why
+                return identify_architecture(path).name, path
     raise ValueError(f"model {choice!r} was not found; put .safetensors files or open_clip folders in "
                      f"ComfyUI/models/{FOLDER}/ and refresh, or choose '{TOY}'.")

@@ -6,11 +6,14 @@ may mix images and texts, each with a weight (negative: "not like this").
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
+from PIL import Image
 
 from .backbone import ClipBackbone
 from .config import PEZConfig
@@ -36,16 +39,20 @@ class Target:
     def __post_init__(self):
         if (self.image is None) == (self.text is None):
             raise ValueError("a Target takes exactly one of image= or text=.")
+        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not math.isfinite(self.weight):
+            raise ValueError(f"target weight {self.weight!r} must be a finite number (negative: push away).")
+        self.weight = float(self.weight)
         if self.text is not None and (not isinstance(self.text, str) or not self.text.strip()):
             raise ValueError(f"text target {self.text!r} is empty; give a non-empty text.")
 
 
 def with_negatives(positives: Sequence[Target], negatives: Sequence, share: float = 0.5) -> list[Target]:
     """``positives`` plus negative targets whose weights together are ``-share`` times the positives' total
-    weight — so the weighted mean stays defined however many negatives there are. A ``str`` negative is a
-    text; images are PIL images, tensors or ``pathlib.Path`` files."""
-    if not 0 <= share < 1:
-        raise ValueError(f"negative weight {share} must be in [0, 1): the negatives' share of the positives' weight.")
+    weight, so adding negatives never changes how hard the positives pull. A ``str`` negative is a text;
+    images are PIL images, tensors or ``pathlib.Path`` files."""
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) or share < 0:
+        raise ValueError(f"negative weight {share!r} must be a number >= 0: the negatives' share of the positives' "
+                         "weight (0.5: half as strong).")
     each = -share * sum(t.weight for t in positives) / max(1, len(negatives))
     return list(positives) + [Target(text=n, weight=each) if isinstance(n, str) else Target(image=n, weight=each)
                               for n in negatives]
@@ -53,7 +60,8 @@ def with_negatives(positives: Sequence[Target], negatives: Sequence, share: floa
 
 def image_features(model: ClipBackbone, images: Sequence[ImageLike | str | Path]) -> torch.Tensor:
     """Normalised image features ([N, F]) of image files, PIL images or tensors."""
-    pixels = preprocess(iter_images(images), model.image_size, model.image_mean, model.image_std)
+    size = model.image_size
+    pixels = preprocess(iter_images(images, max_side=size), size, model.image_mean, model.image_std)
     feats = torch.nn.functional.normalize(model.encode_pixels(pixels), dim=-1)
     if not torch.isfinite(feats).all():
         raise ValueError(f"model {model.name} gave NaN image features; its weights are broken — reload or re-download them.")
@@ -86,18 +94,66 @@ def optimize(
 ) -> PEZResult:
     """Learn a hard prompt whose text feature matches the weighted ``targets`` (Algorithm 1).
 
-    ``extra_texts`` are scored as they are and returned instead when one beats the learned prompt.
+    The model stays where it is: ``config.device`` ``"auto"`` uses the model's device, any other value
+    must name it (load the model there with ``load_clip(..., device=...)``).
+
+    ``extra_texts`` are scored as they are and returned instead when one beats the learned prompt —
+    only if they obey every control a learned prompt obeys (no template, vocabulary filters, declared
+    vocabulary); the result's ``notes`` say when one was left out.
     """
     config = (config or PEZConfig()).validate(max_prompt_tokens(model))
+    if isinstance(targets, (Target, str)) or not isinstance(targets, Sequence):
+        raise ValueError(f"targets must be a list of Target, got {type(targets).__name__}; "
+                         "write [Target(image=...)] or [Target(text=...)].")
+    _check_device(model, config.device)
     with torch.inference_mode(False):
-        model.to(resolve_device(config.device))
         feats, weights = target_features(model, targets)
         objective = ClipObjective(model, layout or layout_for(model, config), feats, weights, compile=config.compile)
         vocab = VocabularyFilter.make(config.blocklist, config.blocklist_substring, config.allowlist, config.ascii_only)
-        projector = projector_for(model, allowed_token_ids(model, vocab))
-        extra = tuple(Candidate(t, objective.score_text(t), model.tokenize(t)) for t in extra_texts if vocab.allows_text(t))
+        allowed = allowed_token_ids(model, vocab)
+        projector = projector_for(model, allowed)
+        offered, notes = _offerable(objective, vocab, allowed, config, extra_texts)
+        extra = tuple(Candidate(t, objective.score_text(t), objective.user_tokens(t)) for t in offered)
         result = optimize_prompt(objective, projector, config, callback, extra, model.name, text_filter=vocab.allows_text)
+        result.target_cosines = [float(c) for c in objective.cosines(result.text)]
+    result.notes = [*getattr(model, "notes", []), *notes, *_window_note(model, result.text)]
     return result
+
+
+def _check_device(model: ClipBackbone, wanted: str) -> None:
+    """Refuse a ``device`` the model is not on, instead of moving the caller's model as a side effect."""
+    if (wanted or "auto") == "auto":
+        return
+    want, have = resolve_device(wanted), model.device
+    if want.type != have.type or (want.index is not None and want.index != (have.index or 0)):
+        raise ValueError(f"device={wanted!r} was asked for but model {model.name} is on {have}; load it there "
+                         f"(load_clip(..., device={wanted!r})) or use device='auto'.")
+
+
+def _offerable(objective: ClipObjective, vocab: VocabularyFilter, allowed: torch.Tensor, config: PEZConfig,
+               texts: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The extra texts a result may return — those a learned prompt could have been — and notes on the rest."""
+    if not texts:
+        return [], []
+    if config.template is not None:
+        return [], ["the plain join was not offered: with a template the prompt keeps the template's words."]
+    allowed_set = set(allowed.tolist())
+    offered, notes = [], []
+    for text in texts:
+        if vocab.allows_text(text) and all(i in allowed_set for i in objective.user_tokens(text)):
+            offered.append(text)
+        else:
+            notes.append("the plain join was not offered: it uses words or tokens that the vocabulary controls "
+                         "(blocklist, allowlist, ascii_only, declared vocabulary) exclude.")
+    return offered, notes
+
+
+def _window_note(model: ClipBackbone, text: str) -> list[str]:
+    n, window = len(model.tokenize(text)), max_prompt_tokens(model)
+    if n <= window:
+        return []
+    return [f"the prompt re-tokenizes to {n} tokens; text encoders keep the first {window}, and its similarity "
+            "is that of those."]
 
 
 def layout_for(model: ClipBackbone, config: PEZConfig) -> PromptLayout:
@@ -107,12 +163,27 @@ def layout_for(model: ClipBackbone, config: PEZConfig) -> PromptLayout:
     return PromptLayout.from_template(model, config.template, config.slot_len or config.prompt_len)
 
 
-def invert(model: ClipBackbone, images: Sequence[ImageLike | str | Path], config: PEZConfig | None = None,
-           callback: Callback | None = None) -> PEZResult:
-    """One prompt for one or more images (several images: their shared content or style)."""
-    if images is None or len(images) == 0:
+def invert(model: ClipBackbone, images: Sequence[ImageLike | str | Path] | ImageLike | str | Path,
+           config: PEZConfig | None = None, callback: Callback | None = None) -> PEZResult:
+    """One prompt for one or more images (several images: their shared content or style).
+
+    ``images`` is a list of paths / PIL images / tensors, or a single one of them; a 4-D tensor or
+    array is a batch ([B, H, W, C] as ComfyUI holds images, or [B, C, H, W]).
+    """
+    items = _image_list(images)
+    if not items:
         raise ValueError("no images were given; give at least one image to invert.")
-    return optimize(model, [Target(image=im) for im in images], config, callback)
+    return optimize(model, [Target(image=im) for im in items], config, callback)
+
+
+def _image_list(images) -> list:
+    if images is None:
+        return []
+    if isinstance(images, (str, Path, Image.Image)):
+        return [images]
+    if isinstance(images, (torch.Tensor, np.ndarray)):
+        return list(images) if images.ndim == 4 else [images]
+    return list(images)
 
 
 def distill(model: ClipBackbone, text: str, config: PEZConfig | None = None, callback: Callback | None = None) -> PEZResult:
@@ -129,9 +200,12 @@ def concat(model: ClipBackbone, texts: Sequence[str], config: PEZConfig | None =
     """One prompt that composes several prompts (the paper's prompt concatenation, Sec. 4.3).
 
     The targets are the texts' features, equally weighted. The literal join ``"a, b"`` is scored too
-    and returned if it beats the learned prompt; when the join does not fit the encoder's window it
-    is cut at the window and the result's ``notes`` say so.
+    and returned if it beats the learned prompt — only when it obeys every control a learned prompt
+    obeys (no template; blocklist, allowlist, ascii_only and the declared vocabulary); when the join
+    does not fit the encoder's window it is cut at the window and the result's ``notes`` say so.
     """
+    if isinstance(texts, str):
+        raise ValueError("concat takes a list of two or more texts, got one string; write concat(model, [text_a, text_b]).")
     if texts is None or len(texts) < 2:
         raise ValueError(f"concat needs two or more texts, got {0 if texts is None else len(texts)}.")
     for i, t in enumerate(texts):

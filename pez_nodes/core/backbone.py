@@ -45,6 +45,14 @@ def text_tower(model: nn.Module) -> nn.Module:
     return tower
 
 
+def _special_id(tokenizer, attribute: str, token: str) -> int | None:
+    """A special token's id: the tokenizer's attribute (open_clip 3.x), else its encoder entry (2.20)."""
+    found = getattr(tokenizer, attribute, None)
+    if found is None:
+        found = getattr(tokenizer, "encoder", {}).get(token)
+    return found
+
+
 class ClipBackbone:
     """A frozen open_clip model: text features from embeddings, image features from pixels.
 
@@ -55,12 +63,13 @@ class ClipBackbone:
         image_mean / image_std / image_size: the model's preprocessing.
         vocabulary_words: if given, the words the model knows; PEZ then projects only onto their tokens
             (the bundled toy CLIP declares its 20 attribute words: it never saw any other token).
+        notes: what the loader decided for the user and why (e.g. the activation), shown with results.
     """
 
     def __init__(self, model: nn.Module, tokenizer, name: str, image_mean, image_std, image_size: int,
-                 vocabulary_words: Sequence[str] | None = None):
+                 vocabulary_words: Sequence[str] | None = None, notes: Sequence[str] | None = None):
         self.tower = text_tower(model)
-        if not hasattr(tokenizer, "sot_token_id") or not hasattr(tokenizer, "encode"):
+        if not hasattr(tokenizer, "encode") or _special_id(tokenizer, "sot_token_id", "<start_of_text>") is None:
             raise ValueError(f"model {name} uses tokenizer {type(tokenizer).__name__}; PEZ supports CLIP's BPE tokenizer.")
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
@@ -68,8 +77,9 @@ class ClipBackbone:
         self.image_mean = tuple(float(v) for v in image_mean)
         self.image_std = tuple(float(v) for v in image_std)
         self.image_size = int(image_size)
-        self.sot_id = int(tokenizer.sot_token_id)
-        self.eot_id = int(tokenizer.eot_token_id)
+        self.notes: list[str] = list(notes or [])
+        self.sot_id = int(_special_id(tokenizer, "sot_token_id", "<start_of_text>"))
+        self.eot_id = int(_special_id(tokenizer, "eot_token_id", "<end_of_text>"))
         self.special_ids = frozenset(int(i) for i in getattr(tokenizer, "all_special_ids", (self.sot_id, self.eot_id)))
         self.context_length = int(self.tower.positional_embedding.shape[0])
         self._cast_dtype = self.tower.transformer.get_cast_dtype()
@@ -87,6 +97,18 @@ class ClipBackbone:
     def device(self) -> torch.device:
         return self.token_embedding.device
 
+    @property
+    def activation(self) -> str:
+        """The text tower's MLP activation as built: ``"quickgelu"`` (OpenAI's CLIPs), ``"gelu"`` or ``"other"``."""
+        from open_clip.transformer import QuickGELU
+
+        for module in self.tower.transformer.modules():
+            if isinstance(module, QuickGELU):
+                return "quickgelu"
+            if isinstance(module, nn.GELU):
+                return "gelu"
+        return "other"
+
     def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text))
 
@@ -103,7 +125,10 @@ class ClipBackbone:
         t = self.tower
         length = embeds.shape[1]
         x = embeds.to(self._cast_dtype) + t.positional_embedding[:length].to(self._cast_dtype)
+        sequence_first = not hasattr(t.transformer, "batch_first")  # open_clip 2.20's transformer takes [L, B, D]
+        x = x.transpose(0, 1) if sequence_first else x
         x = t.transformer(x, attn_mask=t.attn_mask[:length, :length])
+        x = x.transpose(0, 1) if sequence_first else x
         if eot_index is None:
             pooled = x[:, -1]
         else:

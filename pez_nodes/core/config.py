@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import numbers
+import re
+from dataclasses import asdict, dataclass, fields, replace
 
 
 @dataclass
@@ -31,9 +33,11 @@ class PEZConfig:
         template: optimise only inside a template such as ``"a photo of {} in the style of {}"``; the fixed
             words stay as written and are encoded with the learned tokens.
         slot_len: learned tokens per template slot (default: ``prompt_len``).
-        blocklist: words that must never appear in the prompt (whole words, case-insensitive).
+        blocklist: words that must never appear in the prompt (whole words, case-insensitive); a string
+            is read as a comma-separated list.
         blocklist_substring: also block every token that merely contains a blocked word.
-        allowlist: if given, the prompt uses only tokens that spell these words.
+        allowlist: if given, the prompt uses only tokens that spell these words; a string is read as a
+            list of words separated by commas or spaces.
         ascii_only: no emoji or non-Latin tokens.
     """
 
@@ -57,7 +61,12 @@ class PEZConfig:
     ascii_only: bool = False
 
     def validate(self, max_prompt_len: int = 75) -> "PEZConfig":
-        """Raise one ``ValueError`` naming the first bad setting and its fix; return ``self``."""
+        """Raise one ``ValueError`` naming the first bad setting and its fix; return a normalised copy.
+
+        Normalising accepts what Python users naturally pass: numpy integers and floats become ``int`` /
+        ``float``, a ``str`` blocklist / allowlist becomes a tuple of words (never a tuple of letters).
+        """
+        self = self._normalised()
         _int_in("prompt_len", self.prompt_len, 1, max_prompt_len,
                 f"the text encoder holds {max_prompt_len} tokens between its start and end token")
         _int_in("steps", self.steps, 1, None, "")
@@ -74,6 +83,9 @@ class PEZConfig:
             raise ValueError(f"precision={self.precision!r} is unknown; use auto, fp32, bf16 or fp16.")
         if self.slot_len is not None:
             _int_in("slot_len", self.slot_len, 1, max_prompt_len, "tokens learned in each template slot")
+            if self.template is None:
+                raise ValueError(f"slot_len={self.slot_len} is set but there is no template; set template "
+                                 "(e.g. 'a photo of {} in the style of {}') or use prompt_len.")
         if self.template is not None and (not isinstance(self.template, str) or "{}" not in self.template):
             raise ValueError(f"template {self.template!r} has no '{{}}' slot; write e.g. 'a photo of {{}} in the style of {{}}'.")
         if not isinstance(self.seed, int):
@@ -82,6 +94,28 @@ class PEZConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def _normalised(self) -> "PEZConfig":
+        changes = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
+                changes[f.name] = int(value)
+            elif isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
+                changes[f.name] = float(value)
+        if isinstance(self.blocklist, str):
+            changes["blocklist"] = _words(self.blocklist, r",")
+        elif self.blocklist is not None and not isinstance(self.blocklist, tuple):
+            changes["blocklist"] = tuple(self.blocklist)
+        if isinstance(self.allowlist, str):
+            changes["allowlist"] = _words(self.allowlist, r"[,\s]")
+        elif self.allowlist is not None and not isinstance(self.allowlist, tuple):
+            changes["allowlist"] = tuple(self.allowlist)
+        return replace(self, **changes) if changes else self
+
+
+def _words(text: str, separator: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in re.split(separator, text) if w.strip())
 
 
 def _int_in(name: str, value, low: int, high: int | None, why: str) -> None:

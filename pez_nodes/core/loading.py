@@ -6,20 +6,37 @@ Sources:
     ``ViT-L-14`` + pretrained ``/x.safetensors``  an open_clip name and a local weights file
     ``hf-hub:org/repo``                  an open_clip model on the Hugging Face hub (downloads)
     ``local-dir:/path`` or ``/path``     a folder with ``open_clip_config.json`` + ``open_clip_model.safetensors``
-                                         (+ optional ``pez_vocabulary.txt``: the only words PEZ may use)
+                                         (+ optional ``pez_vocabulary.txt``: words PEZ may be limited to
+                                         with ``vocabulary="declared"``)
 
 Only safetensors are read unless ``allow_pickle=True``: a pickled checkpoint can run code.
 Nothing is downloaded unless the user names a remote model.
+
+Works with open_clip_torch 2.20.0 (what AUTOMATIC1111 and Forge pin) and newer. A model folder's config
+is registered with ``open_clip.add_model_config`` (every version has it; ``local-dir:`` came later) and
+built by name with the folder's weights file. Where ``create_model`` takes ``weights_only`` (3.x),
+open_clip reads that file itself; older versions read only pickles, so it is read here with
+safetensors. Newer keyword arguments are passed only where the signature names them.
+
+The activation (GELU or OpenAI's QuickGELU, which shapes cannot tell apart) is decided from evidence
+and said in the backbone's ``notes`` — see :mod:`pez_nodes.core.architecture`.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
+import json
 import logging
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .architecture import (LABEL, NO_EVIDENCE, check_activation, config_activation, file_activation, register_config,
+                           twin)
 from .backbone import ClipBackbone
 
 TOY_DIR = Path(__file__).resolve().parents[1] / "models" / "toy"
@@ -27,6 +44,8 @@ DEFAULT_MODEL = "ViT-L-14"
 DEFAULT_PRETRAINED = "openai"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 VOCABULARY_FILE = "pez_vocabulary.txt"  # optional in a model folder: the words the model knows, one a line
+VOCABULARIES = ("full", "declared")
+WEIGHTS_FILE = "open_clip_model.safetensors"
 OFFLINE_HINT = "with no network, use the bundled model (--model toy) or a local folder / safetensors file"
 
 
@@ -54,18 +73,27 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     return device
 
 
-def _local_dir(path: Path, allow_pickle: bool) -> str:
+def _local_dir(path: Path, allow_pickle: bool) -> tuple[dict, Path]:
+    """The folder's open_clip config and its weights file, or a ``ModelLoadError`` naming what is missing."""
     config = path / "open_clip_config.json"
     if not config.is_file():
         raise ModelLoadError(f"model folder {str(path)!r} has no open_clip_config.json; it needs that file and "
                              "open_clip_model.safetensors (open_clip's local-dir layout).")
-    weights = sorted(path.glob("*.safetensors"))
-    pickles = [p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+    weights = sorted(path.glob("*.safetensors"), key=lambda p: (p.name != WEIGHTS_FILE, p.name))
+    pickles = sorted((p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES),
+                     key=lambda p: ("open_clip" not in p.name, p.name))
     if not weights and not (pickles and allow_pickle):
         extra = f" (found pickled {pickles[0].name}: convert it to safetensors or pass allow_pickle)" if pickles else ""
         raise ModelLoadError(f"model folder {str(path)!r} has no open_clip_model.safetensors{extra}; "
                              "without weights the model would be random.")
-    return f"local-dir:{path}"
+    try:
+        cfg = json.loads(config.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ModelLoadError(f"{config} is not valid JSON ({e}); re-download the model folder.") from e
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model_cfg"), dict):
+        raise ModelLoadError(f"{config} has no 'model_cfg'; it must be open_clip's config format "
+                             "(model_cfg + preprocess_cfg).")
+    return cfg, (weights or pickles)[0]
 
 
 def _check_weights_file(path: Path, allow_pickle: bool) -> None:
@@ -92,12 +120,255 @@ def _check_name(name: str, pretrained: str | None) -> None:
                                  f"{', '.join(tags) or 'none'} (or give a .safetensors file).")
 
 
+def _check_vocabulary(value: str) -> str:
+    choice = (value or "").strip().lower() if isinstance(value, str) else value
+    if choice not in VOCABULARIES:
+        raise ValueError(f"vocabulary {value!r} is not 'full' or 'declared'; use 'full' (every token) or 'declared' "
+                         f"(only the words in the model folder's {VOCABULARY_FILE}).")
+    return choice
+
+
+@dataclass
+class _Plan:
+    """What to build and why: an open_clip name (+ tag, or + a local weights file read here)."""
+
+    model_id: str
+    label: str
+    pretrained: str | None = None
+    weights: Path | None = None
+    remote: bool = False
+    activation: str | None = None  # wanted; None: whatever a hub config says
+    reason: str = ""
+    guessed: bool = False  # no evidence: the activation is the plain name's, and the note says so loudly
+    folder: Path | None = None
+    preprocess: dict = field(default_factory=dict)
+    create_kwargs: dict = field(default_factory=dict)
+
+
+def _takes(fn, **candidates) -> dict:
+    """The keyword arguments ``fn`` names in its signature (feature detection across open_clip versions)."""
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in candidates.items() if k in params}
+
+
+def _takes_any_keyword(fn) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+
+
+def _named_config(name: str, activation: str, hint: str) -> str:
+    """``name`` or its open_clip twin with ``activation``; failing both, a registered copy of its config."""
+    import open_clip
+
+    found = twin(name, activation)
+    if found:
+        return found
+    cfg = open_clip.get_model_config(name)
+    cfg["quick_gelu"] = activation == "quickgelu"
+    return register_config(cfg, hint)
+
+
+def _plan_folder(folder: Path, label: str, allow_pickle: bool, explicit: str | None) -> _Plan:
+    cfg, weights = _local_dir(folder, allow_pickle)
+    model_cfg = dict(cfg["model_cfg"])
+    activation = explicit or ("quickgelu" if model_cfg.get("quick_gelu") else "gelu")
+    reason = f"you chose activation={explicit}" if explicit else "from the folder's open_clip_config.json"
+    model_cfg["quick_gelu"] = activation == "quickgelu"
+    name = register_config(model_cfg, folder.name)
+    return _Plan(name, label, weights=weights, activation=activation, reason=reason,
+                 folder=folder, preprocess=dict(cfg.get("preprocess_cfg") or {}))
+
+
+def _plan_file(name: str, path: Path, explicit: str | None) -> _Plan:
+    """``name`` + a local weights file: the activation from the caller, the name, then the file's evidence."""
+    try:
+        found = file_activation(path)
+    except ValueError as e:  # a broken sidecar
+        raise ModelLoadError(str(e)) from e
+    if explicit:
+        activation, reason = explicit, f"you chose activation={explicit}"
+    elif config_activation(name) == "quickgelu":
+        activation = "quickgelu"
+        reason = found[1] if found and found[0] == "quickgelu" else f"open_clip's {name} uses QuickGELU"
+        if found and found[0] != "quickgelu":
+            reason += f", although the file says {LABEL[found[0]]} ({found[1]})"
+    elif found:
+        activation, reason = found
+    else:
+        activation, reason = "gelu", NO_EVIDENCE.format(name=name)
+    model_id = _named_config(name, activation, name)
+    return _Plan(model_id, name, weights=path, activation=activation, reason=reason,
+                 guessed=found is None and not explicit and activation == "gelu")
+
+
+def _plan_tag(name: str, tag: str, explicit: str | None) -> _Plan:
+    """``name`` + a pretrained tag: the caller, the name, then open_clip's record of the tag's training."""
+    import open_clip
+
+    tag_cfg = open_clip.get_pretrained_cfg(name, tag) or {}
+    named = config_activation(name)
+    if explicit:
+        activation, reason = explicit, f"you chose activation={explicit}"
+    elif named == "quickgelu":
+        activation, reason = "quickgelu", f"open_clip's {name} uses QuickGELU"
+    elif tag_cfg.get("quick_gelu") or tag.lower() == "openai":
+        # open_clip 3.x builds ViT-L-14 + openai with GELU (it only warns); 2.x's OpenAI loader used QuickGELU
+        activation, reason = "quickgelu", f"open_clip's pretrained tag {tag!r} was trained with QuickGELU"
+    else:
+        activation, reason = "gelu", f"open_clip's {name} with tag {tag!r} uses GELU"
+    return _Plan(name, f"{name}/{tag}", pretrained=tag, remote=True, activation=activation, reason=reason,
+                 create_kwargs=_override_activation(activation, named))
+
+
+def _override_activation(activation: str | None, built: str | None) -> dict:
+    """``create_model`` keywords that turn the config's activation ``built`` into ``activation``."""
+    import open_clip
+
+    if activation is None or activation == built:
+        return {}
+    if activation == "quickgelu":
+        return {"force_quick_gelu": True}
+    if _takes_any_keyword(open_clip.create_model):  # open_clip 3.x: model overrides as keywords
+        return {"quick_gelu": False}
+    return {}  # open_clip 2.x can only force QuickGELU; the built model is checked after loading
+
+
+def _plan(source: str, pretrained: str | None, allow_pickle: bool, explicit: str | None) -> _Plan:
+    if source == "toy":
+        return _plan_folder(TOY_DIR, "toy", allow_pickle, explicit)
+    if source.startswith("local-dir:"):
+        return _plan_folder(Path(source[len("local-dir:"):]).expanduser(), source, allow_pickle, explicit)
+    if source.startswith("hf-hub:"):
+        reason = f"you chose activation={explicit}" if explicit else "from the hub model's open_clip_config.json"
+        return _Plan(source, source, remote=True, activation=explicit, reason=reason,
+                     create_kwargs=_override_activation(explicit, None))
+    if Path(source).expanduser().is_dir():
+        return _plan_folder(Path(source).expanduser(), source, allow_pickle, explicit)
+    if Path(source).suffix in (".safetensors", *PICKLE_SUFFIXES):
+        raise ModelLoadError(f"model {source!r} is a weights file; give the architecture as the model and the file as "
+                             "pretrained, e.g. --model ViT-L-14 --pretrained /path/model.safetensors.")
+    if pretrained is None and source == DEFAULT_MODEL:
+        pretrained = DEFAULT_PRETRAINED
+    if pretrained is None:
+        raise ModelLoadError(f"model {source!r} needs pretrained weights: a tag (see open_clip.list_pretrained()) "
+                             "or a .safetensors file; random weights are useless for PEZ.")
+    _check_name(source, pretrained)
+    if Path(pretrained).suffix:
+        path = Path(pretrained).expanduser()
+        _check_weights_file(path, allow_pickle)
+        return _plan_file(source, path, explicit)
+    return _plan_tag(source, pretrained, explicit)
+
+
+def _read_state_dict(path: Path, allow_pickle: bool) -> dict:
+    """A state dict from safetensors (or, with ``allow_pickle``, a torch checkpoint), ``module.`` prefixes removed."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(str(path), map_location="cpu", weights_only=not allow_pickle)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state.state_dict()
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_weights(model: torch.nn.Module, path: Path, allow_pickle: bool) -> None:
+    """Load a local weights file strictly, as open_clip's ``load_checkpoint`` does (open_clip 2.20's reads
+    only pickles, so the file is read here)."""
+    from open_clip.model import convert_to_custom_text_state_dict, resize_pos_embed
+
+    state = _read_state_dict(path, allow_pickle)
+    if "positional_embedding" in state and not hasattr(model, "positional_embedding"):
+        state = convert_to_custom_text_state_dict(state)
+    resize_pos_embed(state, model)
+    model.load_state_dict(state, strict=True)
+
+
+def _tokenizer(plan: _Plan, model: torch.nn.Module, cache_dir: str | None):
+    """open_clip's tokenizer for the model; CLIP's BPE ``SimpleTokenizer`` where open_clip 2.x returns a
+    ``tokenize`` function (or a HF tokenizer for a hub CLIP) instead."""
+    import open_clip
+
+    try:
+        extra = _takes(open_clip.get_tokenizer, cache_dir=cache_dir) if plan.remote else {}
+        tokenizer, error = open_clip.get_tokenizer(plan.model_id, **extra), None
+    except Exception as e:  # noqa: BLE001 - open_clip 2.x fails on hub CLIPs without `transformers`
+        tokenizer, error = None, e
+    if hasattr(tokenizer, "encode"):
+        return tokenizer
+    vocab = getattr(getattr(model, "token_embedding", None), "num_embeddings", None)
+    if vocab is None and hasattr(model, "text"):
+        vocab = getattr(getattr(model.text, "token_embedding", None), "num_embeddings", None)
+    if vocab == 49408:  # CLIP's BPE vocabulary
+        return _bpe_tokenizer()
+    if error is not None:
+        raise error
+    return tokenizer
+
+
+@functools.lru_cache(maxsize=1)
+def _bpe_tokenizer():
+    """open_clip 2.x's ``SimpleTokenizer``, callable like 3.x's (texts → [N, 77] ids); built once."""
+    import open_clip
+
+    class CallableTokenizer(open_clip.SimpleTokenizer):
+        def __call__(self, texts, context_length: int = 77) -> torch.Tensor:
+            return open_clip.tokenize(texts, context_length)
+
+    return CallableTokenizer()
+
+
+def _build(plan: _Plan, target: torch.device, cache_dir: str | None, allow_pickle: bool):
+    """Create the model (weights from the plan's file or tag) and its tokenizer."""
+    import open_clip
+
+    safe = _takes(open_clip.create_model, weights_only=not allow_pickle)
+    if plan.weights is not None and not safe:  # open_clip 2.x: build, then read the file here
+        no_downloads = _takes(open_clip.create_model, pretrained_hf=False)
+        model = open_clip.create_model(plan.model_id, pretrained=None, device="cpu", **no_downloads)
+        _load_weights(model, plan.weights, allow_pickle)
+        model = model.to(target)
+    else:  # a tag or hub model; or a local file, which open_clip 3.x (it has ``weights_only``) reads itself
+        pretrained = str(plan.weights) if plan.weights is not None else plan.pretrained
+        model = open_clip.create_model(plan.model_id, pretrained=pretrained, device=target, cache_dir=cache_dir,
+                                       **safe, **plan.create_kwargs)
+    return model, _tokenizer(plan, model, cache_dir)
+
+
+def _preprocess(model: torch.nn.Module, override: dict) -> tuple:
+    """(mean, std, size) of the model's image preprocessing; a model folder's ``preprocess_cfg`` wins."""
+    from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    try:
+        from open_clip.model import get_model_preprocess_cfg  # not in open_clip 2.20
+    except ImportError:
+        get_model_preprocess_cfg = None
+    visual = model.visual
+    pp = dict(get_model_preprocess_cfg(model)) if get_model_preprocess_cfg else {}
+    mean = override.get("mean") or pp.get("mean") or getattr(visual, "image_mean", None) or OPENAI_DATASET_MEAN
+    std = override.get("std") or pp.get("std") or getattr(visual, "image_std", None) or OPENAI_DATASET_STD
+    size = getattr(visual, "image_size", None) or pp.get("size") or override.get("size") or 224
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    return mean, std, size
+
+
+def _vocabulary_words(choice: str, plan: _Plan) -> list[str] | None:
+    if choice == "full":
+        return None
+    path = plan.folder / VOCABULARY_FILE if plan.folder is not None else None
+    if path is None or not path.is_file():
+        raise ModelLoadError(f"model {plan.label} declares no vocabulary (no {VOCABULARY_FILE} in a model folder); "
+                             f"use vocabulary='full', or put {VOCABULARY_FILE} (one word a line) in its folder.")
+    return path.read_text(encoding="utf-8").split()
+
+
 def load_clip(
     source: str = DEFAULT_MODEL,
     pretrained: str | None = None,
     device: str | torch.device = "cpu",
     cache_dir: str | None = None,
     allow_pickle: bool = False,
+    activation: str = "auto",
+    vocabulary: str = "full",
 ) -> ClipBackbone:
     """Load a frozen CLIP as a :class:`ClipBackbone`.
 
@@ -107,50 +378,32 @@ def load_clip(
         device: where the model lives (``auto``, ``cpu``, ``cuda`` ...).
         cache_dir: open_clip's download cache (default: its own).
         allow_pickle: also read ``.bin``/``.pt`` checkpoints (they can run code; off by default).
+        activation: ``auto`` (decide from the evidence, see :mod:`~pez_nodes.core.architecture`), ``gelu`` or
+            ``quickgelu`` (OpenAI's CLIPs, e.g. SD 1.5's). The choice and its reason are in ``notes``.
+        vocabulary: ``full`` (every token) or ``declared`` (only the words of the model folder's
+            ``pez_vocabulary.txt``, e.g. the bundled toy model's 20 attribute words).
     """
-    import open_clip
-
+    explicit = check_activation(activation)
+    explicit = None if explicit == "auto" else explicit
+    vocabulary = _check_vocabulary(vocabulary)
     if not isinstance(source, str) or not source.strip():
         raise ModelLoadError("model source is empty; give 'toy', an open_clip name such as ViT-L-14, or a folder.")
     source = source.strip()
-    remote = False
-    if source == "toy":
-        model_id, pretrained = _local_dir(TOY_DIR, allow_pickle), None
-    elif source.startswith("local-dir:"):
-        model_id, pretrained = _local_dir(Path(source[len("local-dir:"):]).expanduser(), allow_pickle), None
-    elif source.startswith("hf-hub:"):
-        model_id, pretrained, remote = source, None, True
-    elif Path(source).expanduser().is_dir():
-        model_id, pretrained = _local_dir(Path(source).expanduser(), allow_pickle), None
-    elif Path(source).suffix in (".safetensors", *PICKLE_SUFFIXES):
-        raise ModelLoadError(f"model {source!r} is a weights file; give the architecture as the model and the file as "
-                             "pretrained, e.g. --model ViT-L-14 --pretrained /path/model.safetensors.")
-    else:
-        if pretrained is None and source == DEFAULT_MODEL:
-            pretrained = DEFAULT_PRETRAINED
-        if pretrained is None:
-            raise ModelLoadError(f"model {source!r} needs pretrained weights: a tag (see open_clip.list_pretrained()) "
-                                 "or a .safetensors file; random weights are useless for PEZ.")
-        _check_name(source, pretrained)
-        if Path(pretrained).suffix:
-            _check_weights_file(Path(pretrained).expanduser(), allow_pickle)
-        else:
-            remote = True
-        model_id = source
+    plan = _plan(source, pretrained, allow_pickle, explicit)
+    words = _vocabulary_words(vocabulary, plan)
     target = resolve_device(device)
     quiet = _QuietOpenClip()
     logging.getLogger().addFilter(quiet)  # open_clip logs download failures itself; we raise one clear error
     try:
-        with torch.inference_mode(False):
-            model = open_clip.create_model(model_id, pretrained=pretrained, device=target, cache_dir=cache_dir,
-                                           weights_only=not allow_pickle)
-            tokenizer = open_clip.get_tokenizer(model_id, cache_dir=cache_dir) if remote else open_clip.get_tokenizer(model_id)
+        with torch.inference_mode(False), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="QuickGELU mismatch")  # decided and noted here
+            model, tokenizer = _build(plan, target, cache_dir, allow_pickle)
     except ModelLoadError:
         raise
     except Exception as e:  # noqa: BLE001 - every failure becomes one clear message
         what = f"{source}" + (f" / {pretrained}" if pretrained else "")
-        text = f"{type(e).__name__}: {e}".splitlines()[0][:200]
-        if remote and _looks_offline(e):
+        text = " ".join(f"{type(e).__name__}: {e}".split())[:200]  # one line: the error's lines joined
+        if plan.remote and _looks_offline(e):
             raise ModelLoadError(f"could not download model {what} (offline, or the hub is unreachable); {OFFLINE_HINT}.") from e
         if "safetensor" in text.lower() or "header" in text.lower() or "deserializ" in text.lower():
             raise ModelLoadError(f"weights of model {what} are corrupt or not safetensors ({text}); re-download them.") from e
@@ -159,17 +412,23 @@ def load_clip(
         raise ModelLoadError(f"could not load model {what}: {text}") from e
     finally:
         logging.getLogger().removeFilter(quiet)
-    from open_clip.model import get_model_preprocess_cfg
+    mean, std, size = _preprocess(model, plan.preprocess)
+    clip = ClipBackbone(model, tokenizer, plan.label, mean, std, size, vocabulary_words=words)
+    return _note_activation(clip, plan)
 
-    pp = get_model_preprocess_cfg(model)
-    size = pp.get("size", 224)
-    size = size[0] if isinstance(size, (tuple, list)) else size
-    name = "toy" if source == "toy" else source + (f"/{pretrained}" if pretrained and not Path(pretrained).suffix else "")
-    words = None
-    vocabulary = Path(model_id[len("local-dir:"):]) / VOCABULARY_FILE if model_id.startswith("local-dir:") else None
-    if vocabulary is not None and vocabulary.is_file():
-        words = vocabulary.read_text(encoding="utf-8").split()
-    return ClipBackbone(model, tokenizer, name, pp["mean"], pp["std"], size, vocabulary_words=words)
+
+def _note_activation(clip: ClipBackbone, plan: _Plan) -> ClipBackbone:
+    """Record which activation the model runs and why; refuse one that contradicts the caller's choice."""
+    built = clip.activation
+    if plan.activation is not None and built != plan.activation:
+        raise ModelLoadError(f"model {plan.label} was built with {LABEL.get(built, built)} although {plan.reason}; "
+                             "this open_clip version cannot change it for this source: use activation='auto' "
+                             "or upgrade open_clip_torch.")
+    note = f"activation {LABEL.get(built, built)}: {plan.reason}"
+    clip.notes.append(note)
+    if plan.guessed:
+        warnings.warn(f"model {plan.label}: {note}", UserWarning, stacklevel=3)
+    return clip
 
 
 class _QuietOpenClip(logging.Filter):

@@ -8,8 +8,8 @@
         keep the best P′ (as the text a user gets)      # tracking.py
 
 The "gradient at P′ applied to P" is written as a straight-through estimator,
-``P′ = P + (E[ids] − P).detach()``: its value is exactly ``E[ids]`` and its gradient w.r.t. ``P`` is
-exactly ``∂L/∂P′``. The loop knows nothing of CLIP, images or hosts: it takes an objective, a
+``P′ = E[ids] + (P − P.detach())``: its value is exactly ``E[ids]`` (``x − x`` is exactly 0 in floating
+point, whereas ``P + (E[ids] − P)`` is off by rounding) and its gradient w.r.t. ``P`` is exactly ``∂L/∂P′``. The loop knows nothing of CLIP, images or hosts: it takes an objective, a
 projector and one callback.
 """
 
@@ -81,7 +81,7 @@ def optimize_prompt(
         start = time.perf_counter()
         for step in range(1, config.steps + 1):
             ids = projector.nearest_ids(prompt)
-            projected = prompt + (projector.embed(ids).float() - prompt).detach()
+            projected = projector.embed(ids).float() + (prompt - prompt.detach())
             sample = torch.randperm(n_targets, generator=generator)[:sample_size] if sample_size else None
             with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
                 loss, sims = objective(projected, sample)

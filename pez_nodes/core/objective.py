@@ -1,10 +1,17 @@
 """The CLIP objective of PEZ: make the prompt's text feature point where the targets point.
 
-Loss (the paper's Sec. 3, Algorithm 1 line "L(P′)"): ``1 − Σ_t w_t cos(f(P′), g_t) / Σ_t w_t``, the
-weighted mean cosine between the text feature of the projected prompt and each target feature
-``g_t`` (an image feature for inversion, a text feature for distillation). A negative weight pushes
-the prompt away from its target. One text-encoder pass gives both the loss and the similarity used
-for best-so-far tracking; the paper's code ran a second, no-grad pass for the latter.
+Loss (the paper's Sec. 3, Algorithm 1 line "L(P′)"): ``1 − Σ_t w_t cos(f(P′), g_t) / Σ_t |w_t|``
+between the text feature of the projected prompt and each target feature ``g_t`` (an image feature
+for inversion, a text feature for distillation). With positive weights only this is the paper's
+``1 − mean cos``. A negative weight always pushes the prompt away from its target, whatever the
+other weights: dividing by ``Σ|w|`` (not ``Σw``, which flips the whole objective when negatives
+outweigh positives) keeps every target's pull in the direction of its sign, and keeps the reported
+similarity a weighted mean of signed cosines, inside [−1, 1]. At least one positive target is
+required: with none there is nothing to match. One text-encoder pass gives both the loss and the
+similarity used for best-so-far tracking; the paper's code ran a second, no-grad pass for the latter.
+
+A returned prompt is scored as a user's text encoder sees it: re-tokenized, and cut at the window
+(open_clip's tokenizer and Hugging Face's CLIP keep the first ``context_length − 2`` tokens).
 
 Any other objective (a language model's classification loss, say) only needs the same four
 methods to run in :func:`pez_nodes.core.loop.optimize_prompt`.
@@ -17,7 +24,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from .encoder import TextEncoder, encode_text, max_prompt_tokens
+from .encoder import TextEncoder, encode_token_ids, max_prompt_tokens
 from .layout import PromptLayout
 
 
@@ -28,7 +35,7 @@ class ClipObjective:
         encoder: the frozen text encoder.
         layout: where learned tokens sit (plain prompt or template).
         targets: target features ([T, F]); normalised here.
-        weights: one weight per target ([T]); their sum must not be 0.
+        weights: one weight per target ([T]); negative ones push away; at least one must be positive.
         compile: run the encoder through ``torch.compile``.
     """
 
@@ -41,9 +48,9 @@ class ClipObjective:
         weights = weights.to(targets.device, torch.float32)
         if weights.shape != (targets.shape[0],) or not torch.isfinite(weights).all():
             raise ValueError(f"need one finite weight per target ({targets.shape[0]}), got {weights.tolist()}.")
-        if abs(float(weights.sum())) < 1e-8:
-            raise ValueError(f"target weights {weights.tolist()} sum to zero; the weighted mean is undefined — give "
-                             "positive targets more weight than negative ones.")
+        if not bool((weights > 0).any()):
+            raise ValueError(f"target weights {weights.tolist()} have no positive weight; give at least one image or "
+                             "text to match (negative weights only push away from their targets).")
         if layout.length > max_prompt_tokens(encoder):
             raise ValueError(f"the prompt needs {layout.length} tokens but the text encoder holds "
                              f"{max_prompt_tokens(encoder)}; lower prompt_len or shorten the template.")
@@ -51,7 +58,7 @@ class ClipObjective:
         self.layout = layout
         self.targets = F.normalize(targets.float(), dim=-1)
         self.weights = weights
-        self.weight_sum = weights.sum()
+        self.weight_sum = weights.abs().sum()
         self.score_text = lru_cache(maxsize=4096)(self._score_text)
         self.encode = torch.compile(encoder.encode_embeddings, dynamic=False) if compile else encoder.encode_embeddings
 
@@ -84,11 +91,20 @@ class ClipObjective:
         """The text a user gets for learned ids ([M])."""
         return self.layout.text(self.encoder, ids)
 
+    def user_tokens(self, text: str) -> list[int]:
+        """The token ids a text encoder uses for ``text``: re-tokenized and cut at the window."""
+        return self.encoder.tokenize(text)[: max_prompt_tokens(self.encoder)]
+
+    def cosines(self, text: str) -> torch.Tensor:
+        """Cosine of ``text``'s feature (as a user's encoder sees it) with each target ([T])."""
+        ids = self.user_tokens(text)  # an empty text is [SOT, EOT], as a user's encoder sees it
+        feat = F.normalize(encode_token_ids(self.encoder, [ids])[0].to(self.targets.device), dim=-1)
+        return (self.targets @ feat).cpu()
+
     def _score_text(self, text: str) -> float:
-        """Similarity of ``text`` as a user would paste it: re-tokenized, then encoded."""
-        feat = encode_text(self.encoder, text).to(self.targets.device)
-        return float(((self.targets @ feat) * self.weights).sum() / self.weight_sum)
+        """Similarity of ``text`` as a user would paste it: re-tokenized, cut at the window, encoded."""
+        return float((self.cosines(text) * self.weights.cpu()).sum() / self.weight_sum.cpu())
 
     def same_tokens(self, text: str, ids: list[int]) -> bool:
-        """Whether re-tokenizing ``text`` gives back exactly the sequence that was scored for ``ids``."""
+        """Whether a user's encoder gets exactly the sequence that was scored for ``ids`` from ``text``."""
         return self.encoder.tokenize(text) == self.layout.full_ids(ids)

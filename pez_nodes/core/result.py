@@ -30,6 +30,8 @@ class PEZResult:
         history: ``(step, best similarity so far, mean similarity of this step's prompts)``, ~100 rows.
         model: the model's name.
         notes: things the user should know (a text was cut to fit the window, ...).
+        target_cosines: cosine of ``text``'s feature with each target, in the order given (``similarity``
+            is their weighted mean, ``Σ w·cos / Σ|w|``).
     """
 
     text: str
@@ -43,6 +45,7 @@ class PEZResult:
     history: list[tuple[int, float, float]] = field(default_factory=list)
     model: str = ""
     notes: list[str] = field(default_factory=list)
+    target_cosines: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)

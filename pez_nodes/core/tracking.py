@@ -51,7 +51,7 @@ class BestTracker:
         if cand is None:
             exact = sim is not None and self.exact_scores and self.objective.same_tokens(text, ids)
             score = sim if exact else self.objective.score_text(text)
-            cand = Candidate(text=text, similarity=float(score), token_ids=self.objective.encoder.tokenize(text))
+            cand = Candidate(text=text, similarity=float(score), token_ids=self.objective.user_tokens(text))
             self._remember(cand)
         return cand
 
