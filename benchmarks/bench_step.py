@@ -88,9 +88,7 @@ def build(name: str, device: str):
     from pez_nodes.core import ClipBackbone, load_clip
 
     if name == "toy":
-        model = load_clip("toy", device=device)
-        model.vocabulary_ids = None  # the full 49,406-token vocabulary, as the paper's loop searches
-        return model
+        return load_clip("toy", device=device)  # the full 49,406-token vocabulary, as the paper's loop searches
     cfg = dict(open_clip.get_model_config(name))
     # the real text tower; a token-sized vision tower (PEZ's steps never touch it, and it saves minutes and GBs)
     cfg["vision_cfg"] = {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16}

@@ -6,43 +6,57 @@
     pez concat "prompt one" "prompt two"
 
 The progress bar and live best prompt go to stderr; the result to stdout (one JSON object with
-``--json``). Every error is one line on stderr and a non-zero exit.
+``--json``). Every error is one line on stderr and exit status 2; Ctrl-C exits 130 (after printing
+the best prompt so far when the optimisation had started).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
+import re
 import signal
 import sys
 import time
 from pathlib import Path
 
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+DEVICES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def _common(p: argparse.ArgumentParser, default_model: str) -> None:
-    from .core import PEZConfig
+    from .core import PEZConfig, load_clip
+    from .core.architecture import ACTIVATIONS
+    from .core.loading import VOCABULARIES
 
-    d = PEZConfig()
+    d, load = PEZConfig(), inspect.signature(load_clip).parameters  # the core's defaults are the CLI's
     p.add_argument("--model", default=default_model,
                    help="'toy' (bundled), an open_clip name (ViT-L-14 = SD 1.5's CLIP), hf-hub:org/repo, "
                         "local-dir:/path or a folder (default: %(default)s)")
     p.add_argument("--pretrained", default=None,
                    help="pretrained tag or .safetensors file for an open_clip name (ViT-L-14 default: openai)")
+    p.add_argument("--activation", choices=ACTIVATIONS, default=load["activation"].default,
+                   help="the MLP activation the weights were trained with; auto decides from the model's config or "
+                        "weights (default: %(default)s)")
+    p.add_argument("--vocabulary", choices=VOCABULARIES, default=load["vocabulary"].default,
+                   help="tokens PEZ may use: every token, or only the words of the model folder's "
+                        "pez_vocabulary.txt (default: %(default)s)")
     p.add_argument("--prompt-len", type=int, default=d.prompt_len, help="learned tokens (default: %(default)s)")
     p.add_argument("--steps", type=int, default=d.steps, help="optimisation steps (default: %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (default: %(default)s)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (default: %(default)s)")
     p.add_argument("--restarts", type=int, default=d.restarts, help="prompts optimised together (default: %(default)s)")
-    p.add_argument("--targets-per-step", type=int, default=None, help="targets sampled per step (default: all)")
+    p.add_argument("--targets-per-step", type=int, default=d.targets_per_step,
+                   help="targets sampled per step (default: all)")
     p.add_argument("--patience", type=int, default=d.patience,
                    help="stop after this many steps without improvement (0: never; default: %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N, mps (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--top-k", type=int, default=1, help="also list the K best distinct prompts (JSON: candidates)")
+    p.add_argument("--top-k", type=int, default=d.top_k, help="also list the K best distinct prompts (JSON: candidates)")
     g = p.add_argument_group("vocabulary")
     g.add_argument("--blocklist", action="append", default=[], metavar="WORD[,WORD...]",
                    help="words that must never appear (whole words; repeatable)")
@@ -64,10 +78,15 @@ def _common(p: argparse.ArgumentParser, default_model: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line like every other error; the usage is one --help away
+        self.exit(EXIT_ERROR, f"pez: error: {message} (see '{self.prog} --help').\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .core import DEFAULT_MODEL
 
-    parser = argparse.ArgumentParser(prog="pez", description="PEZ: learn hard text prompts for CLIP by gradient descent.")
+    parser = _Parser(prog="pez", description="PEZ: learn hard text prompts for CLIP by gradient descent.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("invert", help="learn a prompt for one or more images (several: their shared style)")
     p.add_argument("images", nargs="+", help="image files")
@@ -81,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="invert a toy-world picture with the bundled model (no download)")
     p.add_argument("--save", type=Path, default=None, help="also save the drawn picture here")
     _common(p, "toy")
-    p.set_defaults(steps=300, restarts=4, prompt_len=8)
+    p.set_defaults(steps=300, prompt_len=8)  # a quick demo; everything else is PEZConfig's default
     return parser
 
 
@@ -106,7 +125,7 @@ class ProgressBar:
     def __call__(self, step: int, total: int, text: str, sim: float) -> bool:
         now = time.perf_counter()
         tty = sys.stderr.isatty()
-        due = (now - self.last >= 0.1) if tty else (step * 10 // total != (step - 1) * 10 // total)
+        due = (now - self.last >= 0.1) if tty else (step == 1 or step * 10 // total != (step - 1) * 10 // total)
         if not self.enabled or not (due or step == total):
             return self.stop
         self.last = now
@@ -116,7 +135,7 @@ class ProgressBar:
         line = f"{step:>5}/{total} [{'#' * done}{'.' * (width - done)}] {rate:5.1f} it/s  sim {sim:.4f}  {text}"
         if tty:  # redraw one line in place
             sys.stderr.write("\r" + line[: _columns()] + "\x1b[K")
-        else:  # a log file gets a line per 10 %
+        else:  # a log file gets a line at the start and per 10 %
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
         return self.stop
@@ -134,11 +153,43 @@ def _columns() -> int:
         return 200
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse, before any model is loaded, what would fail late, cryptically or be silently ignored."""
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads {args.threads} is not a thread count; give 1 or more, or leave it out.")
+    if not DEVICES.fullmatch(args.device.strip().lower()):
+        raise ValueError(f"--device {args.device!r} cannot run PEZ; use auto, cpu, cuda, cuda:N or mps.")
+    model = args.model.strip()
+    if args.pretrained is not None and (model == "toy" or model.startswith(("local-dir:", "hf-hub:"))
+                                        or Path(model).expanduser().is_dir()):
+        raise ValueError(f"--pretrained is only for an open_clip model name such as ViT-L-14; model {model!r} "
+                         "brings its own weights, so drop --pretrained.")
+    files = [("image", i, "an image file") for i in [*getattr(args, "images", []), *args.negative_image]]
+    files += [("allowlist", args.allowlist, "a text file with one word a line"),
+              ("--save", getattr(args, "save", None), "a file name such as picture.png")]
+    for what, path, fix in files:
+        if path is not None and Path(path).expanduser().is_dir():
+            raise ValueError(f"{what} {str(path)!r} is a directory; give {fix}.")
+
+
+def check_device(name: str) -> None:
+    """The device checks torch itself does not do up front (PEZ only runs on cpu, cuda:N and mps)."""
+    import torch
+
+    name = name.strip().lower()
+    if name.startswith("cuda:") and torch.cuda.is_available() and int(name[5:]) >= torch.cuda.device_count():
+        last = torch.cuda.device_count() - 1
+        raise ValueError(f"--device {name} does not exist; this machine has cuda:0 to cuda:{last}.")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps was asked for but MPS is not available here; use --device cpu.")
+
+
 def run(args: argparse.Namespace) -> dict:
     import torch
 
     from . import core
 
+    check_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     allowlist = None
@@ -167,7 +218,8 @@ def run(args: argparse.Namespace) -> dict:
         extra = {"image_words": list(scene.words), "image_caption": scene.caption}
         if not args.json:
             print(f"drew: {scene.caption}" + (f"  (saved to {args.save})" if args.save else ""))
-    model = core.load_clip(args.model, args.pretrained, device=args.device)
+    model = core.load_clip(args.model, args.pretrained, device=args.device, activation=args.activation,
+                           vocabulary=args.vocabulary)
     bar = ProgressBar(not args.quiet)
     previous = signal.signal(signal.SIGINT, bar.interrupt)
     negatives = [Path(i) for i in args.negative_image] + list(args.negative_text)
@@ -190,32 +242,50 @@ def run(args: argparse.Namespace) -> dict:
         signal.signal(signal.SIGINT, previous)
         bar.close()
     out = {"prompt": result.text, "similarity": round(result.similarity, 6), "steps": result.steps,
-           "seconds": round(result.seconds, 3), "stop_reason": result.stop_reason, "model": result.model,
-           "token_ids": result.token_ids, "notes": result.notes, **extra}
+           "seconds": round(result.seconds, 3), "stop_reason": "interrupted" if bar.stop else result.stop_reason,
+           "model": result.model, "token_ids": result.token_ids, "notes": result.notes, **extra}
     if config.top_k > 1:
         out["candidates"] = [{"prompt": c.text, "similarity": round(c.similarity, 6)} for c in result.candidates]
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
+    try:  # everything, torch's import included: an early Ctrl-C is one line too
+        args = build_parser().parse_args(argv)
+        check_args(args)
         out = run(args)
+        if args.json:
+            print(json.dumps(out))
+        else:
+            for note in out["notes"]:
+                print(f"note: {note}", file=sys.stderr)
+            print(out["prompt"])
+            print(f"similarity {out['similarity']:.4f}  steps {out['steps']}  {out['seconds']:.1f}s", file=sys.stderr)
+        if out["stop_reason"] != "interrupted":
+            return 0
+        print(f"pez: interrupted at step {out['steps']}; printed the best prompt so far.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("pez: interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, OSError) as e:
-        print(f"pez: error: {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - whatever the core or torch raises, the user gets one line
+        if _caused_by_interrupt(e):  # a Ctrl-C during an import can come back wrapped (e.g. in a RuntimeError)
+            print("pez: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        name = "" if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: "  # ours say what to do
+        text = next((line.strip() for line in str(e).splitlines() if line.strip()), "(no message)")
+        print(f"pez: error: {name}{text[:300]}", file=sys.stderr)
         return EXIT_ERROR
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for note in out["notes"]:
-            print(f"note: {note}", file=sys.stderr)
-        print(out["prompt"])
-        print(f"similarity {out['similarity']:.4f}  steps {out['steps']}  {out['seconds']:.1f}s", file=sys.stderr)
-    return 0
+
+
+def _caused_by_interrupt(error: BaseException | None) -> bool:
+    for _ in range(10):
+        if error is None:
+            return False
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 if __name__ == "__main__":

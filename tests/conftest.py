@@ -15,17 +15,15 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def toy():
-    """The bundled toy CLIP, loaded once per test session."""
+    """The bundled toy CLIP, loaded once per test session: PEZ may pick any of the 49,406 ordinary tokens."""
     from pez_nodes.core import load_clip
 
     return load_clip("toy")
 
 
 @pytest.fixture(scope="session")
-def toy_full():
-    """The toy CLIP without its declared vocabulary: PEZ may pick any of the 49,406 ordinary tokens."""
+def toy_declared():
+    """The toy CLIP restricted to the words its folder declares (``pez_vocabulary.txt``), an opt-in."""
     from pez_nodes.core import load_clip
 
-    model = load_clip("toy")
-    model.vocabulary_ids = None
-    return model
+    return load_clip("toy", vocabulary="declared")

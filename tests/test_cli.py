@@ -1,13 +1,17 @@
-"""The `pez` command as a user runs it: README's demo, JSON output, one-line errors."""
+"""The `pez` command as a user runs it: README's demo, JSON output, one-line errors, Ctrl-C."""
 
+import inspect
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from pez_nodes import toyworld as tw
+from pez_nodes.core import TOY_DIR, PEZConfig, load_clip, with_negatives
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
@@ -89,3 +93,108 @@ def test_negatives_with_default_weight_never_sum_to_zero(tmp_path):
               "--steps", "20", "--prompt-len", "3", "--json", "--quiet")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["prompt"]
+
+
+def _one_error_line(out) -> str:
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("pez: error: "), out.stderr
+    assert out.returncode == 2 and out.stdout == ""
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--threads", "-2"], "--threads -2"),
+        (["--threads", "0"], "--threads 0"),
+        (["--device", "meta"], "--device 'meta' cannot run PEZ"),  # torch accepts it, PEZ cannot use it
+        (["--device", "xla"], "use auto, cpu, cuda, cuda:N or mps"),
+        (["--pretrained", "openai"], "drop --pretrained"),  # toy brings its own weights
+        (["--activation", "relu"], "invalid choice"),  # argparse's own errors are one line too
+        (["--allowlist", "{tmp}"], "is a directory"),
+        (["--negative-image", "{tmp}"], "is a directory; give an image file"),
+    ],
+)
+def test_bad_flags_are_one_line_and_exit_2(tmp_path, args, needle):
+    out = pez("distill", "a cat", "--model", "toy", "--steps", "2", *[a.format(tmp=tmp_path) for a in args])
+    assert needle in _one_error_line(out)
+
+
+def test_directory_as_image_and_pretrained_with_a_folder_are_refused(tmp_path):
+    assert "is a directory; give an image file" in _one_error_line(pez("invert", str(tmp_path), "--model", "toy"))
+    line = _one_error_line(pez("distill", "a cat", "--model", str(TOY_DIR), "--pretrained", "openai"))
+    assert "drop --pretrained" in line
+
+
+def test_unexpected_core_exceptions_are_one_line_with_their_type(monkeypatch, capsys):
+    from pez_nodes import cli, core
+
+    def half_weights_on_cpu(*args, **kwargs):  # as a forward pass over wrong-architecture weights fails
+        raise NotImplementedError('"addmm_impl_cpu_" not implemented for \'Half\'\n(more detail on a second line)')
+
+    monkeypatch.setattr(core, "optimize", half_weights_on_cpu)
+    assert cli.main(["distill", "a cat", "--model", "toy", "--steps", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["pez: error: NotImplementedError: \"addmm_impl_cpu_\" not implemented for 'Half'"]
+
+
+def test_cli_defaults_are_the_cores():
+    from pez_nodes import cli
+    from pez_nodes.comfy import logic
+
+    parser, d = cli.build_parser(), PEZConfig()
+    load = inspect.signature(load_clip).parameters
+    for command in (["distill", "x"], ["invert", "x.png"], ["concat", "a", "b"], ["demo"]):
+        args = vars(parser.parse_args(command))
+        expected = {**{k: getattr(d, k) for k in ("prompt_len", "steps", "lr", "weight_decay", "restarts",
+                                                  "targets_per_step", "seed", "patience", "device", "top_k",
+                                                  "template", "slot_len", "ascii_only", "blocklist_substring")},
+                    "activation": load["activation"].default, "vocabulary": load["vocabulary"].default,
+                    "negative_weight": inspect.signature(with_negatives).parameters["share"].default}
+        if command == ["demo"]:
+            expected.update(steps=300, prompt_len=8)  # the demo's deliberate quick run
+        assert {k: args[k] for k in expected} == expected, command
+    assert logic.NEGATIVE_WEIGHT == expected["negative_weight"]
+
+
+def test_activation_and_vocabulary_reach_load_clip():
+    out = pez("distill", "a red circle", "--model", "toy", "--steps", "10", "--prompt-len", "3",
+              "--vocabulary", "declared", "--activation", "gelu", "--json", "--quiet")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    declared = set((TOY_DIR / "pez_vocabulary.txt").read_text().split())
+    assert set(data["prompt"].split()) <= declared
+    assert any("gelu" in n.lower() for n in data["notes"])
+
+
+def _start(*args):
+    """The CLI as a child that takes Ctrl-C (a child of a background job would inherit SIGINT ignored)."""
+    return subprocess.Popen([sys.executable, "-m", "pez_nodes.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130():
+    child = _start("distill", "a cat", "--model", "toy", "--steps", "100000", "--patience", "0")
+    time.sleep(0.3)  # Python is up; torch and open_clip are still importing
+    maps, deadline = f"/proc/{child.pid}/maps", time.monotonic() + 10
+    while os.path.exists(maps) and "torch" not in open(maps).read() and time.monotonic() < deadline:
+        time.sleep(0.02)  # on a slow machine: wait until torch's import (inside main) has begun
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert err.strip().splitlines() == ["pez: interrupted"] and out == ""
+
+
+def test_ctrl_c_mid_run_prints_the_best_prompt_and_exits_130():
+    child = _start("distill", "a large red circle on grass", "--model", "toy", "--steps", "100000", "--patience", "0",
+                   "--json")
+    for line in child.stderr:  # the first progress line: the optimisation is running
+        if "/100000" in line:
+            break
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    data = json.loads(out)
+    assert data["prompt"].strip() and data["stop_reason"] == "interrupted" and 1 <= data["steps"] < 100000
+    assert err.strip().splitlines()[-1].startswith("pez: interrupted at step")

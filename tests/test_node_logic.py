@@ -1,14 +1,16 @@
 """The ComfyUI nodes' logic called directly on the bundled model (no ComfyUI needed)."""
 
+import inspect
 import json
 
 import pytest
 import torch
 
+from pez_nodes import core
 from pez_nodes import toyworld as tw
 from pez_nodes.comfy import logic, model_list
 from pez_nodes.comfy.host import NodeProgress
-from pez_nodes.core import TOY_DIR, encode_text, image_features
+from pez_nodes.core import TOY_DIR, PEZConfig, encode_text, image_features, with_negatives
 from pez_nodes.core.architecture import identify_architecture
 
 
@@ -75,13 +77,31 @@ def test_progress_adapter_runs_outside_comfyui():
     assert progress(1, 10, "a prompt", 0.5) is False
 
 
+def test_logic_defaults_are_pezconfigs():
+    """An input left out of an API prompt gets these; the widgets show the same (tests/test_node_schema.py)."""
+    assert logic.make_config() == PEZConfig()
+    assert logic.make_config(blocklist="", template="", slot_len=0) == PEZConfig()  # empty widgets mean "not set"
+    share = inspect.signature(with_negatives).parameters["share"].default
+    assert inspect.signature(logic.invert).parameters["negative_weight"].default == logic.NEGATIVE_WEIGHT == share
+
+
+def test_loader_options_left_out_take_load_clips_defaults(monkeypatch):
+    calls = []
+    monkeypatch.setattr(core, "load_clip", lambda *args, **kwargs: calls.append((args, kwargs)))
+    logic.load_model(model_list.TOY, "cpu")
+    logic.load_model(model_list.TOY, "cpu", activation="quickgelu", vocabulary="declared")
+    assert calls[0][1] == {"device": "cpu"}
+    assert calls[1][1] == {"device": "cpu", "activation": "quickgelu", "vocabulary": "declared"}
+
+
 def test_bare_safetensors_architecture_is_recognised(tmp_path):
     import open_clip
 
     cfg = json.loads((TOY_DIR / "open_clip_config.json").read_text())["model_cfg"]
     (tmp_path / "pez-toy-arch.json").write_text(json.dumps(cfg))
     open_clip.add_model_config(tmp_path / "pez-toy-arch.json")
-    assert identify_architecture(TOY_DIR / "open_clip_model.safetensors") == "pez-toy-arch"
+    found = identify_architecture(TOY_DIR / "open_clip_model.safetensors")
+    assert (found.name, found.activation) == ("pez-toy-arch", "gelu") and "no evidence" in found.reason
 
 
 def test_non_clip_safetensors_is_rejected(tmp_path):

@@ -16,23 +16,29 @@ from . import model_list
 from .host import NodeProgress, comfy_device
 
 
-def load_model(model: str, device: str = "auto", custom_model: str = "", pretrained: str = "") -> core.ClipBackbone:
-    """The loader: a listed choice, or any open_clip source typed into ``custom_model``."""
+def load_model(model: str, device: str = "auto", custom_model: str = "", pretrained: str = "",
+               **options) -> core.ClipBackbone:
+    """The loader: a listed choice, or any open_clip source typed into ``custom_model``.
+
+    ``options`` (``activation``, ``vocabulary``) go to ``core.load_clip``; left out, its defaults apply.
+    """
     if custom_model and custom_model.strip():
         source, tag = custom_model.strip(), (pretrained or "").strip() or None
     else:
         source, tag = model_list.resolve(model)
     target = (comfy_device() or "auto") if device == "auto" else device
-    return core.load_clip(source, tag, device=target)
+    return core.load_clip(source, tag, device=target, **options)
 
 
-_DEFAULTS = core.PEZConfig()
+DEFAULTS = core.PEZConfig()  # the one source of defaults: every widget and every omitted input uses it
+DISTILL_PROMPT_LEN = 8  # the distill node's own default, widget and omitted alike: short is why one distills
+NEGATIVE_WEIGHT = 0.5  # the invert node's default share of the negatives (the CLI's --negative-weight too)
 
 
-def make_config(prompt_len: int = _DEFAULTS.prompt_len, steps: int = _DEFAULTS.steps, seed: int = 0,
-                lr: float = _DEFAULTS.lr, restarts: int = _DEFAULTS.restarts, patience: int = _DEFAULTS.patience,
-                blocklist: str = "", ascii_only: bool = False, template: str = "", slot_len: int = 0, top_k: int = 1,
-                device=None) -> core.PEZConfig:
+def make_config(prompt_len: int = DEFAULTS.prompt_len, steps: int = DEFAULTS.steps, seed: int = DEFAULTS.seed,
+                lr: float = DEFAULTS.lr, restarts: int = DEFAULTS.restarts, patience: int = DEFAULTS.patience,
+                blocklist: str = "", ascii_only: bool = DEFAULTS.ascii_only, template: str = "", slot_len: int = 0,
+                top_k: int = DEFAULTS.top_k, device=None) -> core.PEZConfig:
     """A ``PEZConfig`` from node widget values (empty strings and 0 mean "not set")."""
     model_device = str(device) if device is not None else "auto"
     return core.PEZConfig(
@@ -48,8 +54,8 @@ def _run(clip: core.ClipBackbone, targets: Sequence[core.Target], config: core.P
 
 
 def invert(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZConfig, node_id=None,
-           negative_images: torch.Tensor | None = None, negative_text: str = "", negative_weight: float = 0.5,
-           ) -> core.PEZResult:
+           negative_images: torch.Tensor | None = None, negative_text: str = "",
+           negative_weight: float = NEGATIVE_WEIGHT) -> core.PEZResult:
     """One prompt for a ComfyUI IMAGE batch ([B, H, W, C], 0..1); optional negatives push it away.
 
     ``negative_weight`` (0..0.95) is the negatives' total weight as a share of the positives' total,

@@ -6,24 +6,32 @@ workflows store: they never change.
 
 from __future__ import annotations
 
+import inspect
+
 from comfy_api.latest import ComfyExtension, io, ui
 
-from ..core import PEZConfig
+from ..core import PEZConfig, load_clip
+from ..core.architecture import ACTIVATIONS
+from ..core.loading import VOCABULARIES
 from . import logic, model_list
 
 PEZ_CLIP = io.Custom("PEZ_CLIP")
 CATEGORY = "conditioning/PEZ"
-DEFAULTS = PEZConfig()
+DEFAULTS = logic.DEFAULTS  # PEZConfig's defaults: the widgets show what an omitted input gets
+LOAD_DEFAULTS = inspect.signature(load_clip).parameters
 
 
 def _optimisation_inputs(prompt_len: int = DEFAULTS.prompt_len) -> list:
-    """Widgets every optimising node shares (paper defaults: 16 tokens, 3000 steps, lr 0.1)."""
+    """Widgets every optimising node shares (paper defaults: 16 tokens, 3000 steps, lr 0.1).
+
+    An omitted input gets ``logic.make_config``'s default, which is the same ``PEZConfig`` default.
+    """
     return [
         io.Int.Input("prompt_len", default=prompt_len, min=1, max=75,
                      tooltip="Learned tokens in the prompt (paper: 16; 8 for short distilled prompts)."),
         io.Int.Input("steps", default=DEFAULTS.steps, min=1, max=100000,
                      tooltip="Optimisation steps (paper: 3000). Stop early with 'patience' or Cancel: the best so far is kept."),
-        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+        io.Int.Input("seed", default=DEFAULTS.seed, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                      tooltip="Seeds the initial tokens: the same seed and inputs give the same prompt."),
         io.Float.Input("lr", default=DEFAULTS.lr, min=0.0001, max=10.0, step=0.01, optional=True,
                        tooltip="AdamW learning rate on the continuous prompt (paper: 0.1)."),
@@ -33,17 +41,16 @@ def _optimisation_inputs(prompt_len: int = DEFAULTS.prompt_len) -> list:
                      tooltip="Stop after this many steps without a better prompt (0: run all steps)."),
         io.String.Input("blocklist", default="", optional=True,
                         tooltip="Comma-separated words that must never appear in the prompt."),
-        io.Boolean.Input("ascii_only", default=False, optional=True,
+        io.Boolean.Input("ascii_only", default=DEFAULTS.ascii_only, optional=True,
                          tooltip="Only ASCII tokens: no emoji, no non-Latin scripts."),
         io.String.Input("template", default="", optional=True,
                         tooltip="Optional template such as 'a photo of {} in the style of {}': only the {} slots are learned."),
     ]
 
 
-def _config(clip, prompt_len, steps, seed, lr=DEFAULTS.lr, restarts=1, patience=0, blocklist="", ascii_only=False,
-            template="") -> PEZConfig:
-    return logic.make_config(prompt_len=prompt_len, steps=steps, seed=seed, lr=lr, restarts=restarts, patience=patience,
-                             blocklist=blocklist, ascii_only=ascii_only, template=template, device=clip.device)
+def _config(clip, **widgets) -> PEZConfig:
+    """The widget values given; each omitted one takes ``logic.make_config``'s (= ``PEZConfig``'s) default."""
+    return logic.make_config(device=clip.device, **widgets)
 
 
 def _output(result) -> io.NodeOutput:
@@ -81,13 +88,21 @@ class PEZLoadCLIP(io.ComfyNode):
                                 tooltip="Overrides 'model': an open_clip name (with 'pretrained'), hf-hub:org/repo or a folder."),
                 io.String.Input("pretrained", default="", optional=True,
                                 tooltip="Pretrained tag or .safetensors path for an open_clip name in 'custom_model'."),
+                io.Combo.Input("activation", options=list(ACTIVATIONS), default=LOAD_DEFAULTS["activation"].default,
+                               optional=True,
+                               tooltip="The MLP activation the weights were trained with. auto: decided from the "
+                                       "model's config or weights (OpenAI's CLIPs, e.g. SD 1.5's: quickgelu)."),
+                io.Combo.Input("vocabulary", options=list(VOCABULARIES), default=LOAD_DEFAULTS["vocabulary"].default,
+                               optional=True,
+                               tooltip="full: every token. declared: only the words in the model folder's "
+                                       "pez_vocabulary.txt."),
             ],
             outputs=[PEZ_CLIP.Output(display_name="pez_clip")],
         )
 
     @classmethod
-    def execute(cls, model, device, custom_model="", pretrained="") -> io.NodeOutput:
-        return io.NodeOutput(logic.load_model(model, device, custom_model, pretrained))
+    def execute(cls, model, **inputs) -> io.NodeOutput:
+        return io.NodeOutput(logic.load_model(model, **inputs))
 
 
 class PEZInvert(io.ComfyNode):
@@ -102,17 +117,17 @@ class PEZInvert(io.ComfyNode):
                 *_optimisation_inputs(),
                 io.Image.Input("negative_images", optional=True, tooltip="Images the prompt should NOT match."),
                 io.String.Input("negative_text", default="", optional=True, tooltip="A text the prompt should NOT match."),
-                io.Float.Input("negative_weight", default=0.5, min=0.0, max=0.95, step=0.05, optional=True,
+                io.Float.Input("negative_weight", default=logic.NEGATIVE_WEIGHT, min=0.0, max=0.95, step=0.05,
+                               optional=True,
                                tooltip="How hard the negatives push: their total weight as a share of the images' weight."),
             ],
         )
 
     @classmethod
-    def execute(cls, pez_clip, images, prompt_len, steps, seed, negative_images=None, negative_text="",
-                negative_weight=0.5, **opts) -> io.NodeOutput:
-        config = _config(pez_clip, prompt_len, steps, seed, **opts)
-        return _output(logic.invert(pez_clip, images, config, cls.hidden.unique_id, negative_images, negative_text,
-                                    negative_weight))
+    def execute(cls, pez_clip, images, **widgets) -> io.NodeOutput:
+        negatives = {k: widgets.pop(k) for k in ("negative_images", "negative_text", "negative_weight") if k in widgets}
+        config = _config(pez_clip, **widgets)
+        return _output(logic.invert(pez_clip, images, config, cls.hidden.unique_id, **negatives))
 
 
 class PEZDistill(io.ComfyNode):
@@ -124,13 +139,13 @@ class PEZDistill(io.ComfyNode):
             [
                 PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP."),
                 io.String.Input("text", multiline=True, default="", tooltip="The prompt to distill."),
-                *_optimisation_inputs(prompt_len=8),
+                *_optimisation_inputs(prompt_len=logic.DISTILL_PROMPT_LEN),
             ],
         )
 
     @classmethod
-    def execute(cls, pez_clip, text, prompt_len, steps, seed, **opts) -> io.NodeOutput:
-        config = _config(pez_clip, prompt_len, steps, seed, **opts)
+    def execute(cls, pez_clip, text, prompt_len=logic.DISTILL_PROMPT_LEN, **widgets) -> io.NodeOutput:
+        config = _config(pez_clip, prompt_len=prompt_len, **widgets)
         return _output(logic.distill(pez_clip, text, config, cls.hidden.unique_id))
 
 
@@ -151,8 +166,8 @@ class PEZPromptConcat(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, pez_clip, text_a, text_b, prompt_len, steps, seed, text_c="", text_d="", **opts) -> io.NodeOutput:
-        config = _config(pez_clip, prompt_len, steps, seed, **opts)
+    def execute(cls, pez_clip, text_a, text_b, text_c="", text_d="", **widgets) -> io.NodeOutput:
+        config = _config(pez_clip, **widgets)
         return _output(logic.concat(pez_clip, [text_a, text_b, text_c, text_d], config, cls.hidden.unique_id))
 
 
