@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
-# The prepared GPU run for the speed issue: ViT-H-14 (SD 2.x's text tower, random weights), prompt_len 16,
-# restarts 1 and 8, ms/step side by side and whole 3000-step runs of both loops; one call of the device tool:
+# The prepared GPU run: ViT-H-14 (SD 2.x's text tower, random weights), prompt_len 16, restarts 1 and 8,
+# ms/step side by side and whole 3000-step runs of both loops, then the CUDA path end to end (`pez demo`
+# on the bundled model: bf16 autocast, fp32 re-scoring). One call of the device tool:
 #   bash benchmarks/gpu_check.sh            (writes $OUT/gpu_bench.txt when $OUT is set)
+# Offline machines: put open_clip_torch / ftfy / wcwidth wheels in .whl/ (carried) and they are installed first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -c "import torch, open_clip" 2>/dev/null || python -m pip install -q torch open_clip_torch safetensors pillow numpy
-python -m pip install -q --no-deps -e . >/dev/null
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-python benchmarks/bench_step.py --device cuda --models ViT-H-14 --restarts 1,8 --steps 20 --warmup 5 \
-    --full-steps 3000 | tee "${OUT:-/tmp}/gpu_bench.txt"
+export PYTHONUNBUFFERED=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+else
+  python -c "import torch, open_clip" 2>/dev/null || python -m pip install -q torch open_clip_torch safetensors pillow numpy
+  python -m pip install -q --no-deps -e . >/dev/null
+fi
+log="${OUT:-/tmp}/gpu_bench.txt"
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  python -c "import torch, open_clip; print('torch', torch.__version__, 'open_clip', open_clip.__version__)"
+  python -m pez_nodes.cli demo --device cuda --json --quiet
+  python -m pez_nodes.cli demo --device cuda --json --quiet --steps 300 --restarts 8
+  python benchmarks/bench_step.py --device cuda --models ViT-H-14 --restarts 1,8 --steps 20 --warmup 5 \
+      --full-steps 3000
+} 2>&1 | tee "$log"

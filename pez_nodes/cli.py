@@ -20,6 +20,7 @@ import re
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 EXIT_ERROR = 2
@@ -218,8 +219,10 @@ def run(args: argparse.Namespace) -> dict:
         extra = {"image_words": list(scene.words), "image_caption": scene.caption}
         if not args.json:
             print(f"drew: {scene.caption}" + (f"  (saved to {args.save})" if args.save else ""))
-    model = core.load_clip(args.model, args.pretrained, device=args.device, activation=args.activation,
-                           vocabulary=args.vocabulary)
+    with warnings.catch_warnings():  # a guessed activation is a warning in Python; here it is a "note:" line
+        warnings.simplefilter("ignore", UserWarning)
+        model = core.load_clip(args.model, args.pretrained, device=args.device, activation=args.activation,
+                               vocabulary=args.vocabulary)
     bar = ProgressBar(not args.quiet)
     previous = signal.signal(signal.SIGINT, bar.interrupt)
     negatives = [Path(i) for i in args.negative_image] + list(args.negative_text)

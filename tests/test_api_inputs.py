@@ -64,6 +64,14 @@ def test_the_callers_model_is_not_moved(toy):
     before = toy.device
     optimize(toy, [Target(text="red")], PEZConfig(device="auto", **FAST))
     assert toy.device == before
-    with pytest.raises(ValueError, match="is on cpu"):
+    with pytest.raises(ValueError, match="cannot run PEZ"):
         optimize(toy, [Target(text="red")], PEZConfig(device="meta", **FAST))
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="is on cpu"):
+            optimize(toy, [Target(text="red")], PEZConfig(device="cuda", **FAST))
     assert toy.device == before
+
+
+def test_a_directory_is_not_an_image(toy, tmp_path):
+    with pytest.raises(ValueError, match="is a directory"):
+        invert(toy, tmp_path, PEZConfig(**FAST))

@@ -2,7 +2,7 @@
 
 Needs ``COMFYUI_DIR`` (a ComfyUI checkout whose Python can import torch; see README "Testing with
 ComfyUI"); skipped with the reason printed when it is unset. ``COMFYUI_PYTHON`` picks the interpreter
-(default: ``$COMFYUI_DIR/venv/bin/python`` if present, else this one).
+(default: ``$COMFYUI_DIR/venv/bin/python`` if present, else this one; see ``pez_nodes/comfy/launch.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,64 +28,28 @@ NODE_IDS = ("PEZLoadCLIP", "PEZInvert", "PEZDistill", "PEZPromptConcat")
 EXAMPLES = [ROOT / "workflows" / "pez_example.png", ROOT / "workflows" / "pez_example_2.png"]
 
 
-def _python() -> str:
-    explicit = os.environ.get("COMFYUI_PYTHON")
-    venv = Path(COMFY or ".") / "venv" / "bin" / "python"
-    return explicit or (str(venv) if venv.exists() else sys.executable)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    from pez_nodes.comfy.launch import comfy_python, running_comfyui
+
     comfy = Path(COMFY)
-    python = _python()
-    subprocess.run([python, str(ROOT / "install.py")], check=True, timeout=900)  # also proves install.py
-    link = comfy / "custom_nodes" / f"pez_host_test_{os.getpid()}"
-    link.symlink_to(ROOT, target_is_directory=True)
+    subprocess.run([comfy_python(comfy), str(ROOT / "install.py")], check=True, timeout=900)  # also proves install.py
     models = comfy / "models" / "open_clip"  # a local-dir folder and a bare file (+ sidecar config) to list
     models.mkdir(parents=True, exist_ok=True)
     folder, bare = models / f"pez_test_{os.getpid()}", models / f"pez_test_{os.getpid()}.safetensors"
     shutil.copytree(TOY_DIR, folder)
     shutil.copy(TOY_DIR / "open_clip_model.safetensors", bare)
     shutil.copy(TOY_DIR / "open_clip_config.json", bare.with_suffix(".json"))
-    port = _free_port()
-    log = tmp_path_factory.mktemp("comfy") / "server.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-                                 "--disable-auto-launch"], cwd=comfy, stdout=out, stderr=subprocess.STDOUT, env=env)
-    base = client.Comfy(f"127.0.0.1:{port}", timeout=300)
     try:
-        for _ in range(240):
-            if proc.poll() is not None:
-                break
-            try:
-                urllib.request.urlopen(base.base + "/system_stats", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("ComfyUI did not start in 120 s")
-        assert proc.poll() is None, log.read_text()[-3000:]
-        base.log = log
-        base.module = link.name
-        base.model_choices = (f"{folder.name}/", bare.name)
-        yield base
+        with running_comfyui(comfy, tmp_path_factory.mktemp("comfy") / "server.log") as proc:
+            base = client.Comfy(proc.address, timeout=300)
+            base.log, base.module, base.process = proc.log, proc.link.name, proc
+            base.model_choices = (f"{folder.name}/", bare.name)
+            yield base
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         bare.unlink(missing_ok=True)
         bare.with_suffix(".json").unlink(missing_ok=True)
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        link.unlink()
 
 
 def _get(srv, path):

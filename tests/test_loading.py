@@ -139,3 +139,19 @@ def test_model_created_under_inference_mode_still_optimises():
         model = load_clip("toy")
         r = distill(model, "a red circle", PEZConfig(steps=3, prompt_len=2))
     assert r.steps == 3
+
+
+@pytest.mark.parametrize("source", ["toy", "local-dir:{toy}", "{toy}", "hf-hub:org/repo"])
+def test_pretrained_with_a_source_that_brings_weights_is_refused(source):
+    from pez_nodes.core import TOY_DIR
+
+    with pytest.raises(ModelLoadError, match="brings its own weights"):
+        load_clip(source.format(toy=TOY_DIR), "openai")
+
+
+@pytest.mark.parametrize("device, message", [("meta", "cannot run PEZ"), ("cuda:7", "cuda:7")])
+def test_unusable_devices_are_refused(device, message):
+    from pez_nodes.core import resolve_device
+
+    with pytest.raises(ValueError, match=message):
+        resolve_device(device)

@@ -34,6 +34,8 @@ def load_image(path: str | Path, max_side: int | None = None) -> Image.Image:
     through our own handle: closing it leaves the decoded pixels usable, so no copy is needed.
     """
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"image {str(path)!r} is a directory; give the path of an image file.")
     if not p.is_file():
         raise ValueError(f"image {str(path)!r} does not exist; give the path of an image file.")
     try:

@@ -68,8 +68,15 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError as e:
         raise ValueError(f"device {name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps.") from e
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {name!r} cannot run PEZ; use auto, cpu, cuda, cuda:N or mps.")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA "
+                         "device(s); use cuda:0 ... or auto.")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {name!r} was asked for but MPS is not available here; use --device cpu.")
     return device
 
 
@@ -233,6 +240,10 @@ def _override_activation(activation: str | None, built: str | None) -> dict:
 
 
 def _plan(source: str, pretrained: str | None, allow_pickle: bool, explicit: str | None) -> _Plan:
+    carries_weights = source == "toy" or source.startswith(("local-dir:", "hf-hub:")) or Path(source).expanduser().is_dir()
+    if pretrained and carries_weights:
+        raise ModelLoadError(f"model {source!r} brings its own weights, so pretrained {pretrained!r} would be ignored; "
+                             "drop pretrained, or give an open_clip name (e.g. ViT-L-14) with it.")
     if source == "toy":
         return _plan_folder(TOY_DIR, "toy", allow_pickle, explicit)
     if source.startswith("local-dir:"):
