@@ -415,31 +415,30 @@ def _client(*args) -> subprocess.Popen:
                                 stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
 
 
-def test_ctrl_c_interrupts_the_prompt_on_the_server(stub, files):
-    stub.ending = "never"
+def _ctrl_c_once(stub, event, what: str, files) -> tuple[int, str]:
+    """Run the client, send it SIGINT once the stub's ``event`` is set; (exit status, stderr)."""
     wf, img = files
     proc = _client(wf, "--image", img, "--server", stub.address, "--quiet")
     try:
-        assert stub.following.wait(15), "the client never followed the prompt"
+        assert event.wait(15), f"the client never {what}"
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=10)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    return proc.returncode, err
+
+
+def test_ctrl_c_interrupts_the_prompt_on_the_server(stub, files):
+    stub.ending = "never"
+    code, err = _ctrl_c_once(stub, stub.following, "followed the prompt", files)
+    assert code == 130, err
     assert err.strip() == f"pez-client: interrupted (Ctrl-C); stopped prompt {stub.prompt_id} on the server"
     assert stub.interrupts == [{"prompt_id": stub.prompt_id}]
 
 
 def test_ctrl_c_before_queueing_just_exits_130(stub, files):
     stub.upload_delay = 10.0
-    wf, img = files
-    proc = _client(wf, "--image", img, "--server", stub.address, "--quiet")
-    try:
-        assert stub.uploading.wait(15), "the client never uploaded"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err
+    code, err = _ctrl_c_once(stub, stub.uploading, "uploaded", files)
+    assert code == 130, err
     assert err.strip() == "pez-client: interrupted (Ctrl-C); nothing left running on the server"
     assert ("POST", "/prompt") not in stub.seen and not stub.interrupts
