@@ -199,7 +199,7 @@ def test_folder_config_decides_unless_the_caller_does(tmp_path, weights):
     (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": _cfg(True)}))
     backbone = load_clip(str(folder))
     _assert_runs(backbone, "quickgelu", weights)
-    assert backbone.notes == ["activation QuickGELU: from the folder's open_clip_config.json"]
+    assert backbone.activation == "quickgelu" and backbone.notes == []  # the model's own config: no decision
     _assert_runs(load_clip(str(folder), activation="gelu"), "gelu", weights)
 
 

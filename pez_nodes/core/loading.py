@@ -147,6 +147,7 @@ class _Plan:
     activation: str | None = None  # wanted; None: whatever a hub config says
     reason: str = ""
     guessed: bool = False  # no evidence: the activation is the plain name's, and the note says so loudly
+    stated: bool = False  # the model folder's own config states it: nothing was decided, nothing to note
     folder: Path | None = None
     preprocess: dict = field(default_factory=dict)
     create_kwargs: dict = field(default_factory=dict)
@@ -181,7 +182,7 @@ def _plan_folder(folder: Path, label: str, allow_pickle: bool, explicit: str | N
     reason = f"you chose activation={explicit}" if explicit else "from the folder's open_clip_config.json"
     model_cfg["quick_gelu"] = activation == "quickgelu"
     name = register_config(model_cfg, folder.name)
-    return _Plan(name, label, weights=weights, activation=activation, reason=reason,
+    return _Plan(name, label, weights=weights, activation=activation, reason=reason, stated=not explicit,
                  folder=folder, preprocess=dict(cfg.get("preprocess_cfg") or {}))
 
 
@@ -436,7 +437,8 @@ def _note_activation(clip: ClipBackbone, plan: _Plan) -> ClipBackbone:
                              "this open_clip version cannot change it for this source: use activation='auto' "
                              "or upgrade open_clip_torch.")
     note = f"activation {LABEL.get(built, built)}: {plan.reason}"
-    clip.notes.append(note)
+    if not plan.stated:
+        clip.notes.append(note)
     if plan.guessed:
         warnings.warn(f"model {plan.label}: {note}", UserWarning, stacklevel=3)
     return clip
