@@ -47,11 +47,17 @@ def test_invert_batch_gives_one_prompt_with_its_similarity(clip):
 
 
 def test_invert_with_negative_images_and_text(clip):
+    """Negatives join the objective with the node's share: each of the two weighs -0.25 against the image's 1."""
     images = _batch(tw.Scene("circle", "red", "large", "grass"))
     neg = _batch(tw.Scene("circle", "blue", "large", "grass"))
     config = logic.make_config(prompt_len=4, steps=20, device=clip.device)
     result = logic.invert(clip, images, config, negative_images=neg, negative_text="blue", negative_weight=0.5)
-    assert result.steps == 20 and result.text
+    feat = encode_text(clip, result.text)
+    cos = [float(feat @ image_features(clip, [images[0]])[0]), float(feat @ image_features(clip, [neg[0]])[0]),
+           float(feat @ encode_text(clip, "blue"))]
+    assert result.target_cosines == pytest.approx(cos, abs=1e-4)
+    assert result.similarity == pytest.approx((cos[0] - 0.25 * cos[1] - 0.25 * cos[2]) / 1.5, abs=1e-4)
+    assert "blue" not in result.text.split()
 
 
 def test_empty_inputs_are_clear_errors(clip):
@@ -67,7 +73,10 @@ def test_empty_inputs_are_clear_errors(clip):
 def test_concat_and_distill_and_template_blocklist_widgets(clip):
     config = logic.make_config(prompt_len=3, steps=20, blocklist="red, circle", template="a photo of {}", device=clip.device)
     result = logic.concat(clip, ["a red circle", "on grass"], config)
-    assert result.text
+    assert result.text.startswith("a photo of") and not {"red", "circle"} & set(result.text.split())
+    feat = encode_text(clip, result.text)
+    mean = (float(feat @ encode_text(clip, "a red circle")) + float(feat @ encode_text(clip, "on grass"))) / 2
+    assert result.similarity == pytest.approx(mean, abs=1e-4)
     result = logic.distill(clip, "a large red circle on grass", config)
     assert result.text.startswith("a photo of") and "red" not in result.text.split() and "circle" not in result.text.split()
 
