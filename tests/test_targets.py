@@ -42,6 +42,13 @@ def test_bad_weights_are_refused(weight):
         Target(text="red", weight=weight)
 
 
+def test_numpy_weights_are_numbers():
+    import numpy as np
+
+    assert Target(text="red", weight=np.float32(-0.5)).weight == -0.5
+    assert with_negatives([Target(text="a")], ["b"], share=np.float32(0.5))[1].weight == -0.5
+
+
 def test_with_negatives_scales_by_share_and_refuses_negative_share():
     out = with_negatives([Target(text="a"), Target(text="b", weight=3)], ["c", "d"], share=1.5)
     assert [t.weight for t in out] == [1.0, 3.0, -3.0, -3.0]

@@ -7,6 +7,7 @@ may mix images and texts, each with a weight (negative: "not like this").
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -39,7 +40,7 @@ class Target:
     def __post_init__(self):
         if (self.image is None) == (self.text is None):
             raise ValueError("a Target takes exactly one of image= or text=.")
-        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not math.isfinite(self.weight):
+        if isinstance(self.weight, bool) or not isinstance(self.weight, numbers.Real) or not math.isfinite(self.weight):
             raise ValueError(f"target weight {self.weight!r} must be a finite number (negative: push away).")
         self.weight = float(self.weight)
         if self.text is not None and (not isinstance(self.text, str) or not self.text.strip()):
@@ -50,7 +51,7 @@ def with_negatives(positives: Sequence[Target], negatives: Sequence, share: floa
     """``positives`` plus negative targets whose weights together are ``-share`` times the positives' total
     weight, so adding negatives never changes how hard the positives pull. A ``str`` negative is a text;
     images are PIL images, tensors or ``pathlib.Path`` files."""
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) or share < 0:
+    if isinstance(share, bool) or not isinstance(share, numbers.Real) or not math.isfinite(share) or share < 0:
         raise ValueError(f"negative weight {share!r} must be a number >= 0: the negatives' share of the positives' "
                          "weight (0.5: half as strong).")
     each = -share * sum(t.weight for t in positives) / max(1, len(negatives))
