@@ -60,10 +60,17 @@ def with_negatives(positives: Sequence[Target], negatives: Sequence, share: floa
 
 
 def image_features(model: ClipBackbone, images: Sequence[ImageLike | str | Path]) -> torch.Tensor:
-    """Normalised image features ([N, F]) of image files, PIL images or tensors."""
-    size = model.image_size
-    pixels = preprocess(iter_images(images, max_side=size), size, model.image_mean, model.image_std)
-    feats = torch.nn.functional.normalize(model.encode_pixels(pixels), dim=-1)
+    """Normalised image features ([N, F]) of image files, PIL images or tensors.
+
+    A model with its own image path (``encode_images``, e.g. a host's vision model) gets the images as given.
+    """
+    own = getattr(model, "encode_images", None)
+    if own is not None:
+        raw = own(list(images))
+    else:
+        size = model.image_size
+        raw = model.encode_pixels(preprocess(iter_images(images, max_side=size), size, model.image_mean, model.image_std))
+    feats = torch.nn.functional.normalize(raw, dim=-1)
     if not torch.isfinite(feats).all():
         raise ValueError(f"model {model.name} gave NaN image features; its weights are broken — reload or re-download them.")
     return feats
@@ -102,10 +109,12 @@ def optimize(
     only if they obey every control a learned prompt obeys (no template, vocabulary filters, declared
     vocabulary); the result's ``notes`` say when one was left out.
     """
-    config = (config or PEZConfig()).validate(max_prompt_tokens(model))
     if isinstance(targets, (Target, str)) or not isinstance(targets, Sequence):
         raise ValueError(f"targets must be a list of Target, got {type(targets).__name__}; "
                          "write [Target(image=...)] or [Target(text=...)].")
+    if hasattr(model, "for_images") and any(t.image is not None for t in targets):
+        model = model.for_images()  # several text towers: only those with an image encoder score images
+    config = (config or PEZConfig()).validate(max_prompt_tokens(model))
     _check_device(model, config.device)
     with torch.inference_mode(False):
         feats, weights = target_features(model, targets)

@@ -26,7 +26,7 @@ def text_tower(model: nn.Module) -> nn.Module:
     from open_clip.transformer import TextTransformer
 
     kind = type(model).__name__
-    if isinstance(model, open_clip.CLIP):
+    if isinstance(model, (open_clip.CLIP, TextTransformer)):
         tower = model
     elif isinstance(model, open_clip.CustomTextCLIP) and isinstance(model.text, TextTransformer):
         tower = model.text
@@ -57,16 +57,17 @@ class ClipBackbone:
     """A frozen open_clip model: text features from embeddings, image features from pixels.
 
     Args:
-        model: an open_clip ``CLIP`` / ``CustomTextCLIP`` with a causal text tower.
+        model: an open_clip ``CLIP`` / ``CustomTextCLIP`` with a causal text tower, or a bare text tower
+            (``TextTransformer``, e.g. from :func:`~pez_nodes.core.hf_text_tower.text_tower_from_hf`).
         tokenizer: open_clip's ``SimpleTokenizer`` for the model.
         name: how the user named the model (shown in results and errors).
-        image_mean / image_std / image_size: the model's preprocessing.
+        image_mean / image_std / image_size: the model's preprocessing (None for a bare text tower).
         vocabulary_words: if given, the words the model knows; PEZ then projects only onto their tokens
             (the bundled toy CLIP declares its 20 attribute words: it never saw any other token).
         notes: what the loader decided for the user and why (e.g. the activation), shown with results.
     """
 
-    def __init__(self, model: nn.Module, tokenizer, name: str, image_mean, image_std, image_size: int,
+    def __init__(self, model: nn.Module, tokenizer, name: str, image_mean=None, image_std=None, image_size: int | None = None,
                  vocabulary_words: Sequence[str] | None = None, notes: Sequence[str] | None = None):
         self.tower = text_tower(model)
         if not hasattr(tokenizer, "encode") or _special_id(tokenizer, "sot_token_id", "<start_of_text>") is None:
@@ -74,9 +75,11 @@ class ClipBackbone:
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.name = name
-        self.image_mean = tuple(float(v) for v in image_mean)
-        self.image_std = tuple(float(v) for v in image_std)
-        self.image_size = int(image_size)
+        self.has_images = hasattr(model, "encode_image")
+        if self.has_images:
+            self.image_mean = tuple(float(v) for v in image_mean)
+            self.image_std = tuple(float(v) for v in image_std)
+            self.image_size = int(image_size)
         self.notes: list[str] = list(notes or [])
         self.sot_id = int(_special_id(tokenizer, "sot_token_id", "<start_of_text>"))
         self.eot_id = int(_special_id(tokenizer, "eot_token_id", "<end_of_text>"))
@@ -143,6 +146,8 @@ class ClipBackbone:
     @torch.no_grad()
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """Unnormalised image features of preprocessed pixels ([N, 3, S, S] → [N, F])."""
+        if not self.has_images:
+            raise ValueError(f"model {self.name} is a text encoder only; it cannot encode images.")
         return self.model.encode_image(pixels.to(self.device, dtype=self.token_embedding.dtype)).float()
 
     def to(self, device: torch.device | str) -> "ClipBackbone":

@@ -8,6 +8,7 @@ allowed, unlike the paper's code, which could place an end token inside a prompt
 from __future__ import annotations
 
 import weakref
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,20 +20,36 @@ class VocabularyProjector:
     Args:
         table: the token embedding matrix ``E`` ([V, D]).
         allowed_ids: ids that prompts may use (1-D LongTensor, non-empty).
+        parts: for a table that joins several encoders' tables side by side ([V, D₁ + D₂ + …], one token
+            sequence read by several text encoders), their widths; each token is then chosen by the sum of
+            its cosines in each part, ``argmax_v Σ_e cos(P_e, E_e[v])``, so the tables' different norms and
+            widths do not matter. Default: one part.
+        voting: per part, whether it takes part in choosing tokens (default: all).
     """
 
-    def __init__(self, table: torch.Tensor, allowed_ids: torch.Tensor):
+    def __init__(self, table: torch.Tensor, allowed_ids: torch.Tensor, parts: Sequence[int] | None = None,
+                 voting: Sequence[bool] | None = None):
         if allowed_ids.numel() == 0:
             raise ValueError("the vocabulary filter leaves no token to choose from; relax the blocklist / allowlist.")
         self.table = table.detach()
         self.allowed_ids = allowed_ids.to(table.device, torch.long)
-        self.normed = F.normalize(self.table[self.allowed_ids].float(), dim=-1)  # [V', D], once per model/filter
+        self.parts = list(parts) if parts is not None else [table.shape[-1]]
+        voting = list(voting) if voting is not None else [True] * len(self.parts)
+        if sum(self.parts) != table.shape[-1] or len(voting) != len(self.parts) or not any(voting):
+            raise ValueError(f"parts {self.parts} (voting {voting}) do not split a {table.shape[-1]}-wide table.")
+        rows = self.table[self.allowed_ids].float().split(self.parts, dim=-1)
+        # [V', D_e] per voting part, normalised once per model/filter
+        self.normed = [F.normalize(r, dim=-1) if v else None for r, v in zip(rows, voting)]
 
     def nearest_ids(self, prompt: torch.Tensor) -> torch.Tensor:
-        """Token ids of the rows nearest (cosine) to each vector of ``prompt`` ([..., D] → [...])."""
-        flat = F.normalize(prompt.detach().reshape(-1, prompt.shape[-1]).float(), dim=-1)
-        best = (flat @ self.normed.T).argmax(dim=-1)
-        return self.allowed_ids[best].reshape(prompt.shape[:-1])
+        """Token ids of the rows nearest (cosine, summed over voting parts) to each vector of ``prompt`` ([..., D] → [...])."""
+        flat = prompt.detach().reshape(-1, prompt.shape[-1]).float()
+        score = None
+        for piece, normed in zip(flat.split(self.parts, dim=-1), self.normed):
+            if normed is not None:
+                cos = F.normalize(piece, dim=-1) @ normed.T
+                score = cos if score is None else score + cos
+        return self.allowed_ids[score.argmax(dim=-1)].reshape(prompt.shape[:-1])
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """The exact vocabulary rows ``E[ids]``."""
@@ -48,7 +65,9 @@ _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def projector_for(encoder, allowed_ids: torch.Tensor | None = None) -> VocabularyProjector:
-    """The projector for ``encoder`` and a vocabulary filter, built (normalised) once and cached per model."""
+    """The projector for ``encoder`` and a vocabulary filter, built (normalised) once and cached per model.
+
+    An encoder that joins several tables (``JointClip``) says how to split them (``projection_parts``)."""
     table = encoder.token_embedding
     if allowed_ids is None:
         from .vocabulary import allowed_token_ids
@@ -58,5 +77,6 @@ def projector_for(encoder, allowed_ids: torch.Tensor | None = None) -> Vocabular
     per_model = _CACHE.setdefault(encoder, {})
     if key not in per_model:
         per_model.clear()
-        per_model[key] = VocabularyProjector(table, allowed_ids)
+        parts, voting = getattr(encoder, "projection_parts", (None, None))
+        per_model[key] = VocabularyProjector(table, allowed_ids, parts, voting)
     return per_model[key]
