@@ -30,6 +30,25 @@ def load_model(model: str, device: str = "auto", custom_model: str = "", pretrai
     return core.load_clip(source, tag, device=target, **options)
 
 
+def from_workflow(clip, clip_vision=None, clip_vision_2=None, crop: str = "center", text_projection: str = "none",
+                  weight_clip_l: float = 1.0, weight_clip_g: float = 1.0, device: str = "auto") -> core.JointClip:
+    """PEZ CLIP from Workflow: the workflow's CLIP (and CLIP Vision) as a PEZ model (``workflow_clip``)."""
+    from .workflow_clip import workflow_clip
+
+    target = (comfy_device() or "cpu") if device == "auto" else core.resolve_device(device)
+    return workflow_clip(clip, clip_vision, clip_vision_2, crop, text_projection, weight_clip_l, weight_clip_g, target)
+
+
+def for_text_encode(text: str) -> str:
+    """A prompt as CLIPTextEncode must receive it: ``(`` and ``)`` escaped, or ComfyUI reads them as weights."""
+    return text.replace("(", r"\(").replace(")", r"\)")
+
+
+def from_text_encode(text: str) -> str:
+    """The plain text of a prompt written for CLIPTextEncode (escaped parentheses unescaped)."""
+    return text.replace(r"\(", "(").replace(r"\)", ")")
+
+
 DEFAULTS = core.PEZConfig()  # the one source of defaults: every widget and every omitted input uses it
 DISTILL_PROMPT_LEN = 8  # the distill node's own default, widget and omitted alike: short is why one distills
 NEGATIVE_WEIGHT = 0.5  # the invert node's default share of the negatives (the CLI's --negative-weight too)
@@ -62,7 +81,7 @@ def invert(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZConfig
     so the weighted mean stays defined however many negatives are connected.
     """
     negatives = [] if negative_images is None else list(split_batch(negative_images))
-    negatives += [negative_text] if negative_text and negative_text.strip() else []
+    negatives += [from_text_encode(negative_text)] if negative_text and negative_text.strip() else []
     targets = core.with_negatives([core.Target(image=im) for im in split_batch(images)], negatives, negative_weight)
     return _run(clip, targets, config, node_id)
 
@@ -70,11 +89,11 @@ def invert(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZConfig
 def distill(clip: core.ClipBackbone, text: str, config: core.PEZConfig, node_id=None) -> core.PEZResult:
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text is empty; connect or type the prompt to distill.")
-    return _run(clip, [core.Target(text=text)], config, node_id)
+    return _run(clip, [core.Target(text=from_text_encode(text))], config, node_id)
 
 
 def concat(clip: core.ClipBackbone, texts: Sequence[str], config: core.PEZConfig, node_id=None) -> core.PEZResult:
-    given = [t for t in texts if t is not None and t.strip()]
+    given = [from_text_encode(t) for t in texts if t is not None and t.strip()]
     if len(given) < 2:
         raise ValueError(f"Prompt Concat needs two or more non-empty prompts, got {len(given)}.")
     return core.concat(clip, given, config, NodeProgress(node_id, config.steps))

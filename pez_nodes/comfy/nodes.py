@@ -1,7 +1,7 @@
 """The PEZ nodes for ComfyUI (V3 schema). Each ``execute`` is a call into ``logic``.
 
-Node ids (``PEZLoadCLIP``, ``PEZInvert``, ``PEZDistill``, ``PEZPromptConcat``) are what saved
-workflows store: they never change.
+Node ids (``PEZLoadCLIP``, ``PEZCLIPFromWorkflow``, ``PEZInvert``, ``PEZDistill``, ``PEZPromptConcat``) are
+what saved workflows store: they never change.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from comfy_api.latest import ComfyExtension, io, ui
 from ..core import PEZConfig, load_clip
 from ..core.architecture import ACTIVATIONS
 from ..core.loading import VOCABULARIES
-from . import logic, model_list
+from . import logic, model_list, native_text, native_vision, workflow_clip
 
 PEZ_CLIP = io.Custom("PEZ_CLIP")
 CATEGORY = "conditioning/PEZ"
@@ -54,8 +54,11 @@ def _config(clip, **widgets) -> PEZConfig:
 
 
 def _output(result) -> io.NodeOutput:
-    return io.NodeOutput(result.text, result.similarity,
-                         ui=ui.PreviewText(f"{result.text}\n\nsimilarity {result.similarity:.4f} · {result.steps} steps"))
+    """The prompt as CLIPTextEncode must read it (parentheses escaped), its similarity, and the notes on the node."""
+    text = logic.for_text_encode(result.text)
+    notes = "".join(f"\n· {n}" for n in result.notes)
+    return io.NodeOutput(text, result.similarity,
+                         ui=ui.PreviewText(f"{text}\n\nsimilarity {result.similarity:.4f} · {result.steps} steps{notes}"))
 
 
 _OUTPUTS = [
@@ -105,6 +108,47 @@ class PEZLoadCLIP(io.ComfyNode):
         return io.NodeOutput(logic.load_model(model, **inputs))
 
 
+class PEZCLIPFromWorkflow(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PEZCLIPFromWorkflow",
+            display_name="PEZ CLIP from Workflow",
+            category=CATEGORY,
+            description="Uses the workflow's own CLIP (the text encoder that conditions your sampler) for PEZ, and a "
+                        "CLIP Vision model for its images. SDXL: one prompt learned for both text encoders.",
+            inputs=[
+                io.Clip.Input("clip", tooltip="From your checkpoint loader, CLIPLoader or DualCLIPLoader (LoRAs applied "
+                                              "are kept). It is copied for PEZ, never changed."),
+                io.ClipVision.Input("clip_vision", optional=True,
+                                    tooltip="For inverting images: the CLIP Vision that matches the text encoder "
+                                            "(SD 1.5: OpenAI ViT-L/14; SD 2.x: ViT-H laion2b; SDXL: clip_vision_g). "
+                                            "Not needed for Distill and Concat."),
+                io.ClipVision.Input("clip_vision_2", optional=True,
+                                    tooltip="SDXL: a second CLIP Vision so both text encoders score the prompt "
+                                            "(bigG's and OpenAI ViT-L/14's); each is paired by its width."),
+                io.Combo.Input("crop", options=list(native_vision.CROPS), default="center", optional=True,
+                               tooltip="As in CLIP Vision Encode: center-crop the images, or squash them (none)."),
+                io.Combo.Input("text_projection", options=workflow_clip.projection_choices(), default="none",
+                               optional=True,
+                               tooltip="SD 1.5 / SDXL checkpoints leave out CLIP-L's text projection, which images "
+                                       "need: choose a file that holds it (e.g. OpenAI's clip-vit-large-patch14 "
+                                       "model.safetensors in models/clip_vision)."),
+                io.Float.Input("weight_clip_l", default=1.0, min=0.0, max=10.0, step=0.05, optional=True,
+                               tooltip="SDXL / SD3: CLIP-L's share of the similarity (0: bigG alone)."),
+                io.Float.Input("weight_clip_g", default=1.0, min=0.0, max=10.0, step=0.05, optional=True,
+                               tooltip="SDXL / SD3: bigG's share of the similarity."),
+                io.Combo.Input("device", options=["auto", "cpu", "cuda"], default="auto", optional=True,
+                               tooltip="Where PEZ's copy of the text encoder runs. auto: ComfyUI's device."),
+            ],
+            outputs=[PEZ_CLIP.Output(display_name="pez_clip")],
+        )
+
+    @classmethod
+    def execute(cls, clip, **inputs) -> io.NodeOutput:
+        return io.NodeOutput(logic.from_workflow(clip, **inputs))
+
+
 class PEZInvert(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -112,7 +156,7 @@ class PEZInvert(io.ComfyNode):
             "PEZInvert", "PEZ Invert Image",
             "Learns a readable prompt that CLIP matches to the image(s); several images give one shared prompt.",
             [
-                PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP."),
+                PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP or PEZ CLIP from Workflow."),
                 io.Image.Input("images", tooltip="One image, or a batch whose shared content/style the prompt captures."),
                 *_optimisation_inputs(),
                 io.Image.Input("negative_images", optional=True, tooltip="Images the prompt should NOT match."),
@@ -137,7 +181,7 @@ class PEZDistill(io.ComfyNode):
             "PEZDistill", "PEZ Distill Prompt",
             "Learns a short prompt with the meaning of a long one (texts over 77 tokens are averaged per window).",
             [
-                PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP."),
+                PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP or PEZ CLIP from Workflow."),
                 io.String.Input("text", multiline=True, default="", tooltip="The prompt to distill."),
                 *_optimisation_inputs(prompt_len=logic.DISTILL_PROMPT_LEN),
             ],
@@ -156,7 +200,7 @@ class PEZPromptConcat(io.ComfyNode):
             "PEZPromptConcat", "PEZ Prompt Concat",
             "Composes two or more prompts into one: learned by PEZ, or their plain join if that matches better.",
             [
-                PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP."),
+                PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP or PEZ CLIP from Workflow."),
                 io.String.Input("text_a", multiline=True, default="", tooltip="First prompt."),
                 io.String.Input("text_b", multiline=True, default="", tooltip="Second prompt."),
                 io.String.Input("text_c", multiline=True, default="", optional=True, tooltip="Optional third prompt."),
@@ -171,7 +215,7 @@ class PEZPromptConcat(io.ComfyNode):
         return _output(logic.concat(pez_clip, [text_a, text_b, text_c, text_d], config, cls.hidden.unique_id))
 
 
-NODES = [PEZLoadCLIP, PEZInvert, PEZDistill, PEZPromptConcat]
+NODES = [PEZLoadCLIP, PEZCLIPFromWorkflow, PEZInvert, PEZDistill, PEZPromptConcat]
 
 
 class PEZExtension(ComfyExtension):
@@ -181,4 +225,5 @@ class PEZExtension(ComfyExtension):
 
 async def comfy_entrypoint() -> PEZExtension:
     model_list.register_folder()
+    native_text.record_loaded_projections()  # before any model loads: which CLIPs hold a text_projection
     return PEZExtension()

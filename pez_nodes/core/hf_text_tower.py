@@ -44,7 +44,7 @@ def _act_layer(activation: str):
 
 
 def convert_hf_text_state(state: Mapping[str, torch.Tensor], projection: torch.Tensor | None = None,
-                          dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+                          dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """open_clip ``TextTransformer`` keys for Hugging Face CLIP text keys; every tensor a fresh copy in ``dtype``.
 
     ``projection`` (a Linear weight, [out, width]) replaces ``text_projection.weight``; with neither,
@@ -54,7 +54,7 @@ def convert_hf_text_state(state: Mapping[str, torch.Tensor], projection: torch.T
         if key not in state:
             raise ValueError(f"the text encoder's weights have no {key!r}; it is not a CLIP text model "
                              "(Hugging Face layout) or the file is incomplete.")
-        return state[key].detach().to("cpu", dtype, copy=True)
+        return state[key].detach().to(device, dtype, copy=True)
 
     out = {
         "token_embedding.weight": get("text_model.embeddings.token_embedding.weight"),
@@ -72,7 +72,7 @@ def convert_hf_text_state(state: Mapping[str, torch.Tensor], projection: torch.T
     if projection is None and "text_projection.weight" in state:
         projection = state["text_projection.weight"]
     if projection is not None:
-        out["text_projection"] = projection.detach().to("cpu", dtype, copy=True).T.contiguous()
+        out["text_projection"] = projection.detach().to(device, dtype, copy=True).T.contiguous()
     return out
 
 
@@ -96,7 +96,7 @@ def text_tower_from_hf(state: Mapping[str, torch.Tensor], heads: int, activation
     """
     from open_clip.transformer import TextTransformer
 
-    weights = convert_hf_text_state(state, projection)
+    weights = convert_hf_text_state(state, projection, device=device)
     vocab, width = weights["token_embedding.weight"].shape
     proj = weights.get("text_projection")
     if proj is not None and proj.shape[0] != width:
@@ -112,7 +112,7 @@ def text_tower_from_hf(state: Mapping[str, torch.Tensor], heads: int, activation
         )
     tower.load_state_dict(weights, strict=True, assign=True)
     build_mask = getattr(tower, "build_causal_mask", None) or tower.build_attention_mask  # open_clip 3.x / 2.x
-    tower.attn_mask = build_mask()  # a non-persistent buffer: built here, not on meta
+    tower.attn_mask = build_mask().to(device)  # a non-persistent buffer: built here, not on meta
     return tower.to(device).eval().requires_grad_(False)
 
 

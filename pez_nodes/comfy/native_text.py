@@ -1,0 +1,150 @@
+"""ComfyUI's own CLIP text encoders as the core's text towers (copied once, per loaded model and LoRA set).
+
+ComfyUI (0.3.64) keeps each CLIP text encoder as ``clip.cond_stage_model.<name>`` (``clip_l``, ``clip_h``,
+``clip_g``), an ``SDClipModel`` whose ``transformer`` is a Hugging Face-layout ``CLIPTextModel``. Running
+PEZ through those modules directly is fragile (the prompt runs under ``inference_mode``, ``CLIPLayer``
+adds in place, ``manual_cast`` shares fp32 weights, offloaded weights are cast per call), so the weights
+are copied, once, into the core's own fp32 encoder (``core.hf_text_tower``): the tested fast path runs
+on them and the user's CLIP is never touched.
+
+Whether a checkpoint held a ``text_projection`` cannot be told from its values (a missing weight is
+``torch.empty``: NaN, zeros or plausible numbers), so :func:`record_loaded_projections` — installed when
+the pack registers, before any model loads — notes it from ComfyUI's own missing-key lists.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+
+from ..core import ClipBackbone, text_backbone_from_hf
+
+TOWER_NAMES = ("clip_l", "clip_h", "clip_g")
+KIND = {768: "CLIP-L (OpenAI ViT-L/14)", 1024: "OpenCLIP ViT-H/14", 1280: "OpenCLIP ViT-bigG/14"}
+_PROJECTION_KEY = "text_projection.weight"
+_FLAG = "_pez_has_text_projection"
+
+
+def record_loaded_projections() -> None:
+    """Wrap ComfyUI's CLIP weight loading so each text encoder remembers whether ``text_projection`` was loaded.
+
+    Both ways weights reach a text encoder are covered: ``SDClipModel.load_sd`` (CLIPLoader, DualCLIPLoader,
+    text-encoder files) and ``CLIP.load_sd(full_model=True)`` (checkpoints). Idempotent; behaviour unchanged.
+    """
+    import comfy.sd
+    import comfy.sd1_clip
+
+    sub_load = comfy.sd1_clip.SDClipModel.load_sd
+    if not getattr(sub_load, "_pez_wrapped", False):
+        def load_sd(self, sd, *args, **kwargs):
+            result = sub_load(self, sd, *args, **kwargs)
+            _note(self, _PROJECTION_KEY not in result.missing_keys)
+            return result
+
+        load_sd._pez_wrapped = True
+        comfy.sd1_clip.SDClipModel.load_sd = load_sd
+
+    clip_load = comfy.sd.CLIP.load_sd
+    if not getattr(clip_load, "_pez_wrapped", False):
+        def clip_load_sd(self, sd, full_model=False):
+            result = clip_load(self, sd, full_model)
+            if full_model:
+                missing = set(result[0])
+                for name in TOWER_NAMES:
+                    sub = getattr(self.cond_stage_model, name, None)
+                    if sub is not None and any(k.startswith(f"{name}.transformer.text_model.") for k in sd):
+                        _note(sub, f"{name}.transformer.{_PROJECTION_KEY}" not in missing)
+            return result
+
+        clip_load_sd._pez_wrapped = True
+        comfy.sd.CLIP.load_sd = clip_load_sd
+
+
+def _note(sub, loaded: bool) -> None:
+    setattr(sub, _FLAG, getattr(sub, _FLAG, False) or loaded)  # any load that held it counts
+
+
+def has_text_projection(sub) -> bool | None:
+    """Whether ``text_projection`` was loaded into this text encoder; None when its loading was not seen."""
+    return getattr(sub, _FLAG, None)
+
+
+@dataclass(frozen=True)
+class TextPart:
+    """One CLIP text encoder of a ComfyUI CLIP, before conversion."""
+
+    name: str  # clip_l / clip_h / clip_g
+    sub: object  # comfy.sd1_clip.SDClipModel
+    width: int
+    projection: bool | None  # loaded? (None: not seen)
+
+    @property
+    def has_projection(self) -> bool:
+        """Loaded — or not seen, for ViT-H / bigG, whose every known source holds it (CLIP-L's rarely do)."""
+        return bool(self.projection) or (self.projection is None and self.name != "clip_l")
+
+    @property
+    def kind(self) -> str:
+        return KIND.get(self.width, f"a {self.width}-wide CLIP text encoder")
+
+
+def text_parts(clip) -> list[TextPart]:
+    """The CLIP text encoders inside a ComfyUI ``CLIP``, or one error naming what it holds instead."""
+    import comfy.clip_model
+
+    model = getattr(clip, "cond_stage_model", None)
+    if model is None:
+        raise ValueError(f"clip is a {type(clip).__name__}, not a ComfyUI CLIP; connect the CLIP output of a "
+                         "checkpoint loader, CLIPLoader or DualCLIPLoader.")
+    parts = []
+    for name in TOWER_NAMES:
+        sub = getattr(model, name, None)
+        if sub is not None and isinstance(getattr(sub, "transformer", None), comfy.clip_model.CLIPTextModel):
+            width = sub.transformer.get_input_embeddings().weight.shape[1]
+            parts.append(TextPart(name, sub, width, has_text_projection(sub)))
+    if not parts:
+        held = ", ".join(n for n, _ in model.named_children()) or type(model).__name__
+        raise ValueError(f"clip ({type(model).__name__}: {held}) has no CLIP text encoder; PEZ needs a CLIP-L, ViT-H "
+                         "or bigG text encoder — load an SD 1.5, SD 2.x, SDXL, SD3 or Flux CLIP.")
+    return parts
+
+
+def _activation(sub) -> str:
+    import comfy.clip_model
+
+    act = sub.transformer.text_model.encoder.layers[0].mlp.activation
+    for name, fn in comfy.clip_model.ACTIVATIONS.items():
+        if act is fn:
+            return name
+    raise ValueError(f"the text encoder {sub!r} uses an activation PEZ does not know; supported: "
+                     f"{', '.join(comfy.clip_model.ACTIVATIONS)}.")
+
+
+_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def convert(clip, part: TextPart, device: torch.device, projection: torch.Tensor | None = None) -> ClipBackbone:
+    """The core's fp32 copy of ``part`` with this CLIP's patches (LoRA) merged, cached per (model, patches, device).
+
+    ``projection`` (a Linear weight) stands in for a ``text_projection`` the checkpoint left out; without
+    either, the tower's feature is its pooled output (fine for texts, not comparable with images).
+    """
+    import comfy.model_management as mm
+
+    key = (str(device), getattr(clip.patcher, "patches_uuid", None), None if projection is None else projection.data_ptr())
+    cached = _CACHE.get(part.sub)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    _CACHE.pop(part.sub, None)  # one copy per text encoder: a new LoRA set replaces the old copy
+    mm.load_models_gpu([clip.patcher], force_full_load=True)  # merges LoRA patches into the weights
+    transformer = part.sub.transformer
+    with torch.inference_mode(False), torch.no_grad():
+        state = {k: v for k, v in transformer.state_dict().items() if k.startswith("text_model.")}
+        if part.has_projection and projection is None:
+            projection = transformer.text_projection.weight
+        heads = transformer.text_model.encoder.layers[0].self_attn.heads
+        backbone = text_backbone_from_hf(state, heads, _activation(part.sub), part.name, projection, device)
+    _CACHE[part.sub] = (key, backbone)
+    return backbone
