@@ -27,3 +27,21 @@ def toy_declared():
     from pez_nodes.core import load_clip
 
     return load_clip("toy", vocabulary="declared")
+
+
+@pytest.fixture(scope="session")
+def comfy_model_files(tmp_path_factory):
+    """Full-size CLIP files with random weights (``comfy_files``), written once per session (~30 s, 4.5 GB):
+    ``vit_l`` (open_clip ViT-L-14-quickgelu, text + vision), ``sd15`` (its text half as SD 1.5 holds it: no
+    text_projection), ``vit_h`` (open_clip ViT-H-14, text + vision), ``g`` (bigG's text tower)."""
+    from types import SimpleNamespace
+
+    from comfy_files import write_bigg_text_encoder, write_open_clip, write_sd15_text_encoder
+
+    d = tmp_path_factory.mktemp("comfy_models")
+    vit_l, l_model = write_open_clip("ViT-L-14-quickgelu", d / "vit_l_14.safetensors", seed=1)
+    sd15 = write_sd15_text_encoder(l_model, d / "clip_l_sd15.safetensors")
+    del l_model
+    vit_h, _ = write_open_clip("ViT-H-14", d / "vit_h_14.safetensors", seed=2)
+    g = write_bigg_text_encoder(d / "clip_g.safetensors", seed=3)
+    return SimpleNamespace(dir=d, vit_l=str(vit_l), sd15=str(sd15), vit_h=str(vit_h), g=str(g))

@@ -52,8 +52,10 @@ class ComfyProcess:
 
 
 @contextmanager
-def running_comfyui(comfy_dir: str | Path, log: Path, python: str | None = None, startup_s: float = 120):
-    """Link the pack into ``comfy_dir/custom_nodes``, start ComfyUI, wait for ``/system_stats``; stop on exit."""
+def running_comfyui(comfy_dir: str | Path, log: Path, python: str | None = None, startup_s: float = 120,
+                    extra_args: tuple[str, ...] = ()):
+    """Link the pack into ``comfy_dir/custom_nodes``, start ComfyUI (with ``extra_args``), wait for
+    ``/system_stats``; stop on exit."""
     comfy = Path(comfy_dir)
     link = comfy / "custom_nodes" / f"pez_host_test_{os.getpid()}"
     if not link.exists():
@@ -62,7 +64,7 @@ def running_comfyui(comfy_dir: str | Path, log: Path, python: str | None = None,
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     with open(log, "w") as out:
         proc = subprocess.Popen([python or comfy_python(comfy), "main.py", "--cpu", "--listen", "127.0.0.1",
-                                 "--port", str(port), "--disable-auto-launch"],
+                                 "--port", str(port), "--disable-auto-launch", *extra_args],
                                 cwd=comfy, stdout=out, stderr=subprocess.STDOUT, env=env)
     server = ComfyProcess(proc, port, log, link)
     try:

@@ -1,0 +1,94 @@
+"""PEZ CLIP from Workflow inside a real ComfyUI server: ComfyUI's own loaders feed it, over the HTTP API.
+
+The models are full-size random-weight files (``conftest.comfy_model_files``) that the server finds through
+``--extra-model-paths-config``, as a user's ``models/text_encoders`` and ``models/clip_vision``. Needs
+``COMFYUI_DIR``; skipped with the reason printed when it is unset.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pez_nodes import client
+from pez_nodes import toyworld as tw
+from test_comfyui_host import _get, _run
+
+COMFY = os.environ.get("COMFYUI_DIR")
+pytestmark = pytest.mark.skipif(not COMFY, reason="COMFYUI_DIR is not set: no real ComfyUI to host the nodes")
+PROJECTION = "clip_vision/vit_l_14.safetensors"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, comfy_model_files):
+    from pez_nodes.comfy.launch import running_comfyui
+
+    d = comfy_model_files.dir
+    config = tmp_path_factory.mktemp("paths") / "extra_model_paths.yaml"
+    config.write_text(f"pez_test:\n  base_path: {d}\n  text_encoders: .\n  clip_vision: .\n")
+    log = tmp_path_factory.mktemp("comfy") / "server.log"
+    with running_comfyui(COMFY, log, extra_args=("--extra-model-paths-config", str(config))) as proc:
+        srv = client.Comfy(proc.address, timeout=600)
+        srv.log = proc.log
+        yield srv
+
+
+def _graph(text_file: str, vision_file: str | None, projection: str = "none", invert: bool = False) -> dict:
+    """CLIPLoader (+ CLIPVisionLoader) → PEZ CLIP from Workflow → PEZ Invert / Distill (API format)."""
+    wf = {
+        "1": {"class_type": "CLIPLoader", "inputs": {"clip_name": text_file, "type": "stable_diffusion"}},
+        "3": {"class_type": "PEZCLIPFromWorkflow", "inputs": {"clip": ["1", 0], "text_projection": projection}},
+    }
+    if vision_file:
+        wf["2"] = {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": vision_file}}
+        wf["3"]["inputs"]["clip_vision"] = ["2", 0]
+    common = {"pez_clip": ["3", 0], "prompt_len": 3, "steps": 3, "seed": 0, "restarts": 1}
+    if invert:
+        wf["4"] = {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}}
+        wf["5"] = {"class_type": "PEZInvert", "inputs": {**common, "images": ["4", 0]}}
+    else:
+        wf["5"] = {"class_type": "PEZDistill", "inputs": {**common, "text": "a (red) fox in the snow"}}
+    return wf
+
+
+def _error(seen) -> dict:
+    return [d for kind, d in seen if kind == "execution_error"][0]
+
+
+def test_the_node_is_listed_with_the_projection_files_it_can_use(server):
+    info = _get(server, "/object_info")["PEZCLIPFromWorkflow"]
+    assert info["output"] == ["PEZ_CLIP"]
+    projection = info["input"]["optional"]["text_projection"]
+    options = projection[1]["options"] if "options" in projection[1] else projection[0]
+    assert options[0] == "none" and PROJECTION in options
+
+
+def test_a_missing_projection_and_a_mismatched_pair_are_node_errors_and_the_server_stays_up(server):
+    _, status, _, seen = _run(server, _graph("clip_l_sd15.safetensors", "vit_l_14.safetensors"))
+    assert status == "execution_error"
+    error = _error(seen)
+    assert error["node_type"] == "PEZCLIPFromWorkflow"
+    assert "has no text_projection" in error["exception_message"] and "clip-vit-large-patch14" in error["exception_message"]
+
+    _, status, _, seen = _run(server, _graph("vit_h_14.safetensors", "vit_l_14.safetensors"))
+    assert status == "execution_error"
+    error = _error(seen)
+    assert error["node_type"] == "PEZCLIPFromWorkflow"
+    assert "does not match" in error["exception_message"] and "CLIP-ViT-H-14-laion2B" in error["exception_message"]
+    assert _get(server, "/system_stats")
+
+
+def test_the_workflows_clip_inverts_an_image_and_distills_a_text(server, tmp_path):
+    picture = tmp_path / "fox.png"
+    tw.render(tw.all_scenes()[5], seed=1).save(picture)
+    prompt_id, status, entry, _ = _run(server, _graph("clip_l_sd15.safetensors", "vit_l_14.safetensors", PROJECTION,
+                                                      invert=True), images=[picture])
+    assert status == "success", server.log
+    assert entry["outputs"]["5"]["text"][0].strip()
+
+    prompt_id, status, entry, _ = _run(server, _graph("clip_l_sd15.safetensors", None))  # text only: no vision
+    assert status == "success", server.log
+    shown = entry["outputs"]["5"]["text"][0]
+    assert "clip_l has no text_projection" in shown  # the note is on the node
