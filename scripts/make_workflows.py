@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,12 +30,15 @@ from pez_nodes import toyworld as tw  # noqa: E402
 PEZ_OPT = ["prompt_len", "steps", "seed", "@control", "lr", "restarts", "patience", "blocklist", "ascii_only", "template"]
 NODE_TYPES = {
     "PEZLoadCLIP": ([("pez_clip", "PEZ_CLIP")], ["model", "device", "custom_model", "pretrained"]),
+    "PEZCLIPFromWorkflow": ([("pez_clip", "PEZ_CLIP")],
+                            ["crop", "text_projection", "weight_clip_l", "weight_clip_g", "device"]),
     "PEZInvert": ([("prompt", "STRING"), ("similarity", "FLOAT")], PEZ_OPT + ["negative_text", "negative_weight"]),
     "PEZDistill": ([("prompt", "STRING"), ("similarity", "FLOAT")], ["text"] + PEZ_OPT),
     "PEZPromptConcat": ([("prompt", "STRING"), ("similarity", "FLOAT")], ["text_a", "text_b", "text_c", "text_d"] + PEZ_OPT),
     "LoadImage": ([("IMAGE", "IMAGE"), ("MASK", "MASK")], ["image", "@upload"]),
     "ImageBatch": ([("IMAGE", "IMAGE")], []),
     "CheckpointLoaderSimple": ([("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], ["ckpt_name"]),
+    "CLIPVisionLoader": ([("CLIP_VISION", "CLIP_VISION")], ["clip_name"]),
     "CLIPTextEncode": ([("CONDITIONING", "CONDITIONING")], ["text"]),
     "EmptyLatentImage": ([("LATENT", "LATENT")], ["width", "height", "batch_size"]),
     "KSampler": ([("LATENT", "LATENT")], ["seed", "@control", "steps", "cfg", "sampler_name", "scheduler", "denoise"]),
@@ -43,8 +47,12 @@ NODE_TYPES = {
 }
 INPUT_TYPES = {"pez_clip": "PEZ_CLIP", "images": "IMAGE", "image1": "IMAGE", "image2": "IMAGE", "clip": "CLIP",
                "model": "MODEL", "positive": "CONDITIONING", "negative": "CONDITIONING", "latent_image": "LATENT",
-               "samples": "LATENT", "vae": "VAE", "text": "STRING", "text_a": "STRING", "text_b": "STRING"}
+               "samples": "LATENT", "vae": "VAE", "text": "STRING", "text_a": "STRING", "text_b": "STRING",
+               "clip_vision": "CLIP_VISION", "clip_vision_2": "CLIP_VISION"}
 TOY = "toy (bundled, offline)"
+# OpenAI's clip-vit-large-patch14 model.safetensors, renamed, in models/clip_vision: SD 1.5's / SDXL's CLIP-L
+# vision model, and the text projection their checkpoints leave out. (file, node title)
+VIT_L = ("clip-vit-large-patch14.safetensors", "CLIP Vision (ViT-L/14)")
 
 
 @dataclass
@@ -72,6 +80,46 @@ def loader(node_id: int, pos=(40, 60), model=TOY) -> Node:
 
 def image(node_id: int, name: str, pos) -> Node:
     return Node(node_id, "LoadImage", pos, {"image": name})
+
+
+def sampler_half(first_id: int, ckpt: int, prompt: Node, size: int, x: int) -> list[Node]:
+    """CLIPTextEncode (the PEZ prompt) + a negative → EmptyLatentImage → KSampler → VAEDecode → SaveImage.
+
+    ``ckpt`` is the CheckpointLoaderSimple's id (MODEL, CLIP, VAE); columns start at ``x``, 380 apart.
+    Paper settings: cfg 9, 25 steps.
+    """
+    i = first_id
+    return [
+        Node(i, "CLIPTextEncode", (x, 60), {"text": ""}, {"clip": (ckpt, 1), "text": (prompt.id, 0)},
+             "Positive (PEZ prompt)"),
+        Node(i + 1, "CLIPTextEncode", (x, 260), {"text": "blurry, low quality"}, {"clip": (ckpt, 1)}, "Negative"),
+        Node(i + 2, "EmptyLatentImage", (x, 460), {"width": size, "height": size, "batch_size": 1}),
+        Node(i + 3, "KSampler", (x + 380, 60), {"seed": 0, "steps": 25, "cfg": 9.0, "sampler_name": "dpmpp_2m",
+                                                "scheduler": "karras", "denoise": 1.0},
+             {"model": (ckpt, 0), "positive": (i, 0), "negative": (i + 1, 0), "latent_image": (i + 2, 0)}),
+        Node(i + 4, "VAEDecode", (x + 760, 60), {}, {"samples": (i + 3, 0), "vae": (ckpt, 2)}),
+        Node(i + 5, "SaveImage", (x + 760, 240), {"filename_prefix": "pez"}, {"images": (i + 4, 0)}),
+    ]
+
+
+def workflow_clip(ckpt_name: str, visions: list[tuple[str, str]], projection: str, size: int) -> list[Node]:
+    """Checkpoint → CLIP Vision loader(s) → PEZ CLIP from Workflow → PEZ Invert → the checkpoint's sampler.
+
+    ``visions``: (file in models/clip_vision, node title) for ``clip_vision`` and, for SDXL, ``clip_vision_2``.
+    """
+    nodes = [Node(1, "CheckpointLoaderSimple", (40, 60), {"ckpt_name": ckpt_name})]
+    links = {"clip": (1, 1)}
+    for k, (file, title) in enumerate(visions):
+        nodes.append(Node(2 + k, "CLIPVisionLoader", (40, 260 + 200 * k), {"clip_name": file}, title=title))
+        links["clip_vision" if k == 0 else f"clip_vision_{k + 1}"] = (2 + k, 0)
+    i = 2 + len(visions)
+    pez = Node(i, "PEZCLIPFromWorkflow", (420, 60), {"crop": "center", "text_projection": projection,
+                                                     "weight_clip_l": 1.0, "weight_clip_g": 1.0, "device": "auto"},
+               links)
+    picture_in = image(i + 1, "pez_example.png", (420, 380))
+    invert = Node(i + 2, "PEZInvert", (800, 60), invert_widgets(prompt_len=16, steps=1000, restarts=1, patience=300),
+                  {"pez_clip": (i, 0), "images": (i + 1, 0)})
+    return [*nodes, pez, picture_in, invert, *sampler_half(i + 3, 1, invert, size, 1180)]
 
 
 def graphs() -> dict[str, tuple[str, list[Node]]]:
@@ -113,6 +161,25 @@ def graphs() -> dict[str, tuple[str, list[Node]]]:
             Node(9, "VAEDecode", (1560, 60), {}, {"samples": (8, 0), "vae": (4, 2)}),
             Node(10, "SaveImage", (1560, 220), {"filename_prefix": "pez"}, {"images": (9, 0)}),
         ]),
+        "pez_workflow_clip_sd15": (
+            "Invert an image with SD 1.5's own CLIP-L (PEZ CLIP from Workflow), then generate from the prompt "
+            "(cfg 9, 25 steps). Put OpenAI's clip-vit-large-patch14 model.safetensors in models/clip_vision, renamed "
+            "clip-vit-large-patch14.safetensors: it is both the matching vision model and CLIP-L's missing text "
+            "projection.",
+            workflow_clip("v1-5-pruned-emaonly.safetensors", [VIT_L], f"clip_vision/{VIT_L[0]}", 512)),
+        "pez_workflow_clip_sd2": (
+            "Invert an image with SD 2.1's own text encoder (OpenCLIP ViT-H; the checkpoint holds its text "
+            "projection), then generate at 768x768 (cfg 9, 25 steps). Put CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors "
+            "(the matching vision model) in models/clip_vision.",
+            workflow_clip("v2-1_768-ema-pruned.safetensors",
+                          [("CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "CLIP Vision (ViT-H/14)")], "none", 768)),
+        "pez_workflow_clip_sdxl": (
+            "One prompt learned for both SDXL text encoders (CLIP-L and bigG), then generated at 1024x1024 (cfg 9, "
+            "25 steps). models/clip_vision needs clip_vision_g.safetensors (bigG's vision model) and OpenAI's "
+            "clip-vit-large-patch14 model.safetensors renamed clip-vit-large-patch14.safetensors (CLIP-L's vision "
+            "model and its missing text projection).",
+            workflow_clip("sd_xl_base_1.0.safetensors", [("clip_vision_g.safetensors", "CLIP Vision (bigG)"), VIT_L],
+                          f"clip_vision/{VIT_L[0]}", 1024)),
     }
 
 
@@ -162,7 +229,8 @@ def ui_format(nodes: list[Node], description: str) -> dict:
 def picture(nodes: list[Node], description: str, ui: dict, api: dict, path: Path) -> None:
     """A diagram of the graph; the PNG's metadata holds the workflow (drop it on ComfyUI to open it)."""
     width = max(n.pos[0] for n in nodes) + 400
-    height = max(n.pos[1] + 130 + 22 * len(n.widgets) for n in nodes) + 60
+    caption = textwrap.wrap(description, 160)  # one line (as before) unless the description is longer
+    height = max(n.pos[1] + 130 + 22 * len(n.widgets) for n in nodes) + 60 + 18 * (len(caption) - 1)
     img = Image.new("RGB", (width, height), (32, 32, 36))
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()
@@ -189,7 +257,8 @@ def picture(nodes: list[Node], description: str, ui: dict, api: dict, path: Path
         lines = [f"<- {k}" for k in n.links] + [f"{k}: {v}"[:48] for k, v in n.widgets.items() if k not in n.links]
         for i, line in enumerate(lines):
             draw.text((x0 + 14, y0 + 30 + 18 * i), line, fill=(200, 200, 205), font=font)
-    draw.text((20, height - 30), description[:160], fill=(220, 220, 220), font=font)
+    for i, line in enumerate(caption):
+        draw.text((20, height - 30 - 18 * (len(caption) - 1 - i)), line, fill=(220, 220, 220), font=font)
     info = PngInfo()
     info.add_text("workflow", json.dumps(ui))
     info.add_text("prompt", json.dumps(api))

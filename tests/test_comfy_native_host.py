@@ -7,6 +7,7 @@ The models are full-size random-weight files (``conftest.comfy_model_files``) th
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from test_comfyui_host import _get, _run
 COMFY = os.environ.get("COMFYUI_DIR")
 pytestmark = pytest.mark.skipif(not COMFY, reason="COMFYUI_DIR is not set: no real ComfyUI to host the nodes")
 PROJECTION = "clip_vision/vit_l_14.safetensors"
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +94,29 @@ def test_the_workflows_clip_inverts_an_image_and_distills_a_text(server, tmp_pat
     assert status == "success", server.log
     shown = entry["outputs"]["5"]["text"][0]
     assert "clip_l has no text_projection" in shown  # the note is on the node
+
+
+def test_shared_workflow_clip_workflows_use_only_known_nodes_and_inputs(server):
+    """The shared SD 1.5 / SD 2.x / SDXL workflows name only nodes and inputs this ComfyUI (+ PEZ) has.
+
+    Their model files are not here, so they are not run: their structure is checked against ``/object_info``.
+    """
+    paths = sorted((WORKFLOWS / "api").glob("pez_workflow_clip_*.json"))
+    assert len(paths) == 3, paths
+    info = _get(server, "/object_info")
+    for path in paths:
+        api = json.loads(path.read_text())
+        for node_id, node in api.items():
+            kind = node["class_type"]
+            assert kind in info, f"{path.name} #{node_id}: {kind} is not a node of this ComfyUI"
+            inputs = info[kind]["input"]
+            known = {*inputs.get("required", {}), *inputs.get("optional", {})}
+            unknown = set(node["inputs"]) - known
+            assert not unknown, f"{path.name} #{node_id} ({kind}): unknown inputs {sorted(unknown)}"
+            for name, value in node["inputs"].items():
+                if isinstance(value, list):  # a link: [source node id, output slot]
+                    source, slot = value
+                    assert source in api, f"{path.name} #{node_id}.{name} links to missing node {source}"
+                    assert 0 <= slot < len(info[api[source]["class_type"]]["output"])
+        ui = json.loads((WORKFLOWS / path.name).read_text())
+        assert sorted(n["type"] for n in ui["nodes"]) == sorted(n["class_type"] for n in api.values())
