@@ -23,7 +23,7 @@ from pez_nodes.core import PEZConfig, distill, encode_token_ids, image_features,
 
 COMFY = os.environ.get("COMFYUI_DIR")
 pytestmark = pytest.mark.skipif(not COMFY, reason="COMFYUI_DIR is not set: no ComfyUI to load CLIP models with")
-TEXTS = ["a photo of a red fox in the snow", "(masterpiece) cat, 8k: [oil] painting", "x"]
+TEXTS = ["a photo of a red fox in the snow", "(masterpiece) cat, 8k: [oil] painting", "x", "salt &amp; pepper\\ ok"]
 SPECIAL = {49406, 49407, 0}
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -108,6 +108,31 @@ def test_sd15_text_encoder_equals_comfyuis_and_its_missing_projection_is_recorde
     for text in TEXTS:
         assert pez.tokenize(text) == _comfy_ids(clip, text, "l")
         torch.testing.assert_close(_ours(pez, text), _comfy_pooled(clip, text), **TOL)  # SD 1.5's pooled: unprojected
+
+
+def test_fp32_storage_gives_the_same_features(cm, files):
+    """ComfyUI keeps text encoders in fp16 by default; with fp32 storage (``--fp32-text-enc``) the copy is the same."""
+    clip = cm.sd.load_clip([files.sd15], model_options={"dtype": torch.float32})
+    assert clip.cond_stage_model.clip_l.transformer.text_projection.weight.dtype == torch.float32
+    pez = _workflow_clip(clip)
+    torch.testing.assert_close(_ours(pez, TEXTS[0]), _comfy_pooled(clip, TEXTS[0]), **TOL)
+    result = distill(pez, "a red fox", PEZConfig(steps=2, prompt_len=2, restarts=1))
+    assert result.text
+
+
+def test_the_copy_keeps_no_comfyui_model_alive_and_outlives_it(cm, files):
+    import gc
+    import weakref
+
+    clip = cm.sd.load_clip([files.sd15])
+    pez = _workflow_clip(clip)
+    model = weakref.ref(clip.cond_stage_model)
+    del clip
+    gc.collect()
+    cm.comfy.model_management.cleanup_models_gc()
+    gc.collect()
+    assert model() is None  # ComfyUI can free the user's model: PEZ holds only its own copy
+    assert distill(pez, "a red fox", PEZConfig(steps=2, prompt_len=2, restarts=1)).text
 
 
 def test_a_checkpoint_loaded_text_encoder_records_its_projection_too(cm, files):

@@ -122,6 +122,44 @@ def _activation(sub) -> str:
                      f"{', '.join(comfy.clip_model.ACTIVATIONS)}.")
 
 
+class ComfyTokenizer:
+    """CLIP's BPE tokenizer as CLIPTextEncode applies it: ``encode`` is ComfyUI's own tokenization of the
+    prompt the PEZ nodes output (parentheses escaped), so a returned prompt's scored tokens are exactly the
+    tokens ComfyUI encodes — prompt syntax, its text cleaning and ``embedding:`` words included (a
+    textual-inversion embedding a prompt happens to spell is not a token and is left out). Decoding and
+    the vocabulary's texts come from open_clip's tokenizer over the same vocabulary file.
+
+    Args:
+        clip: the ComfyUI ``CLIP``; only its tokenizer and tokenizer options are kept (not its model, so
+            the converted copy never keeps a ComfyUI model alive).
+        key: the text encoder's key in ComfyUI's token dict (``l``, ``h``, ``g``).
+    """
+
+    def __init__(self, clip, key: str):
+        from open_clip.tokenizer import SimpleTokenizer
+
+        self._tokenizer, self._options, self._key = clip.tokenizer, dict(clip.tokenizer_options), key
+        self._bpe = SimpleTokenizer()
+        self.decoder, self.byte_decoder = self._bpe.decoder, self._bpe.byte_decoder
+        self.sot_token_id = self._bpe.encoder["<start_of_text>"]
+        self.eot_token_id = self._bpe.encoder["<end_of_text>"]
+        self.all_special_ids = [self.sot_token_id, self.eot_token_id]
+
+    def encode(self, text: str) -> list[int]:
+        from .logic import for_text_encode
+
+        ids = []
+        options = {"tokenizer_options": self._options} if self._options else {}
+        for chunk in self._tokenizer.tokenize_with_weights(for_text_encode(text), False, **options)[self._key]:
+            row = [t[0] for t in chunk]
+            end = next((i for i, t in enumerate(row) if t == self.eot_token_id), len(row))  # padding follows
+            ids += [int(t) for t in row[1:end] if not isinstance(t, torch.Tensor)]
+        return ids
+
+    def decode(self, ids) -> str:
+        return self._bpe.decode(ids)
+
+
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -145,6 +183,7 @@ def convert(clip, part: TextPart, device: torch.device, projection: torch.Tensor
         if part.has_projection and projection is None:
             projection = transformer.text_projection.weight
         heads = transformer.text_model.encoder.layers[0].self_attn.heads
-        backbone = text_backbone_from_hf(state, heads, _activation(part.sub), part.name, projection, device)
+        backbone = text_backbone_from_hf(state, heads, _activation(part.sub), part.name, projection, device,
+                                         tokenizer=ComfyTokenizer(clip, part.name.removeprefix("clip_")))
     _CACHE[part.sub] = (key, backbone)
     return backbone

@@ -117,12 +117,14 @@ def text_tower_from_hf(state: Mapping[str, torch.Tensor], heads: int, activation
 
 
 def text_backbone_from_hf(state: Mapping[str, torch.Tensor], heads: int, activation: str, name: str,
-                          projection: torch.Tensor | None = None, device: torch.device | str = "cpu") -> "ClipBackbone":
-    """A text-only :class:`ClipBackbone` over :func:`text_tower_from_hf`, with CLIP's BPE tokenizer
-    (the same vocabulary file as Hugging Face's and ComfyUI's CLIP tokenizers)."""
+                          projection: torch.Tensor | None = None, device: torch.device | str = "cpu",
+                          tokenizer=None) -> "ClipBackbone":
+    """A text-only :class:`ClipBackbone` over :func:`text_tower_from_hf`. ``tokenizer`` defaults to open_clip's
+    CLIP BPE tokenizer (the vocabulary file Hugging Face's and ComfyUI's CLIP tokenizers use too); a host
+    may pass its own, so that prompts are scored exactly as it tokenizes them."""
     from open_clip.tokenizer import SimpleTokenizer
 
     from .backbone import ClipBackbone
 
     tower = text_tower_from_hf(state, heads, activation, projection, device)
-    return ClipBackbone(tower, SimpleTokenizer(), name)
+    return ClipBackbone(tower, tokenizer or SimpleTokenizer(), name)
