@@ -72,6 +72,20 @@ def test_widget_defaults_are_pezconfigs_and_load_clips(comfy_nodes, node_id):
         assert defaults["negative_weight"] == logic.NEGATIVE_WEIGHT
 
 
+def test_workflow_clip_widgets_show_what_an_omitted_input_gets(comfy_nodes):
+    """PEZ CLIP from Workflow: each widget's default is the node logic's and the builder's default."""
+    from pez_nodes.comfy.workflow_clip import workflow_clip
+
+    _, nodes = comfy_nodes
+    defaults = _widget_defaults(nodes.PEZCLIPFromWorkflow)
+    logic_defaults = {k: p.default for k, p in inspect.signature(logic.from_workflow).parameters.items()
+                      if p.default is not inspect.Parameter.empty}
+    assert set(defaults) == {"crop", "text_projection", "weight_clip_l", "weight_clip_g", "device"}
+    assert {k: logic_defaults[k] for k in defaults} == defaults
+    builder = inspect.signature(workflow_clip).parameters
+    assert all(builder[k].default == defaults[k] for k in defaults if k != "device")
+
+
 @pytest.fixture(scope="module")
 def clip():
     return logic.load_model(model_list.TOY, "cpu")
