@@ -73,15 +73,19 @@ def _optimising_schema(node_id: str, display_name: str, description: str, inputs
                      inputs=inputs, outputs=_OUTPUTS, hidden=[io.Hidden.unique_id], is_output_node=True)
 
 
+def _model_schema(node_id: str, display_name: str, description: str, inputs: list) -> io.Schema:
+    """The schema both model nodes share: one ``pez_clip`` output."""
+    return io.Schema(node_id=node_id, display_name=display_name, category=CATEGORY, description=description,
+                     inputs=inputs, outputs=[PEZ_CLIP.Output(display_name="pez_clip")])
+
+
 class PEZLoadCLIP(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="PEZLoadCLIP",
-            display_name="PEZ Load CLIP",
-            category=CATEGORY,
-            description="Loads an open_clip CLIP for PEZ: the bundled toy model, files in models/open_clip, or a named model.",
-            inputs=[
+        return _model_schema(
+            "PEZLoadCLIP", "PEZ Load CLIP",
+            "Loads an open_clip CLIP for PEZ: the bundled toy model, files in models/open_clip, or a named model.",
+            [
                 io.Combo.Input("model", options=model_list.choices(),
                                tooltip="The CLIP to optimise against. Use the CLIP of your diffusion model: ViT-L-14/openai "
                                        "for SD 1.5, ViT-H-14 for SD 2.x. Files go in ComfyUI/models/open_clip/."),
@@ -100,7 +104,6 @@ class PEZLoadCLIP(io.ComfyNode):
                                tooltip="full: every token. declared: only the words in the model folder's "
                                        "pez_vocabulary.txt."),
             ],
-            outputs=[PEZ_CLIP.Output(display_name="pez_clip")],
         )
 
     @classmethod
@@ -111,13 +114,11 @@ class PEZLoadCLIP(io.ComfyNode):
 class PEZCLIPFromWorkflow(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="PEZCLIPFromWorkflow",
-            display_name="PEZ CLIP from Workflow",
-            category=CATEGORY,
-            description="Uses the workflow's own CLIP (the text encoder that conditions your sampler) for PEZ, and a "
-                        "CLIP Vision model for its images. SDXL: one prompt learned for both text encoders.",
-            inputs=[
+        return _model_schema(
+            "PEZCLIPFromWorkflow", "PEZ CLIP from Workflow",
+            "Uses the workflow's own CLIP (the text encoder that conditions your sampler) for PEZ, and a CLIP Vision "
+            "model for its images. SDXL: one prompt learned for both text encoders.",
+            [
                 io.Clip.Input("clip", tooltip="From your checkpoint loader, CLIPLoader or DualCLIPLoader (LoRAs applied "
                                               "are kept). It is copied for PEZ, never changed."),
                 io.ClipVision.Input("clip_vision", optional=True,
@@ -141,7 +142,6 @@ class PEZCLIPFromWorkflow(io.ComfyNode):
                 io.Combo.Input("device", options=["auto", "cpu", "cuda"], default="auto", optional=True,
                                tooltip="Where PEZ's copy of the text encoder runs. auto: ComfyUI's device."),
             ],
-            outputs=[PEZ_CLIP.Output(display_name="pez_clip")],
         )
 
     @classmethod
