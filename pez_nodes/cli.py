@@ -1,9 +1,10 @@
 """``pez``: the command line front end over ``pez_nodes.core``.
 
-    pez demo                                   # draw a toy-world picture, invert it with the bundled model
+    pez demo                                   # draw a toy-world picture, invert it, generate from the prompt
     pez invert photo.png --model toy --steps 500
     pez distill "a long prompt ..." --prompt-len 8
     pez concat "prompt one" "prompt two"
+    pez eval targets/                          # the paper's metric: generate from the prompts, score (cli_eval.py)
 
 The progress bar and live best prompt go to stderr; the result to stdout (one JSON object with
 ``--json``). Every error is one line on stderr and exit status 2; Ctrl-C exits 130 (after printing
@@ -98,10 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("concat", help="one prompt that composes two or more prompts")
     p.add_argument("texts", nargs="+", help="two or more prompts")
     _common(p, DEFAULT_MODEL)
-    p = sub.add_parser("demo", help="invert a toy-world picture with the bundled model (no download)")
+    p = sub.add_parser("demo", help="invert a toy-world picture with the bundled model, generate from the prompt "
+                                    "(no download)")
     p.add_argument("--save", type=Path, default=None, help="also save the drawn picture here")
     _common(p, "toy")
     p.set_defaults(steps=300, prompt_len=8)  # a quick demo; everything else is PEZConfig's default
+    from . import cli_eval
+
+    cli_eval.add_parser(sub)
+    _common(sub.choices["eval"], "toy")
+    sub.choices["eval"].set_defaults(steps=300, prompt_len=8)  # the toy world needs no more; paper: 3000 and 16
     return parser
 
 
@@ -223,6 +230,10 @@ def run(args: argparse.Namespace) -> dict:
         warnings.simplefilter("ignore", UserWarning)
         model = core.load_clip(args.model, args.pretrained, device=args.device, activation=args.activation,
                                vocabulary=args.vocabulary)
+    if args.command == "eval":
+        from .cli_eval import run_eval
+
+        return run_eval(args, model, config)
     bar = ProgressBar(not args.quiet)
     previous = signal.signal(signal.SIGINT, bar.interrupt)
     negatives = [Path(i) for i in args.negative_image] + list(args.negative_text)
@@ -249,6 +260,10 @@ def run(args: argparse.Namespace) -> dict:
            "model": result.model, "token_ids": result.token_ids, "notes": result.notes, **extra}
     if config.top_k > 1:
         out["candidates"] = [{"prompt": c.text, "similarity": round(c.similarity, 6)} for c in result.candidates]
+    if args.command == "demo" and not bar.stop:
+        from .cli_eval import demo_generation
+
+        out.update(demo_generation(image, result.text, args.seed, args.save))
     return out
 
 
@@ -259,12 +274,19 @@ def main(argv: list[str] | None = None) -> int:
         out = run(args)
         if args.json:
             print(json.dumps(out))
+        elif args.command == "eval":
+            return 0
         else:
             for note in out["notes"]:
                 print(f"note: {note}", file=sys.stderr)
             print(out["prompt"])
             print(f"similarity {out['similarity']:.4f}  steps {out['steps']}  {out['seconds']:.1f}s", file=sys.stderr)
-        if out["stop_reason"] != "interrupted":
+            if "picture" in out:
+                print(f"generated from the prompt: similarity to the drawn picture {out['generated_similarity']:.4f} "
+                      f"(reference CLIP); target | generated saved to {out['picture']}")
+            elif "generation" in out:
+                print(f"note: generation {out['generation']}", file=sys.stderr)
+        if out.get("stop_reason") != "interrupted":
             return 0
         print(f"pez: interrupted at step {out['steps']}; printed the best prompt so far.", file=sys.stderr)
         return EXIT_INTERRUPTED

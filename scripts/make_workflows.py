@@ -44,11 +44,12 @@ NODE_TYPES = {
     "KSampler": ([("LATENT", "LATENT")], ["seed", "@control", "steps", "cfg", "sampler_name", "scheduler", "denoise"]),
     "VAEDecode": ([("IMAGE", "IMAGE")], []),
     "SaveImage": ([], ["filename_prefix"]),
+    "PEZImageSimilarity": ([("similarity", "FLOAT"), ("per_pair", "STRING")], ["crop"]),
 }
 INPUT_TYPES = {"pez_clip": "PEZ_CLIP", "images": "IMAGE", "image1": "IMAGE", "image2": "IMAGE", "clip": "CLIP",
                "model": "MODEL", "positive": "CONDITIONING", "negative": "CONDITIONING", "latent_image": "LATENT",
                "samples": "LATENT", "vae": "VAE", "text": "STRING", "text_a": "STRING", "text_b": "STRING",
-               "clip_vision": "CLIP_VISION", "clip_vision_2": "CLIP_VISION"}
+               "clip_vision": "CLIP_VISION", "clip_vision_2": "CLIP_VISION", "images_a": "IMAGE", "images_b": "IMAGE"}
 TOY = "toy (bundled, offline)"
 # OpenAI's clip-vit-large-patch14 model.safetensors, renamed, in models/clip_vision: SD 1.5's / SDXL's CLIP-L
 # vision model, and the text projection their checkpoints leave out. (file, node title)
@@ -103,7 +104,8 @@ def sampler_half(first_id: int, ckpt: int, prompt: Node, size: int, x: int) -> l
 
 
 def workflow_clip(ckpt_name: str, visions: list[tuple[str, str]], projection: str, size: int) -> list[Node]:
-    """Checkpoint → CLIP Vision loader(s) → PEZ CLIP from Workflow → PEZ Invert → the checkpoint's sampler.
+    """Checkpoint → CLIP Vision loader(s) → PEZ CLIP from Workflow → PEZ Invert → the checkpoint's sampler
+    → PEZ Image Similarity (target vs generated, judged with the first CLIP Vision model: the paper's metric).
 
     ``visions``: (file in models/clip_vision, node title) for ``clip_vision`` and, for SDXL, ``clip_vision_2``.
     """
@@ -119,7 +121,12 @@ def workflow_clip(ckpt_name: str, visions: list[tuple[str, str]], projection: st
     picture_in = image(i + 1, "pez_example.png", (420, 380))
     invert = Node(i + 2, "PEZInvert", (800, 60), invert_widgets(prompt_len=16, steps=1000, restarts=1, patience=300),
                   {"pez_clip": (i, 0), "images": (i + 1, 0)})
-    return [*nodes, pez, picture_in, invert, *sampler_half(i + 3, 1, invert, size, 1180)]
+    sampler = sampler_half(i + 3, 1, invert, size, 1180)
+    decode = sampler[4]  # VAEDecode: the generated image
+    similarity = Node(i + 9, "PEZImageSimilarity", (1940, 460), {"crop": "center"},
+                      {"images_a": (picture_in.id, 0), "images_b": (decode.id, 0), "clip_vision": (2, 0)},
+                      "Target vs generated (the paper's metric)")
+    return [*nodes, pez, picture_in, invert, *sampler, similarity]
 
 
 def graphs() -> dict[str, tuple[str, list[Node]]]:
@@ -165,19 +172,22 @@ def graphs() -> dict[str, tuple[str, list[Node]]]:
             "Invert an image with SD 1.5's own CLIP-L (PEZ CLIP from Workflow), then generate from the prompt "
             "(cfg 9, 25 steps). Put OpenAI's clip-vit-large-patch14 model.safetensors in models/clip_vision, renamed "
             "clip-vit-large-patch14.safetensors: it is both the matching vision model and CLIP-L's missing text "
-            "projection.",
+            "projection. PEZ Image Similarity reports the CLIP similarity of target and generated image (the paper's "
+            "metric).",
             workflow_clip("v1-5-pruned-emaonly.safetensors", [VIT_L], f"clip_vision/{VIT_L[0]}", 512)),
         "pez_workflow_clip_sd2": (
             "Invert an image with SD 2.1's own text encoder (OpenCLIP ViT-H; the checkpoint holds its text "
             "projection), then generate at 768x768 (cfg 9, 25 steps). Put CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors "
-            "(the matching vision model) in models/clip_vision.",
+            "(the matching vision model) in models/clip_vision. PEZ Image Similarity reports the CLIP similarity of "
+            "target and generated image (the paper's metric).",
             workflow_clip("v2-1_768-ema-pruned.safetensors",
                           [("CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "CLIP Vision (ViT-H/14)")], "none", 768)),
         "pez_workflow_clip_sdxl": (
             "One prompt learned for both SDXL text encoders (CLIP-L and bigG), then generated at 1024x1024 (cfg 9, "
             "25 steps). models/clip_vision needs clip_vision_g.safetensors (bigG's vision model) and OpenAI's "
             "clip-vit-large-patch14 model.safetensors renamed clip-vit-large-patch14.safetensors (CLIP-L's vision "
-            "model and its missing text projection).",
+            "model and its missing text projection). PEZ Image Similarity reports the CLIP similarity of target and "
+            "generated image, judged with bigG (the paper's metric).",
             workflow_clip("sd_xl_base_1.0.safetensors", [("clip_vision_g.safetensors", "CLIP Vision (bigG)"), VIT_L],
                           f"clip_vision/{VIT_L[0]}", 1024)),
     }

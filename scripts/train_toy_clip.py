@@ -1,6 +1,8 @@
 """Train the bundled toy CLIP on the toy world (``pez_nodes/toyworld.py``) on a CPU.
 
     python scripts/train_toy_clip.py            # ~16 min on one CPU core, writes pez_nodes/models/toy/
+    python scripts/train_toy_clip.py --seed 1 --text-width 96 --vision-width 128 --layers 5 --steps 2000 \
+        --pez-images 0 --out pez_nodes/models/toy_reference   # the independent reference CLIP for `pez eval`
 
 The model is a stock open_clip ``CLIP`` (config in ``pez_nodes/models/toy/open_clip_config.json``)
 with CLIP's own 49,408-token BPE vocabulary. Captions name a random subset of an image's attributes
@@ -169,6 +171,8 @@ def main() -> None:
     ap.add_argument("--unknown-noise", type=float, default=1e-3, help="std of each token's offset from u")
     ap.add_argument("--distractors", type=float, default=0.5, help="share of captions given unknown-token distractors")
     ap.add_argument("--text-width", type=int, default=None, help="override the config's text width (heads: width/16)")
+    ap.add_argument("--vision-width", type=int, default=None, help="override the config's vision width")
+    ap.add_argument("--layers", type=int, default=None, help="override both towers' depth")
     ap.add_argument("--specificity", type=float, default=4.0,
                     help="an image's target weight of a matching caption is specificity ** (attributes it names)")
     ap.add_argument("--attribute-words-only", action="store_true",
@@ -183,6 +187,11 @@ def main() -> None:
     cfg = json.loads((OUT / "open_clip_config.json").read_text())
     if args.text_width:
         cfg["model_cfg"]["text_cfg"].update(width=args.text_width, heads=max(1, args.text_width // 16))
+    if args.vision_width:
+        cfg["model_cfg"]["vision_cfg"].update(width=args.vision_width)
+    if args.layers:
+        cfg["model_cfg"]["vision_cfg"].update(layers=args.layers)
+        cfg["model_cfg"]["text_cfg"].update(layers=args.layers)
     model = open_clip.CLIP(**cfg["model_cfg"])
     with torch.no_grad():  # every token starts at one shared "unknown" vector u (+ a tiny offset of its own) ...
         table = model.token_embedding.weight

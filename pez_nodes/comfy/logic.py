@@ -97,3 +97,22 @@ def concat(clip: core.ClipBackbone, texts: Sequence[str], config: core.PEZConfig
     if len(given) < 2:
         raise ValueError(f"Prompt Concat needs two or more non-empty prompts, got {len(given)}.")
     return core.concat(clip, given, config, NodeProgress(node_id, config.steps))
+
+
+def image_similarity(images_a: torch.Tensor, images_b: torch.Tensor, pez_clip=None, clip_vision=None,
+                     crop: str = "center") -> tuple[float, list[float]]:
+    """The paper's metric in a graph: cosine similarity of image i of ``images_a`` with image i of ``images_b``
+    (a single image is compared with every image of the other batch) under a PEZ CLIP or a CLIP Vision model;
+    returns (mean, per-pair values)."""
+    from ..evaluate.metric import paired_similarity
+
+    if (pez_clip is None) == (clip_vision is None):
+        raise ValueError("connect exactly one judge: a PEZ CLIP (pez_clip) or a CLIP Vision model (clip_vision).")
+    if clip_vision is not None:
+        from .native_vision import VisionJudge
+
+        judge = VisionJudge(clip_vision, crop)
+    else:
+        judge = pez_clip
+    sims = paired_similarity(judge, split_batch(images_a), split_batch(images_b)).tolist()
+    return sum(sims) / len(sims), sims

@@ -78,3 +78,13 @@ def image_encoder(part: VisionPart, crop: str):
         return torch.cat(feats)
 
     return encode
+
+
+class VisionJudge:
+    """A CLIP Vision model as something the paper's metric can score images with (``encode_images``)."""
+
+    def __init__(self, clip_vision, crop: str = "center", input_name: str = "clip_vision"):
+        part = vision_part(clip_vision, input_name)
+        self.name = f"{part.kind} (ComfyUI CLIP Vision)"
+        self.encode_images = image_encoder(part, crop)
+        self.device = torch.device("cpu")

@@ -215,7 +215,38 @@ class PEZPromptConcat(io.ComfyNode):
         return _output(logic.concat(pez_clip, [text_a, text_b, text_c, text_d], config, cls.hidden.unique_id))
 
 
-NODES = [PEZLoadCLIP, PEZCLIPFromWorkflow, PEZInvert, PEZDistill, PEZPromptConcat]
+class PEZImageSimilarity(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PEZImageSimilarity",
+            display_name="PEZ Image Similarity",
+            category=CATEGORY,
+            description="The paper's metric: CLIP cosine similarity of each target image with each generated image "
+                        "(pairs by index; one image against a whole batch).",
+            inputs=[
+                io.Image.Input("images_a", tooltip="E.g. the target image(s) PEZ inverted."),
+                io.Image.Input("images_b", tooltip="E.g. the images generated from the learned prompt."),
+                PEZ_CLIP.Input("pez_clip", optional=True, tooltip="Judge with this CLIP (connect this or clip_vision)."),
+                io.ClipVision.Input("clip_vision", optional=True,
+                                    tooltip="Judge with this CLIP Vision model (the paper judges with a larger CLIP "
+                                            "than the one it optimised against)."),
+                io.Combo.Input("crop", options=list(native_vision.CROPS), default="center", optional=True,
+                               tooltip="For clip_vision, as in CLIP Vision Encode: center-crop or squash."),
+            ],
+            outputs=[io.Float.Output(display_name="similarity", tooltip="Mean cosine similarity over the pairs."),
+                     io.String.Output(display_name="per_pair", tooltip="Each pair's similarity, one a line.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, images_a, images_b, **inputs) -> io.NodeOutput:
+        mean, sims = logic.image_similarity(images_a, images_b, **inputs)
+        text = "\n".join(f"{i + 1}: {s:.4f}" for i, s in enumerate(sims))
+        return io.NodeOutput(mean, text, ui=ui.PreviewText(f"mean {mean:.4f}\n{text}"))
+
+
+NODES = [PEZLoadCLIP, PEZCLIPFromWorkflow, PEZInvert, PEZDistill, PEZPromptConcat, PEZImageSimilarity]
 
 
 class PEZExtension(ComfyExtension):

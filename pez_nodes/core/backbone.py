@@ -142,6 +142,19 @@ class ClipBackbone:
             return pooled
         return proj(pooled) if isinstance(proj, nn.Linear) else pooled @ proj
 
+    @torch.no_grad()
+    def encode_sequence(self, ids: torch.Tensor) -> torch.Tensor:
+        """Per-token hidden states after the final LayerNorm ([B, L] ids → [B, L, W]): what Stable Diffusion 1.x
+        conditions its UNet on (the "last layer" of the text tower)."""
+        t = self.tower
+        length = ids.shape[1]
+        x = t.token_embedding(ids.to(self.device)).to(self._cast_dtype) + t.positional_embedding[:length].to(self._cast_dtype)
+        sequence_first = not hasattr(t.transformer, "batch_first")
+        x = x.transpose(0, 1) if sequence_first else x
+        x = t.transformer(x, attn_mask=t.attn_mask[:length, :length])
+        x = x.transpose(0, 1) if sequence_first else x
+        return t.ln_final(x)
+
     # --- images ------------------------------------------------------------------------------
     @torch.no_grad()
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,22 @@
+"""The reference CLIP: the paper's larger CLIP "not used during optimisation" that judges generations.
+
+For the toy world it is a second toy CLIP trained independently of the one PEZ optimises against
+(another seed and dataset, wider: text 96 / vision 128, 5 layers instead of 3 / 4); see
+``scripts/train_toy_clip.py``. PEZ never optimises against it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "models" / "toy_reference"
+
+
+def load_reference_clip(device: str = "cpu"):
+    """The bundled reference toy CLIP (a local-dir open_clip folder)."""
+    from ..core import load_clip
+
+    if not (REFERENCE_DIR / "open_clip_model.safetensors").is_file():
+        raise ValueError(f"the reference CLIP is missing from {REFERENCE_DIR}; reinstall the package or train it "
+                         "with scripts/train_toy_clip.py (see its docstring).")
+    return load_clip(str(REFERENCE_DIR), device=device)

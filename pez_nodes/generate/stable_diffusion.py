@@ -1,0 +1,74 @@
+"""Real Stable Diffusion (1.x, 2.x, SDXL) through diffusers, offline, with the paper's settings.
+
+A diffusers folder (``model_index.json``) loads with ``DiffusionPipeline.from_pretrained(...,
+local_files_only=True)``; a single ``.safetensors`` checkpoint with ``from_single_file`` — whose model
+configs come from a local diffusers folder (``config``) or from the Hugging Face cache, never from the
+network at run time. No safety checker is loaded (it is a separate download).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image
+
+from .toy import GUIDANCE, STEPS, _seeds, check_settings
+
+
+class StableDiffusionGenerator:
+    """A loaded diffusers text-to-image pipeline with ``generate(prompt, seeds, guidance, steps)``."""
+
+    def __init__(self, pipeline, name: str):
+        self.pipeline = pipeline
+        self.name = name
+
+    def generate(self, prompt: str, seeds: Sequence[int], guidance: float = GUIDANCE, steps: int = STEPS) -> list[Image.Image]:
+        check_settings(guidance, steps)
+        images = []
+        for seed in _seeds(seeds):
+            generator = torch.Generator(device="cpu").manual_seed(seed)
+            out = self.pipeline(prompt, guidance_scale=float(guidance), num_inference_steps=steps, generator=generator)
+            images.append(out.images[0])
+        return images
+
+
+def load_stable_diffusion(path: Path, device: str = "cpu", config: str | None = None) -> StableDiffusionGenerator:
+    import diffusers
+
+    diffusers.utils.logging.disable_progress_bar()  # loading bars would interleave with ours
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"Stable Diffusion model {str(path)!r} does not exist; give a diffusers folder (with "
+                         "model_index.json) or a .safetensors checkpoint file.")
+    options = dict(safety_checker=None, requires_safety_checker=False)
+    try:
+        if path.is_dir():
+            if not (path / "model_index.json").is_file():
+                raise ValueError(f"folder {str(path)!r} is not a diffusers pipeline (no model_index.json); give the "
+                                 "folder that save_pretrained wrote, or a .safetensors checkpoint file.")
+            pipe = diffusers.DiffusionPipeline.from_pretrained(path, local_files_only=True, **options)
+        elif path.suffix == ".safetensors":
+            cls = diffusers.StableDiffusionXLPipeline if _is_sdxl(path) else diffusers.StableDiffusionPipeline
+            extra = {"config": config} if config else {}
+            pipe = cls.from_single_file(str(path), local_files_only=True, **extra, **options)
+        else:
+            raise ValueError(f"{str(path)!r} is neither a diffusers folder nor a .safetensors checkpoint; pickled "
+                             "checkpoints (.ckpt) are not loaded.")
+    except (OSError, EnvironmentError) as e:
+        raise ValueError(f"could not load Stable Diffusion from {str(path)!r} offline ({str(e).splitlines()[0]}); a "
+                         "single-file checkpoint needs its configs: pass config=<a local diffusers folder of the "
+                         "same model type> (CLI: --sd-config).") from e
+    pipe.set_progress_bar_config(disable=True)
+    return StableDiffusionGenerator(pipe.to(device), path.name)
+
+
+def _is_sdxl(path: Path) -> bool:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return any(k.startswith("conditioner.embedders.1.") for k in f.keys())
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"checkpoint {path.name!r} could not be read as safetensors ({e}); re-download it.") from e
