@@ -50,6 +50,7 @@ def run_eval(args: argparse.Namespace, model, config) -> dict:
 
     check_settings(args.guidance, args.gen_steps)
     files = run.image_files(args.targets) if args.targets is not None else []
+    targets = [(f.name, core.images.load_image(f)) for f in files]  # every image readable before models load
     prompts = None
     if args.prompts is not None:
         if not args.prompts.is_file():
@@ -65,7 +66,6 @@ def run_eval(args: argparse.Namespace, model, config) -> dict:
                                                  args.guidance, args.gen_steps, log)
         scored = rows[1:]
     else:
-        targets = [(f.name, core.images.load_image(f)) for f in files]
         rows, timing = run.evaluate_inversion(model, generator, judge, targets, seeds, config, prompts,
                                               args.guidance, args.gen_steps, log)
         scored = rows

@@ -4,7 +4,7 @@
 
 The UNet learns to denoise 32×32 toy-world pictures (as a 16×16×12 space-to-depth latent) conditioned
 on the bundled toy CLIP's per-token text hidden states (frozen), DDPM loss on the noise (epsilon), 1000
-training timesteps, cosine schedule. Captions name all four attributes in varied forms (70 %), a
+training timesteps, cosine schedule; the shipped weights are an exponential moving average (0.999). Captions name all four attributes in varied forms (70 %), a
 random subset of them (20 %) or nothing (10 %: the unconditional branch of classifier-free guidance).
 
 Afterwards it generates one picture per scene for ``--eval-scenes`` scenes from their true captions
@@ -91,6 +91,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-scenes", type=int, default=200)
     ap.add_argument("--out", type=Path, default=TOY_DIFFUSION_DIR)
+    ap.add_argument("--ema", type=float, default=0.999, help="decay of the weights' moving average that is shipped")
+    ap.add_argument("--resume", action="store_true", help="continue from the UNet in --out (its report's steps add up)")
     args = ap.parse_args()
 
     from diffusers import DDPMScheduler, UNet2DConditionModel
@@ -104,11 +106,17 @@ def main() -> None:
     clip = load_clip("toy")
     scenes, pixels = dataset(args.images, args.seed + 100, args.threads)
     print(f"rendered {len(scenes)} pictures in {time.time() - t0:.0f} s", flush=True)
-    unet = UNet2DConditionModel(**unet_config(clip.token_embedding.shape[1]))
+    previous = {}
+    if args.resume:
+        unet = UNet2DConditionModel.from_pretrained(args.out / "unet", local_files_only=True, low_cpu_mem_usage=False)
+        previous = json.loads((args.out / "training_report.json").read_text())
+    else:
+        unet = UNet2DConditionModel(**unet_config(clip.token_embedding.shape[1]))
     noise_schedule = DDPMScheduler(**scheduler_config())
     generator = ToyTextToImage(unet, clip)
     unet.train().requires_grad_(True)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.01)
+    averaged = [p.detach().clone() for p in unet.parameters()]  # an exponential moving average of the weights
     budget = args.minutes * 60
     start, step, ema = time.time(), 0, None
     while step < args.steps and time.time() - start < budget:
@@ -129,12 +137,21 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         optimizer.step()
         step += 1
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(averaged, [p.detach() for p in unet.parameters()], 1 - decay)
         ema = float(loss) if ema is None else 0.98 * ema + 0.02 * float(loss)
         if step % 100 == 0:
             print(f"step {step}  loss {ema:.4f}  {time.time() - start:.0f} s", flush=True)
+    with torch.no_grad():  # ship the averaged weights: smoother samples than the last step's
+        for p, a in zip(unet.parameters(), averaged):
+            p.copy_(a)
     unet.eval().requires_grad_(False)
-    report = {"train_steps": step, "batch": args.batch, "train_images": args.images, "threads": args.threads,
-              "train_seconds": round(time.time() - start), "final_loss_ema": round(ema, 5), "seed": args.seed}
+    report = {"train_steps": step + previous.get("train_steps", 0), "batch": args.batch, "train_images": args.images,
+              "threads": args.threads, "train_seconds": round(time.time() - start) + previous.get("train_seconds", 0),
+              "final_loss_ema": round(ema, 5), "seed": args.seed,
+              "runs": [*previous.get("runs", []), {"steps": step, "seconds": round(time.time() - start),
+                                                   "threads": args.threads, "lr": args.lr, "batch": args.batch}]}
     args.out.mkdir(parents=True, exist_ok=True)
     generator.save(args.out, report)
     from pez_nodes.evaluate.reference import REFERENCE_DIR, load_reference_clip

@@ -293,3 +293,20 @@ def test_vision_models_that_are_not_clips_and_clips_without_a_clip_text_encoder_
         _workflow_clip(t5_only)
     with pytest.raises(ValueError, match="has no image encoder for its text encoder \\(clip_l\\).*clip_l → OpenAI's"):
         invert(_workflow_clip(clip), [_image()[0]], PEZConfig(steps=1, prompt_len=2))
+
+
+def test_image_similarity_with_a_clip_vision_judge_is_clip_vision_encodes_cosine(cm, files):
+    """PEZ Image Similarity's logic with a CLIP Vision model: the cosine of CLIPVisionEncode's image_embeds."""
+    from pez_nodes.comfy.logic import image_similarity
+
+    vision = cm.clip_vision.load(files.vit_l)
+    a, b = torch.cat([_image(3), _image(4)]), torch.cat([_image(5), _image(4)])
+    mean, sims = image_similarity(a, b, clip_vision=vision, crop="none")
+    with torch.inference_mode():
+        fa = F.normalize(vision.encode_image(a, crop=False)["image_embeds"].clone(), dim=-1)
+        fb = F.normalize(vision.encode_image(b, crop=False)["image_embeds"].clone(), dim=-1)
+    expected = (fa * fb).sum(-1).tolist()
+    assert sims == pytest.approx(expected, abs=1e-5) and sims[1] == pytest.approx(1.0, abs=1e-5)
+    assert mean == pytest.approx(sum(expected) / 2, abs=1e-5)
+    with pytest.raises(ValueError, match="connect exactly one judge"):
+        image_similarity(a, b)

@@ -95,3 +95,12 @@ def test_pez_runs_on_a_converted_tower(toy):
     converted = text_backbone_from_hf(hf_text_state(toy.model), 4, "gelu", "toy via HF layout")
     result = distill(converted, "a red circle", PEZConfig(steps=30, prompt_len=4, restarts=2, seed=0))
     assert result.similarity > 0.5 and result.text
+
+
+def test_a_text_only_tower_refuses_images_with_one_clear_error(toy):
+    from pez_nodes import toyworld as tw
+    from pez_nodes.core import invert
+
+    converted = text_backbone_from_hf(hf_text_state(toy.model), 4, "gelu", "text only")
+    with pytest.raises(ValueError, match="model text only is a text encoder only; it cannot encode images"):
+        invert(converted, [tw.render(tw.all_scenes()[0], seed=0)], PEZConfig(steps=1, prompt_len=2))

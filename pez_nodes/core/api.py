@@ -67,6 +67,9 @@ def image_features(model: ClipBackbone, images: Sequence[ImageLike | str | Path]
     own = getattr(model, "encode_images", None)
     if own is not None:
         raw = own(list(images))
+    elif not getattr(model, "has_images", True):
+        raise ValueError(f"model {model.name} is a text encoder only; it cannot encode images — use a CLIP with its "
+                         "vision tower for images.")
     else:
         size = model.image_size
         raw = model.encode_pixels(preprocess(iter_images(images, max_side=size), size, model.image_mean, model.image_std))

@@ -143,7 +143,8 @@ def load_toy_generator(folder: Path | str = TOY_DIFFUSION_DIR, clip=None, device
     folder = Path(folder)
     if not (folder / "unet" / "config.json").is_file():
         raise ValueError(f"no toy diffusion model in {folder}; train one with scripts/train_toy_diffusion.py.")
-    unet = UNet2DConditionModel.from_pretrained(folder / "unet", use_safetensors=True, local_files_only=True)
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet", use_safetensors=True, local_files_only=True,
+                                                low_cpu_mem_usage=False)  # no `accelerate` needed, no warning
     config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     return ToyTextToImage(unet.to(device), clip if clip is not None else load_clip("toy", device=device), config)
