@@ -171,7 +171,9 @@ def convert(clip, part: TextPart, device: torch.device, projection: torch.Tensor
     """
     import comfy.model_management as mm
 
-    key = (str(device), getattr(clip.patcher, "patches_uuid", None), None if projection is None else projection.data_ptr())
+    # the projection by content: a tensor freed and re-read from file may reuse an address with other values
+    given = None if projection is None else hash(projection.detach().float().cpu().numpy().tobytes())
+    key = (str(device), getattr(clip.patcher, "patches_uuid", None), given)
     cached = _CACHE.get(part.sub)
     if cached is not None and cached[0] == key:
         return cached[1]
