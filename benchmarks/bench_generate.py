@@ -2,7 +2,7 @@
 
     python benchmarks/bench_generate.py            # toy model and a tiny random Stable Diffusion; 2 threads
 
-Prints ms/image (guidance 9, 25 steps, 5 seeds per prompt, as ``pez eval`` runs them) for the toy
+Prints ms/image (25 steps, each model's default guidance, 5 seeds per prompt, as ``pez eval`` runs them) for the toy
 text-to-image model and for a tiny random-weight Stable Diffusion pipeline (the real pipeline's code
 path at toy size: text encoder, UNet, VAE decode), then one ``pez eval`` over 4 toy targets with its
 time split into invert / generate / score.

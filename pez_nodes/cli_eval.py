@@ -30,8 +30,9 @@ def add_parser(sub) -> None:
                                                         "or an open_clip source (default: %(default)s)")
     p.add_argument("--judge-pretrained", default=None, help="pretrained tag or file for an open_clip --judge")
     p.add_argument("--seeds", type=int, default=5, help="generations per prompt (paper: 5; default: %(default)s)")
-    p.add_argument("--guidance", type=float, default=9.0, help="classifier-free guidance (paper: 9)")
-    p.add_argument("--gen-steps", type=int, default=25, help="denoising steps (paper: 25)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the generator's "
+                                                                "own: the paper's 9 for Stable Diffusion, 3 for the toy model)")
+    p.add_argument("--gen-steps", type=int, default=None, help="denoising steps (default: 25, as the paper)")
     p.add_argument("--out", type=Path, default=Path("pez_eval"), help="folder for eval.json and eval.png")
 
 
@@ -72,8 +73,9 @@ def run_eval(args: argparse.Namespace, model, config) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     picture = save_grid(rows, args.out / "eval.png")
     report = {"mode": "distill" if args.distill else "invert", "generator": getattr(generator, "name", args.generator),
-              "judge": judge.name, "optimised_with": model.name, "seeds": args.seeds, "guidance": args.guidance,
-              "gen_steps": args.gen_steps, "summary": run.summary(scored), "rows": [r.as_dict() for r in rows],
+              "judge": judge.name, "optimised_with": model.name, "seeds": args.seeds,
+              "guidance": args.guidance if args.guidance is not None else generator.guidance,
+              "gen_steps": args.gen_steps if args.gen_steps is not None else generator.steps, "summary": run.summary(scored), "rows": [r.as_dict() for r in rows],
               "timing": timing.as_dict(), "picture": str(picture)}
     (args.out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     if not args.json:

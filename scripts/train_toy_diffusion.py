@@ -8,7 +8,7 @@ training timesteps, cosine schedule; the shipped weights are an exponential movi
 random subset of them (20 %) or nothing (10 %: the unconditional branch of classifier-free guidance).
 
 Afterwards it generates one picture per scene for ``--eval-scenes`` scenes from their true captions
-(guidance 9, 25 DDIM steps) and measures, with the independent reference CLIP when it exists
+(the toy model's guidance 3, 25 DDIM steps) and measures, with the independent reference CLIP when it exists
 (``pez_nodes/models/toy_reference``), how often each attribute of the generated picture is classified
 correctly zero-shot; the numbers go to ``training_report.json``.
 """
@@ -70,7 +70,8 @@ def dataset(n: int, seed: int, workers: int) -> tuple[list, torch.Tensor]:
     return scenes, pixels
 
 
-def attribute_accuracy(generator: ToyTextToImage, judge, n: int, seed: int, guidance: float, steps: int) -> dict:
+def attribute_accuracy(generator: ToyTextToImage, judge, n: int, seed: int, guidance: float | None = None,
+                       steps: int | None = None) -> dict:
     """Share of pictures generated from true captions whose attributes ``judge`` (a CLIP) classifies right."""
     from pez_nodes.evaluate.zero_shot import classify_attributes
 
@@ -140,7 +141,7 @@ def main() -> None:
         decay = min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             torch._foreach_lerp_(averaged, [p.detach() for p in unet.parameters()], 1 - decay)
-        ema = float(loss) if ema is None else 0.98 * ema + 0.02 * float(loss)
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         if step % 100 == 0:
             print(f"step {step}  loss {ema:.4f}  {time.time() - start:.0f} s", flush=True)
     with torch.no_grad():  # ship the averaged weights: smoother samples than the last step's
@@ -160,7 +161,7 @@ def main() -> None:
     if (REFERENCE_DIR / "open_clip_model.safetensors").is_file():
         judges["reference CLIP"] = load_reference_clip()
     for name, judge in judges.items():
-        report[f"true_caption_accuracy ({name})"] = attribute_accuracy(generator, judge, args.eval_scenes, 7, 9.0, 25)
+        report[f"true_caption_accuracy ({name})"] = attribute_accuracy(generator, judge, args.eval_scenes, 7, None, None)
     report["total_seconds"] = round(time.time() - t0)
     generator.save(args.out, report)
     print(json.dumps(report, indent=2))

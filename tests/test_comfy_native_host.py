@@ -120,3 +120,29 @@ def test_shared_workflow_clip_workflows_use_only_known_nodes_and_inputs(server):
                     assert 0 <= slot < len(info[api[source]["class_type"]]["output"])
         ui = json.loads((WORKFLOWS / path.name).read_text())
         assert sorted(n["type"] for n in ui["nodes"]) == sorted(n["class_type"] for n in api.values())
+
+
+def test_image_similarity_judges_with_the_workflows_clip_vision(server, tmp_path):
+    """The paper's metric inside a graph: two LoadImage batches and a CLIP Vision → mean cosine + per pair."""
+    same, other = tmp_path / "a.png", tmp_path / "b.png"
+    tw.render(tw.Scene("circle", "red", "large", "grass"), seed=1).save(same)
+    tw.render(tw.Scene("star", "blue", "small", "night"), seed=2).save(other)
+    wf = {"1": {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}},
+          "2": {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}},
+          "3": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "vit_l_14.safetensors"}},
+          "4": {"class_type": "PEZImageSimilarity",
+                "inputs": {"images_a": ["1", 0], "images_b": ["1", 0], "clip_vision": ["3", 0]}},
+          "5": {"class_type": "PEZImageSimilarity",
+                "inputs": {"images_a": ["1", 0], "images_b": ["2", 0], "clip_vision": ["3", 0]}}}
+    _, status, entry, _ = _run(server, wf, images=[same, other])
+    assert status == "success", server.log
+    itself = entry["outputs"]["4"]["text"][0]
+    versus = entry["outputs"]["5"]["text"][0]
+    assert itself.startswith("mean 1.0000") and "1: 1.0000" in itself, itself
+    assert versus.startswith("mean ") and float(versus.split()[1]) < 0.9999, versus
+
+    wf["5"]["inputs"].pop("clip_vision")  # no judge connected: a node error, the server stays up
+    _, status, _, seen = _run(server, wf, images=[same, other])
+    assert status == "execution_error" and _error(seen)["node_type"] == "PEZImageSimilarity"
+    assert "clip_vision" in _error(seen)["exception_message"]
+    assert _get(server, "/system_stats")

@@ -65,8 +65,8 @@ def image_files(folder: Path | str) -> list[Path]:
 
 
 def evaluate_inversion(clip, generator, judge, targets: Sequence[tuple[str, object]], seeds: Sequence[int],
-                       config: PEZConfig, prompts: dict[str, str] | None = None, guidance: float = 9.0,
-                       steps: int = 25, log: Callable[[str], None] = lambda s: None) -> tuple[list[Row], Timing]:
+                       config: PEZConfig, prompts: dict[str, str] | None = None, guidance: float | None = None,
+                       steps: int | None = None, log: Callable[[str], None] = lambda s: None) -> tuple[list[Row], Timing]:
     """Invert (or take ``prompts[name]``), generate ``seeds``, score against the target with ``judge``."""
     from ..core.images import load_image
 
@@ -91,7 +91,7 @@ def evaluate_inversion(clip, generator, judge, targets: Sequence[tuple[str, obje
 
 
 def evaluate_distillation(clip, generator, judge, text: str, seeds: Sequence[int], config: PEZConfig,
-                          ratios: Sequence[float] = RATIOS, guidance: float = 9.0, steps: int = 25,
+                          ratios: Sequence[float] = RATIOS, guidance: float | None = None, steps: int | None = None,
                           log: Callable[[str], None] = lambda s: None) -> tuple[list[Row], Timing]:
     """Generations of ``text`` vs of its distillations to ``ratio`` × its tokens (Figure 6), pairwise by seed."""
     if not isinstance(text, str) or not text.strip():

@@ -1,7 +1,8 @@
 """Text-to-image generation for judging prompts (the paper's loop): the toy model and real Stable Diffusion.
 
-Every generator has ``generate(prompt, seeds, guidance=9.0, steps=25) -> list[PIL.Image]`` (one image
-per seed; the paper's settings are guidance 9, 25 steps) and a ``name``. diffusers (and, for real
+Every generator has ``generate(prompt, seeds, guidance=None, steps=None) -> list[PIL.Image]`` (one
+image per seed), a ``name`` and its default ``guidance`` / ``steps`` (used for ``None``): the paper's
+guidance 9 and 25 steps for Stable Diffusion; guidance 3 for the toy model, which saturates at 9. diffusers (and, for real
 Stable Diffusion, transformers) are imported only when a generator is loaded, never by the core or
 the ComfyUI nodes.
 """

@@ -20,12 +20,19 @@ from .toy import GUIDANCE, STEPS, _seeds, check_settings
 class StableDiffusionGenerator:
     """A loaded diffusers text-to-image pipeline with ``generate(prompt, seeds, guidance, steps)``."""
 
+    guidance = GUIDANCE  # the paper's settings (Sec. 4.1)
+    steps = STEPS
+
     def __init__(self, pipeline, name: str):
         self.pipeline = pipeline
         self.name = name
 
-    def generate(self, prompt: str, seeds: Sequence[int], guidance: float = GUIDANCE, steps: int = STEPS) -> list[Image.Image]:
+    def generate(self, prompt: str, seeds: Sequence[int], guidance: float | None = None,
+                 steps: int | None = None) -> list[Image.Image]:
+        """One image per seed; ``None`` settings: the paper's guidance 9 and 25 steps."""
         check_settings(guidance, steps)
+        guidance = self.guidance if guidance is None else guidance
+        steps = self.steps if steps is None else steps
         images = []
         for seed in _seeds(seeds):
             generator = torch.Generator(device="cpu").manual_seed(seed)

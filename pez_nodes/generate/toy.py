@@ -27,6 +27,7 @@ LATENT = 2  # pixels per latent side: 32×32×3 ↔ 16×16×12
 CONTEXT = 77
 GUIDANCE = 9.0  # the paper's Stable Diffusion settings (Sec. 4.1)
 STEPS = 25
+TOY_GUIDANCE = 3.0  # the toy model's own default: at 9 its pictures saturate (measured in the README)
 
 
 def unet_config(cross_attention_dim: int = 64) -> dict:
@@ -53,11 +54,12 @@ def scheduler_config() -> dict:
                 clip_sample=True)
 
 
-def check_settings(guidance: float, steps: int) -> None:
-    """One clear error for generation settings a sampler cannot use."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+def check_settings(guidance: float | None, steps: int | None) -> None:
+    """One clear error for generation settings a sampler cannot use (``None``: the generator's default)."""
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(f"steps={steps!r}: generation needs at least 1 denoising step (paper: {STEPS}).")
-    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance <= 0:
+    if guidance is not None and (isinstance(guidance, bool) or not isinstance(guidance, (int, float))
+                                 or not math.isfinite(guidance) or guidance <= 0):
         raise ValueError(f"guidance={guidance!r} must be a number > 0 (paper: {GUIDANCE}; 1 means no guidance).")
 
 
@@ -78,6 +80,8 @@ class ToyTextToImage:
     """
 
     name = "toy diffusion"
+    guidance = TOY_GUIDANCE
+    steps = STEPS
 
     def __init__(self, unet, clip, scheduler: dict | None = None):
         self.unet = unet.eval().requires_grad_(False)
@@ -97,11 +101,15 @@ class ToyTextToImage:
         return self.clip.encode_sequence(torch.tensor(rows)).float().to(self.device)
 
     @torch.no_grad()
-    def generate(self, prompt: str, seeds: Sequence[int], guidance: float = GUIDANCE, steps: int = STEPS) -> list[Image.Image]:
-        """One image per seed for ``prompt``: DDIM sampling with classifier-free guidance."""
+    def generate(self, prompt: str, seeds: Sequence[int], guidance: float | None = None,
+                 steps: int | None = None) -> list[Image.Image]:
+        """One image per seed for ``prompt``: DDIM sampling with classifier-free guidance (``None``: this
+        model's defaults, guidance ``TOY_GUIDANCE`` and 25 steps)."""
         from diffusers import DDIMScheduler
 
         check_settings(guidance, steps)
+        guidance = self.guidance if guidance is None else guidance
+        steps = self.steps if steps is None else steps
         seeds = _seeds(seeds)
         if not isinstance(prompt, str):
             raise ValueError(f"prompt {prompt!r} must be a string.")
