@@ -19,6 +19,7 @@ from PIL import Image
 from .backbone import ClipBackbone
 from .config import PEZConfig
 from .encoder import encode_text, max_prompt_tokens
+from .greedy_bank import greedy_bank
 from .images import ImageLike, iter_images, preprocess
 from .layout import PromptLayout
 from .loading import resolve_device
@@ -127,10 +128,26 @@ def optimize(
         projector = projector_for(model, allowed)
         offered, notes = _offerable(objective, vocab, allowed, config, extra_texts)
         extra = tuple(Candidate(t, objective.score_text(t), objective.user_tokens(t)) for t in offered)
-        result = optimize_prompt(objective, projector, config, callback, extra, model.name, text_filter=vocab.allows_text)
+        if config.method == "greedy_bank":
+            result = greedy_bank(objective, _bank(model, config), config.prompt_len, set(allowed.tolist()),
+                                 config.top_k, vocab.allows_text, callback, extra, model.name)
+        else:
+            result = optimize_prompt(objective, projector, config, callback, extra, model.name,
+                                     text_filter=vocab.allows_text)
         result.target_cosines = [float(c) for c in objective.cosines(result.text)]
     result.notes = [*getattr(model, "notes", []), *notes, *_window_note(model, result.text)]
     return result
+
+
+def _bank(model: ClipBackbone, config: PEZConfig) -> tuple[str, ...]:
+    """``greedy_bank``'s phrases: the config's, else the model's declared words (the toy model's 20)."""
+    if config.bank is not None:
+        return config.bank
+    words = getattr(model, "declared_words", None)
+    if not words:
+        raise ValueError(f"method greedy_bank needs a bank of phrases and model {model.name} declares none; give "
+                         "bank= (CLI: --bank FILE, one phrase a line), e.g. CLIP Interrogator's keyword lists.")
+    return tuple(words)
 
 
 def _check_device(model: ClipBackbone, wanted: str) -> None:

@@ -39,6 +39,13 @@ class PEZConfig:
         allowlist: if given, the prompt uses only tokens that spell these words; a string is read as a
             list of words separated by commas or spaces.
         ascii_only: no emoji or non-Latin tokens.
+        method: the optimiser (``methods.py``): ``"pez"`` (Algorithm 1, default), the paper's baselines
+            ``"autoprompt_sgd"`` and ``"fluentprompt"``, ``"soft"`` (a soft prompt projected once at the end)
+            or ``"greedy_bank"`` (greedily append phrases of ``bank``; ``prompt_len`` is its token budget).
+        beta / beta_end: FluentPrompt's Langevin temperature, decaying geometrically from ``beta`` to
+            ``beta_end`` over the steps (official defaults 1 → 1e-4; ``beta=0``: AutoPrompt-SGD).
+        bank: the phrases ``greedy_bank`` may append (default: the model's declared vocabulary, e.g. the
+            toy model's 20 words); a string is read as one phrase a line.
     """
 
     prompt_len: int = 16
@@ -59,6 +66,10 @@ class PEZConfig:
     blocklist_substring: bool = False
     allowlist: tuple[str, ...] | None = None
     ascii_only: bool = False
+    method: str = "pez"
+    beta: float = 1.0
+    beta_end: float = 1e-4
+    bank: tuple[str, ...] | None = None
 
     def validate(self, max_prompt_len: int = 75) -> "PEZConfig":
         """Raise one ``ValueError`` naming the first bad setting and its fix; return a normalised copy.
@@ -90,6 +101,20 @@ class PEZConfig:
             raise ValueError(f"template {self.template!r} has no '{{}}' slot; write e.g. 'a photo of {{}} in the style of {{}}'.")
         if not isinstance(self.seed, int):
             raise ValueError(f"seed={self.seed!r} must be an integer.")
+        from .methods import METHODS
+
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is unknown; use one of {', '.join(METHODS)}.")
+        for name in ("beta", "beta_end"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name}={value!r} must be a finite number >= 0 (FluentPrompt's temperature).")
+        if self.beta > 0 and not 0 < self.beta_end <= self.beta:
+            raise ValueError(f"beta_end={self.beta_end!r} must be > 0 and <= beta={self.beta!r} (it decays from beta).")
+        if self.bank is not None and not self.bank:
+            raise ValueError("bank is empty; give greedy_bank phrases (one a line) or leave it unset.")
+        if self.method == "greedy_bank" and self.template is not None:
+            raise ValueError("method greedy_bank builds a free prompt and takes no template; remove the template.")
         return self
 
     def to_dict(self) -> dict:
@@ -111,6 +136,10 @@ class PEZConfig:
             changes["allowlist"] = _words(self.allowlist, r"[,\s]")
         elif self.allowlist is not None and not isinstance(self.allowlist, tuple):
             changes["allowlist"] = tuple(self.allowlist)
+        if isinstance(self.bank, str):
+            changes["bank"] = tuple(line.strip() for line in self.bank.splitlines() if line.strip())
+        elif self.bank is not None and not isinstance(self.bank, tuple):
+            changes["bank"] = tuple(str(p).strip() for p in self.bank if str(p).strip())
         return replace(self, **changes) if changes else self
 
 

@@ -363,14 +363,20 @@ def _preprocess(model: torch.nn.Module, override: dict) -> tuple:
     return mean, std, size
 
 
+def _declared_words(plan: _Plan) -> list[str] | None:
+    """The words of the model folder's ``pez_vocabulary.txt`` (None without one)."""
+    path = plan.folder / VOCABULARY_FILE if plan.folder is not None else None
+    return path.read_text(encoding="utf-8").split() if path is not None and path.is_file() else None
+
+
 def _vocabulary_words(choice: str, plan: _Plan) -> list[str] | None:
     if choice == "full":
         return None
-    path = plan.folder / VOCABULARY_FILE if plan.folder is not None else None
-    if path is None or not path.is_file():
+    words = _declared_words(plan)
+    if words is None:
         raise ModelLoadError(f"model {plan.label} declares no vocabulary (no {VOCABULARY_FILE} in a model folder); "
                              f"use vocabulary='full', or put {VOCABULARY_FILE} (one word a line) in its folder.")
-    return path.read_text(encoding="utf-8").split()
+    return words
 
 
 def load_clip(
@@ -426,6 +432,7 @@ def load_clip(
         logging.getLogger().removeFilter(quiet)
     mean, std, size = _preprocess(model, plan.preprocess)
     clip = ClipBackbone(model, tokenizer, plan.label, mean, std, size, vocabulary_words=words)
+    clip.declared_words = _declared_words(plan)  # greedy_bank's default bank
     return _note_activation(clip, plan)
 
 

@@ -10,7 +10,8 @@
 The "gradient at P′ applied to P" is written as a straight-through estimator,
 ``P′ = E[ids] + (P − P.detach())``: its value is exactly ``E[ids]`` (``x − x`` is exactly 0 in floating
 point, whereas ``P + (E[ids] − P)`` is off by rounding) and its gradient w.r.t. ``P`` is exactly ``∂L/∂P′``. The loop knows nothing of CLIP, images or hosts: it takes an objective, a
-projector and one callback.
+projector and one callback. The paper's gradient baselines are update rules of this same loop
+(``methods.py``): what the objective sees, and what is kept after a step.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Callable, Optional
 import torch
 
 from .config import PEZConfig
+from .methods import update_rule
 from .projection import VocabularyProjector
 from .result import Candidate, PEZResult
 from .tracking import BestTracker
@@ -52,7 +54,7 @@ def optimize_prompt(
     model_name: str = "",
     text_filter: Callable[[str], bool] | None = None,
 ) -> PEZResult:
-    """Run Algorithm 1 and return the best prompt found over all steps and restarts.
+    """Run Algorithm 1 (or ``config.method``'s update rule) and return the best prompt over all steps and restarts.
 
     Args:
         objective: maps P′ ([R, M, D]) to (loss [R], similarity [R]); see ``objective.ClipObjective``.
@@ -69,6 +71,7 @@ def optimize_prompt(
     amp = autocast_dtype(config.precision, device)
     sample_size = config.targets_per_step if config.targets_per_step and config.targets_per_step < n_targets else None
 
+    rule = update_rule(config)
     with torch.inference_mode(False), torch.enable_grad():
         prompt = projector.embed(projector.random_ids((restarts, m), generator)).float().clone().requires_grad_(True)
         optimizer = torch.optim.AdamW([prompt], lr=config.lr, weight_decay=config.weight_decay)
@@ -77,11 +80,11 @@ def optimize_prompt(
             tracker.add(cand)
         history: list[tuple[int, float, float]] = []
         every = max(1, config.steps // HISTORY_ROWS)
-        last_gain, stop_reason, step = 0, "completed", 0
+        last_gain, stop_reason, step, soft_best = 0, "completed", 0, -float("inf")
         start = time.perf_counter()
         for step in range(1, config.steps + 1):
-            ids = projector.nearest_ids(prompt)
-            projected = projector.embed(ids).float() + (prompt - prompt.detach())
+            ids = projector.nearest_ids(prompt) if rule.projects_each_step else None
+            projected = rule.objective_input(prompt, ids, projector)
             sample = torch.randperm(n_targets, generator=generator)[:sample_size] if sample_size else None
             with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
                 loss, sims = objective(projected, sample)
@@ -90,10 +93,13 @@ def optimize_prompt(
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
             optimizer.step()
+            rule.after_step(prompt, projector, step, config.steps)
 
-            if tracker.offer(ids, sims):
+            if rule.projects_each_step and tracker.offer(ids, sims):
                 last_gain = step
-            best_text, best_sim = (tracker.best.text, tracker.best.similarity) if tracker.best else ("", float("nan"))
+            if not rule.projects_each_step and float(sims.max()) > soft_best:  # a soft prompt: text only at the end
+                soft_best, last_gain = float(sims.max()), step
+            best_text, best_sim = (tracker.best.text, tracker.best.similarity) if tracker.best else ("", soft_best)
             if step % every == 0 or step == config.steps:
                 history.append((step, best_sim, float(sims.mean())))
             if callback is not None and callback(step, config.steps, best_text, best_sim):
@@ -102,6 +108,10 @@ def optimize_prompt(
             if config.patience and step - last_gain >= config.patience:
                 stop_reason = "patience"
                 break
+        if not rule.projects_each_step:  # project the soft prompt once, and score what a user would get
+            ids = projector.nearest_ids(prompt)
+            with torch.no_grad():
+                tracker.offer(ids, objective(projector.embed(ids).float())[1])
         per_restart = tracker.per_restart()
         seconds = time.perf_counter() - start
 
@@ -119,4 +129,7 @@ def optimize_prompt(
         candidates=tracker.candidates(),
         history=history,
         model=model_name,
+        method=config.method,
+        soft_similarity=None if rule.projects_each_step else soft_best,
+        soft_prompt=None if rule.projects_each_step else prompt.detach().clone(),
     )

@@ -105,6 +105,16 @@ class ClipObjective:
         """Similarity of ``text`` as a user would paste it: re-tokenized, cut at the window, encoded."""
         return float((self.cosines(text) * self.weights.cpu()).sum() / self.weight_sum.cpu())
 
+    @torch.no_grad()
+    def score_texts(self, texts: list[str], batch: int = 256) -> list[float]:
+        """``score_text`` for many texts, encoded in batches (``greedy_bank`` scores a whole bank per round)."""
+        out: list[float] = []
+        for i in range(0, len(texts), batch):
+            ids = [self.user_tokens(t) for t in texts[i : i + batch]]
+            feats = F.normalize(encode_token_ids(self.encoder, ids).to(self.targets.device), dim=-1)
+            out += ((feats @ self.targets.T * self.weights).sum(-1) / self.weight_sum).tolist()
+        return out
+
     def same_tokens(self, text: str, ids: list[int]) -> bool:
         """Whether a user's encoder gets exactly the sequence that was scored for ``ids`` from ``text``."""
         return self.encoder.tokenize(text) == self.layout.full_ids(ids)

@@ -32,6 +32,10 @@ class PEZResult:
         notes: things the user should know (a text was cut to fit the window, ...).
         target_cosines: cosine of ``text``'s feature with each target, in the order given (``similarity``
             is their weighted mean, ``Σ w·cos / Σ|w|``).
+        method: the optimiser that found it (``PEZConfig.method``).
+        soft_similarity: for ``method="soft"``: the best similarity of the continuous prompt itself,
+            before its one projection (the gap to ``similarity`` is what soft prompts lose as text).
+        soft_prompt: for ``method="soft"``: the final continuous prompts ([restarts, M, D]; not in ``to_dict``).
     """
 
     text: str
@@ -46,8 +50,11 @@ class PEZResult:
     model: str = ""
     notes: list[str] = field(default_factory=list)
     target_cosines: list[float] = field(default_factory=list)
+    method: str = "pez"
+    soft_similarity: float | None = None
+    soft_prompt: object = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = asdict(self, dict_factory=lambda items: {k: v for k, v in items if k != "soft_prompt"})
         d["prompt"] = d.pop("text")
         return d
