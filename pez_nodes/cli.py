@@ -32,6 +32,7 @@ DEVICES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 def _common(p: argparse.ArgumentParser, default_model: str) -> None:
     from .core import PEZConfig, load_clip
     from .core.architecture import ACTIVATIONS
+    from .core.methods import METHODS
     from .core.loading import VOCABULARIES
 
     d, load = PEZConfig(), inspect.signature(load_clip).parameters  # the core's defaults are the CLI's
@@ -59,6 +60,15 @@ def _common(p: argparse.ArgumentParser, default_model: str) -> None:
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N, mps (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--top-k", type=int, default=d.top_k, help="also list the K best distinct prompts (JSON: candidates)")
+    g = p.add_argument_group("method (the paper's baselines)")
+    g.add_argument("--method", choices=METHODS, default=d.method,
+                   help="pez (Algorithm 1), autoprompt_sgd, fluentprompt, soft (projected once at the end) or "
+                        "greedy_bank (append bank phrases; --prompt-len is its token budget) (default: %(default)s)")
+    g.add_argument("--beta", type=float, default=d.beta, help="fluentprompt: initial Langevin temperature "
+                                                            "(default: %(default)s; 0 = autoprompt_sgd)")
+    g.add_argument("--beta-end", type=float, default=d.beta_end, help="fluentprompt: final temperature (default: %(default)s)")
+    g.add_argument("--bank", type=Path, default=None, metavar="FILE",
+                   help="greedy_bank: phrases to append, one a line (default: the model's pez_vocabulary.txt)")
     g = p.add_argument_group("vocabulary")
     g.add_argument("--blocklist", action="append", default=[], metavar="WORD[,WORD...]",
                    help="words that must never appear (whole words; repeatable)")
@@ -205,12 +215,18 @@ def run(args: argparse.Namespace) -> dict:
         if not args.allowlist.is_file():
             raise ValueError(f"allowlist {str(args.allowlist)!r} does not exist; give a text file with one word a line.")
         allowlist = tuple(args.allowlist.read_text(encoding="utf-8").split())
+    bank = None
+    if args.bank is not None:
+        if not args.bank.is_file():
+            raise ValueError(f"bank {str(args.bank)!r} does not exist; give a text file with one phrase a line.")
+        bank = args.bank.read_text(encoding="utf-8")
     config = core.PEZConfig(prompt_len=args.prompt_len, steps=args.steps, lr=args.lr, weight_decay=args.weight_decay,
                             restarts=args.restarts, targets_per_step=args.targets_per_step, seed=args.seed,
                             patience=args.patience, device=args.device, top_k=args.top_k,
                             blocklist=tuple(w for item in args.blocklist for w in item.split(",") if w.strip()),
                             blocklist_substring=args.blocklist_substring, allowlist=allowlist,
-                            ascii_only=args.ascii_only, template=args.template, slot_len=args.slot_len)
+                            ascii_only=args.ascii_only, template=args.template, slot_len=args.slot_len,
+                            method=args.method, beta=args.beta, beta_end=args.beta_end, bank=bank)
     max_len = 75
     config.validate(max_len)  # fail on bad numbers before a model download
     extra: dict = {}
@@ -257,7 +273,7 @@ def run(args: argparse.Namespace) -> dict:
         bar.close()
     out = {"prompt": result.text, "similarity": round(result.similarity, 6), "steps": result.steps,
            "seconds": round(result.seconds, 3), "stop_reason": "interrupted" if bar.stop else result.stop_reason,
-           "model": result.model, "token_ids": result.token_ids, "notes": result.notes, **extra}
+           "model": result.model, "method": result.method, "token_ids": result.token_ids, "notes": result.notes, **extra}
     if config.top_k > 1:
         out["candidates"] = [{"prompt": c.text, "similarity": round(c.similarity, 6)} for c in result.candidates]
     if args.command == "demo" and not bar.stop:

@@ -57,14 +57,15 @@ NEGATIVE_WEIGHT = 0.5  # the invert node's default share of the negatives (the C
 def make_config(prompt_len: int = DEFAULTS.prompt_len, steps: int = DEFAULTS.steps, seed: int = DEFAULTS.seed,
                 lr: float = DEFAULTS.lr, restarts: int = DEFAULTS.restarts, patience: int = DEFAULTS.patience,
                 blocklist: str = "", ascii_only: bool = DEFAULTS.ascii_only, template: str = "", slot_len: int = 0,
-                top_k: int = DEFAULTS.top_k, device=None) -> core.PEZConfig:
+                top_k: int = DEFAULTS.top_k, method: str = DEFAULTS.method, bank: str = "",
+                device=None) -> core.PEZConfig:
     """A ``PEZConfig`` from node widget values (empty strings and 0 mean "not set")."""
     model_device = str(device) if device is not None else "auto"
     return core.PEZConfig(
         prompt_len=prompt_len, steps=steps, seed=int(seed), lr=lr, restarts=restarts, patience=patience,
         blocklist=tuple(w for w in (blocklist or "").split(",") if w.strip()), ascii_only=bool(ascii_only),
         template=template.strip() or None if template else None, slot_len=slot_len or None, top_k=top_k,
-        device=model_device,
+        method=method, bank=bank if bank and bank.strip() else None, device=model_device,
     )
 
 

@@ -13,6 +13,7 @@ from comfy_api.latest import ComfyExtension, io, ui
 from ..core import PEZConfig, load_clip
 from ..core.architecture import ACTIVATIONS
 from ..core.loading import VOCABULARIES
+from ..core.methods import METHODS
 from . import logic, model_list, native_text, native_vision, workflow_clip
 
 PEZ_CLIP = io.Custom("PEZ_CLIP")
@@ -45,6 +46,12 @@ def _optimisation_inputs(prompt_len: int = DEFAULTS.prompt_len) -> list:
                          tooltip="Only ASCII tokens: no emoji, no non-Latin scripts."),
         io.String.Input("template", default="", optional=True,
                         tooltip="Optional template such as 'a photo of {} in the style of {}': only the {} slots are learned."),
+        io.Combo.Input("method", options=list(METHODS), default=DEFAULTS.method, optional=True,
+                       tooltip="pez (the paper's Algorithm 1) or one of its baselines: autoprompt_sgd, fluentprompt, "
+                               "soft (projected once at the end), greedy_bank (append phrases of 'bank')."),
+        io.String.Input("bank", default="", multiline=True, optional=True,
+                        tooltip="greedy_bank only: phrases it may append, one a line (empty: the model's own "
+                                "word list, e.g. the toy model's 20 words)."),
     ]
 
 
@@ -57,8 +64,9 @@ def _output(result) -> io.NodeOutput:
     """The prompt as CLIPTextEncode must read it (parentheses escaped), its similarity, and the notes on the node."""
     text = logic.for_text_encode(result.text)
     notes = "".join(f"\n· {n}" for n in result.notes)
+    method = f" · {result.method}" if result.method != "pez" else ""
     return io.NodeOutput(text, result.similarity,
-                         ui=ui.PreviewText(f"{text}\n\nsimilarity {result.similarity:.4f} · {result.steps} steps{notes}"))
+                         ui=ui.PreviewText(f"{text}\n\nsimilarity {result.similarity:.4f} · {result.steps} steps{method}{notes}"))
 
 
 _OUTPUTS = [
