@@ -123,15 +123,20 @@ class ClipBackbone:
 
         return bpe_token_texts(self.tokenizer)
 
-    def encode_embeddings(self, embeds: torch.Tensor, eot_index: torch.Tensor | None = None) -> torch.Tensor:
-        """Text features of ``[SOT, ..., EOT]`` embeddings ([B, L, D] → [B, F]), open_clip's math on L ≤ 77 tokens."""
+    def _transform(self, embeds: torch.Tensor) -> torch.Tensor:
+        """open_clip's text transformer over input embeddings ([B, L, D], L ≤ 77; positions and causal mask added)."""
         t = self.tower
         length = embeds.shape[1]
         x = embeds.to(self._cast_dtype) + t.positional_embedding[:length].to(self._cast_dtype)
         sequence_first = not hasattr(t.transformer, "batch_first")  # open_clip 2.20's transformer takes [L, B, D]
         x = x.transpose(0, 1) if sequence_first else x
         x = t.transformer(x, attn_mask=t.attn_mask[:length, :length])
-        x = x.transpose(0, 1) if sequence_first else x
+        return x.transpose(0, 1) if sequence_first else x
+
+    def encode_embeddings(self, embeds: torch.Tensor, eot_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Text features of ``[SOT, ..., EOT]`` embeddings ([B, L, D] → [B, F]), open_clip's math on L ≤ 77 tokens."""
+        t = self.tower
+        x = self._transform(embeds)
         if eot_index is None:
             pooled = x[:, -1]
         else:
@@ -143,17 +148,12 @@ class ClipBackbone:
         return proj(pooled) if isinstance(proj, nn.Linear) else pooled @ proj
 
     @torch.no_grad()
-    def encode_sequence(self, ids: torch.Tensor) -> torch.Tensor:
-        """Per-token hidden states after the final LayerNorm ([B, L] ids → [B, L, W]): what Stable Diffusion 1.x
-        conditions its UNet on (the "last layer" of the text tower)."""
-        t = self.tower
-        length = ids.shape[1]
-        x = t.token_embedding(ids.to(self.device)).to(self._cast_dtype) + t.positional_embedding[:length].to(self._cast_dtype)
-        sequence_first = not hasattr(t.transformer, "batch_first")
-        x = x.transpose(0, 1) if sequence_first else x
-        x = t.transformer(x, attn_mask=t.attn_mask[:length, :length])
-        x = x.transpose(0, 1) if sequence_first else x
-        return t.ln_final(x)
+    def encode_sequence(self, ids: torch.Tensor | None = None, embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-token hidden states after the final LayerNorm ([B, L] ids, or input embeddings [B, L, D] such as a
+        soft prompt's → [B, L, W]): what Stable Diffusion 1.x conditions its UNet on (the text tower's "last layer")."""
+        if embeds is None:
+            embeds = self.tower.token_embedding(ids.to(self.device))
+        return self.tower.ln_final(self._transform(embeds.to(self.device)))
 
     # --- images ------------------------------------------------------------------------------
     @torch.no_grad()

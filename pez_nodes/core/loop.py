@@ -108,10 +108,14 @@ def optimize_prompt(
             if config.patience and step - last_gain >= config.patience:
                 stop_reason = "patience"
                 break
+        soft_prompt = None
         if not rule.projects_each_step:  # project the soft prompt once, and score what a user would get
-            ids = projector.nearest_ids(prompt)
             with torch.no_grad():
+                ids = projector.nearest_ids(prompt)
                 tracker.offer(ids, objective(projector.embed(ids).float())[1])
+                soft_sims = objective(prompt)[1]
+            soft_best = float(soft_sims.max())
+            soft_prompt = prompt[int(soft_sims.argmax())].detach().clone()
         per_restart = tracker.per_restart()
         seconds = time.perf_counter() - start
 
@@ -130,6 +134,6 @@ def optimize_prompt(
         history=history,
         model=model_name,
         method=config.method,
-        soft_similarity=None if rule.projects_each_step else soft_best,
-        soft_prompt=None if rule.projects_each_step else prompt.detach().clone(),
+        soft_similarity=None if soft_prompt is None else soft_best,
+        soft_prompt=soft_prompt,
     )

@@ -33,9 +33,9 @@ class PEZResult:
         target_cosines: cosine of ``text``'s feature with each target, in the order given (``similarity``
             is their weighted mean, ``Σ w·cos / Σ|w|``).
         method: the optimiser that found it (``PEZConfig.method``).
-        soft_similarity: for ``method="soft"``: the best similarity of the continuous prompt itself,
-            before its one projection (the gap to ``similarity`` is what soft prompts lose as text).
-        soft_prompt: for ``method="soft"``: the final continuous prompts ([restarts, M, D]; not in ``to_dict``).
+        soft_similarity: for ``method="soft"``: the similarity of the final continuous prompt itself (best
+            restart), before its one projection (the gap to ``similarity`` is what soft prompts lose as text).
+        soft_prompt: for ``method="soft"``: that continuous prompt ([M, D] input embeddings; not in ``to_dict``).
     """
 
     text: str

@@ -92,27 +92,38 @@ class ToyTextToImage:
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
 
-    def condition(self, prompts: Sequence[str]) -> torch.Tensor:
-        """The text tower's hidden states for each prompt ([B, 77, W]): ``[SOT, tokens ≤ 75, EOT, EOT…]``."""
+    def condition(self, prompts: Sequence[str | torch.Tensor]) -> torch.Tensor:
+        """The text tower's hidden states for each prompt ([B, 77, W]): ``[SOT, tokens ≤ 75, EOT, EOT…]``.
+
+        A prompt is a text, or a soft prompt: input embeddings ([M ≤ 75, D]) placed where the tokens go.
+        """
+        table = self.clip.token_embedding
         rows = []
         for p in prompts:
-            ids = [self.clip.sot_id, *self.clip.tokenize(p)[: CONTEXT - 2], self.clip.eot_id]
-            rows.append(ids + [self.clip.eot_id] * (CONTEXT - len(ids)))
-        return self.clip.encode_sequence(torch.tensor(rows)).float().to(self.device)
+            if isinstance(p, torch.Tensor):
+                if p.ndim != 2 or p.shape[1] != table.shape[1] or not 0 < p.shape[0] <= CONTEXT - 2:
+                    raise ValueError(f"a soft prompt must be [M <= {CONTEXT - 2}, {table.shape[1]}] embeddings, "
+                                     f"got {list(p.shape)}.")
+                middle = p.to(table.device, table.dtype)
+            else:
+                middle = table[torch.tensor(self.clip.tokenize(p)[: CONTEXT - 2], dtype=torch.long, device=table.device)]
+            pad = table[[self.clip.eot_id] * (CONTEXT - 1 - len(middle))]
+            rows.append(torch.cat([table[[self.clip.sot_id]], middle, pad]))
+        return self.clip.encode_sequence(embeds=torch.stack(rows)).float().to(self.device)
 
     @torch.no_grad()
-    def generate(self, prompt: str, seeds: Sequence[int], guidance: float | None = None,
+    def generate(self, prompt: str | torch.Tensor, seeds: Sequence[int], guidance: float | None = None,
                  steps: int | None = None) -> list[Image.Image]:
-        """One image per seed for ``prompt``: DDIM sampling with classifier-free guidance (``None``: this
-        model's defaults, guidance ``TOY_GUIDANCE`` and 25 steps)."""
+        """One image per seed for ``prompt`` (a text, or a soft prompt's embeddings [M, D]): DDIM sampling with
+        classifier-free guidance (``None``: this model's defaults, guidance ``TOY_GUIDANCE`` and 25 steps)."""
         from diffusers import DDIMScheduler
 
         check_settings(guidance, steps)
         guidance = self.guidance if guidance is None else guidance
         steps = self.steps if steps is None else steps
         seeds = _seeds(seeds)
-        if not isinstance(prompt, str):
-            raise ValueError(f"prompt {prompt!r} must be a string.")
+        if not isinstance(prompt, (str, torch.Tensor)):
+            raise ValueError(f"prompt {prompt!r} must be a string (or a soft prompt's embeddings).")
         scheduler = DDIMScheduler.from_config(self.scheduler)
         scheduler.set_timesteps(steps)
         n = len(seeds)
