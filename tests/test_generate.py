@@ -19,10 +19,10 @@ from pez_nodes.evaluate.reference import load_reference_clip  # noqa: E402
 from pez_nodes.evaluate.zero_shot import classify_attributes  # noqa: E402
 from pez_nodes.generate import load_generator  # noqa: E402
 
-# Measured on the shipped toy diffusion model, 40 scenes, guidance 9, 25 steps (see the README): the reference
-# CLIP classified each attribute of pictures generated from true captions correctly at the rates below; the
-# thresholds leave room for a different random draw of scenes.
-TRUE_CAPTION_FLOOR = {"size": 0.80, "color": 0.85, "shape": 0.55, "background": 0.85}
+# Measured on the shipped toy diffusion model (default guidance 2, 25 steps): the reference CLIP classified the
+# attributes of pictures generated from true captions right at 78.5 / 81.5 / 48 / 85 % (200 scenes, README) and
+# 70 / 77.5 / 32.5 / 85 % on this test's 40 scenes; chance is 50 / 14 / 14 / 25 %. The floors sit between.
+TRUE_CAPTION_FLOOR = {"size": 0.6, "color": 0.6, "shape": 0.2, "background": 0.7}
 
 
 @pytest.fixture(scope="module")
