@@ -44,7 +44,8 @@ def write_tiny_sd(folder: Path, seed: int = 0) -> Path:
     write_clip_tokenizer(folder / "_tokenizer_files")
     tokenizer = CLIPTokenizer(str(folder / "_tokenizer_files" / "vocab.json"), str(folder / "_tokenizer_files" / "merges.txt"),
                               model_max_length=77)
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False)
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                              steps_offset=1)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(folder, safe_serialization=True)
