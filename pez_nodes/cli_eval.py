@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--judge-pretrained", default=None, help="pretrained tag or file for an open_clip --judge")
     p.add_argument("--seeds", type=int, default=5, help="generations per prompt (paper: 5; default: %(default)s)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the generator's "
-                                                                "own: the paper's 9 for Stable Diffusion, 3 for the toy model)")
+                                                                "own: the paper's 9 for Stable Diffusion, 2 for the toy model)")
     p.add_argument("--gen-steps", type=int, default=None, help="denoising steps (default: 25, as the paper)")
     p.add_argument("--out", type=Path, default=Path("pez_eval"), help="folder for eval.json and eval.png")
 

@@ -3,7 +3,7 @@
     python scripts/toy_paper_results.py            # ~10 min on 2 cores; prints tables, writes pez_nodes/models/toy_diffusion/paper_results.json
 
 Targets are toy-world pictures; prompts are learned with the bundled toy CLIP; pictures are generated
-with the toy text-to-image model (its default guidance 3, 25 steps, ``--seeds`` seeds each) and judged by the
+with the toy text-to-image model (its default guidance 2, 25 steps, ``--seeds`` seeds each) and judged by the
 independent reference CLIP (image–image cosine with the target). Three experiments:
 
 1. Table 1 in miniature: PEZ prompts vs the true captions (an upper bound) vs random prompts of the same

@@ -8,7 +8,7 @@ training timesteps, cosine schedule; the shipped weights are an exponential movi
 random subset of them (20 %) or nothing (10 %: the unconditional branch of classifier-free guidance).
 
 Afterwards it generates one picture per scene for ``--eval-scenes`` scenes from their true captions
-(the toy model's guidance 3, 25 DDIM steps) and measures, with the independent reference CLIP when it exists
+(the toy model's guidance 2, 25 DDIM steps) and measures, with the independent reference CLIP when it exists
 (``pez_nodes/models/toy_reference``), how often each attribute of the generated picture is classified
 correctly zero-shot; the numbers go to ``training_report.json``.
 """

@@ -23,10 +23,9 @@ from pez_nodes.evaluate.reference import load_reference_clip  # noqa: E402
 from pez_nodes.generate import load_generator  # noqa: E402
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-# Measured (README, "The paper's loop"): over 6 toy targets × 3 seeds, PEZ prompts' generations scored
-# a mean reference similarity well above random prompts' of the same length; the margin below is about
-# half of the measured gap.
-PEZ_OVER_RANDOM = 0.05
+# Measured (README, "The paper's loop"): over this test's 6 toy targets × 3 seeds, PEZ prompts' generations scored a
+# mean reference similarity of 0.752, random prompts' of the same length 0.297; the margin is under half that gap.
+PEZ_OVER_RANDOM = 0.2
 
 
 def pez(*args, cwd=None, timeout=600):

@@ -2,7 +2,7 @@
 
 Every generator has ``generate(prompt, seeds, guidance=None, steps=None) -> list[PIL.Image]`` (one
 image per seed), a ``name`` and its default ``guidance`` / ``steps`` (used for ``None``): the paper's
-guidance 9 and 25 steps for Stable Diffusion; guidance 3 for the toy model, which saturates at 9. diffusers (and, for real
+guidance 9 and 25 steps for Stable Diffusion; guidance 2 for the toy model, which saturates at 9. diffusers (and, for real
 Stable Diffusion, transformers) are imported only when a generator is loaded, never by the core or
 the ComfyUI nodes.
 """

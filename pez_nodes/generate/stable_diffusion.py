@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
+from unittest import mock
 
 import torch
 from PIL import Image
@@ -43,6 +44,7 @@ class StableDiffusionGenerator:
 
 def load_stable_diffusion(path: Path, device: str = "cpu", config: str | None = None) -> StableDiffusionGenerator:
     import diffusers
+    import huggingface_hub
 
     diffusers.utils.logging.disable_progress_bar()  # loading bars would interleave with ours
     path = Path(path)
@@ -59,11 +61,18 @@ def load_stable_diffusion(path: Path, device: str = "cpu", config: str | None = 
         elif path.suffix == ".safetensors":
             cls = diffusers.StableDiffusionXLPipeline if _is_sdxl(path) else diffusers.StableDiffusionPipeline
             extra = {"config": config} if config else {}
-            pipe = cls.from_single_file(str(path), local_files_only=True, **extra, **options)
+            # Without ``config`` diffusers looks for the model type's configs in the Hugging Face cache and, when they
+            # are not there, quietly retries with local_files_only=False (a download); hold the hub offline instead.
+            with mock.patch.object(huggingface_hub.constants, "HF_HUB_OFFLINE", True):
+                pipe = cls.from_single_file(str(path), local_files_only=True, **extra, **options)
         else:
             raise ValueError(f"{str(path)!r} is neither a diffusers folder nor a .safetensors checkpoint; pickled "
                              "checkpoints (.ckpt) are not loaded.")
     except (OSError, EnvironmentError) as e:
+        if not config and not path.is_dir() and isinstance(e, huggingface_hub.errors.LocalEntryNotFoundError):
+            raise ValueError(f"single-file checkpoint {path.name!r} needs its model configs and none are in the "
+                             "Hugging Face cache (nothing is downloaded); pass config=<a local diffusers folder of the "
+                             "same model type> (CLI: --sd-config).") from e
         raise ValueError(f"could not load Stable Diffusion from {str(path)!r} offline ({str(e).splitlines()[0]}); a "
                          "single-file checkpoint needs its configs: pass config=<a local diffusers folder of the "
                          "same model type> (CLI: --sd-config).") from e
