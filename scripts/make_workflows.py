@@ -27,7 +27,8 @@ from pez_nodes import toyworld as tw  # noqa: E402
 
 # Output slots (name, type) and widget names in the order ComfyUI's frontend shows them.
 # A seed widget with control_after_generate is followed by its control value in widgets_values.
-PEZ_OPT = ["prompt_len", "steps", "seed", "@control", "lr", "restarts", "patience", "blocklist", "ascii_only", "template"]
+PEZ_OPT = ["prompt_len", "steps", "seed", "@control", "lr", "restarts", "patience", "blocklist", "ascii_only", "template",
+           "method", "bank"]
 NODE_TYPES = {
     "PEZLoadCLIP": ([("pez_clip", "PEZ_CLIP")], ["model", "device", "custom_model", "pretrained"]),
     "PEZCLIPFromWorkflow": ([("pez_clip", "PEZ_CLIP")],
@@ -68,7 +69,7 @@ class Node:
 
 def pez_widgets(prompt_len=8, steps=300, seed=0, restarts=4, **extra) -> dict:
     return {"prompt_len": prompt_len, "steps": steps, "seed": seed, "lr": 0.1, "restarts": restarts, "patience": 0,
-            "blocklist": "", "ascii_only": False, "template": "", **extra}
+            "blocklist": "", "ascii_only": False, "template": "", "method": "pez", "bank": "", **extra}
 
 
 def invert_widgets(**kw) -> dict:
