@@ -32,8 +32,8 @@ DEVICES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 def _common(p: argparse.ArgumentParser, default_model: str) -> None:
     from .core import PEZConfig, load_clip
     from .core.architecture import ACTIVATIONS
-    from .core.methods import METHODS
     from .core.loading import VOCABULARIES
+    from .core.methods import METHODS
 
     d, load = PEZConfig(), inspect.signature(load_clip).parameters  # the core's defaults are the CLI's
     p.add_argument("--model", default=default_model,

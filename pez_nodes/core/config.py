@@ -7,6 +7,8 @@ import numbers
 import re
 from dataclasses import asdict, dataclass, fields, replace
 
+from .methods import METHODS
+
 
 @dataclass
 class PEZConfig:
@@ -101,8 +103,6 @@ class PEZConfig:
             raise ValueError(f"template {self.template!r} has no '{{}}' slot; write e.g. 'a photo of {{}} in the style of {{}}'.")
         if not isinstance(self.seed, int):
             raise ValueError(f"seed={self.seed!r} must be an integer.")
-        from .methods import METHODS
-
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is unknown; use one of {', '.join(METHODS)}.")
         for name in ("beta", "beta_end"):

@@ -5,7 +5,8 @@ toy CLIP's input size) in a 16×16×12 "latent" space — a lossless 2×2 space-
 (``pixel_unshuffle``) stands in for SD's VAE and makes each step 4× cheaper — conditioned through cross-attention on the per-token hidden
 states of the bundled toy CLIP's text tower — after its final LayerNorm, padded to 77 tokens with the
 end token, as SD 1.x conditions on CLIP-L — with classifier-free guidance (trained with 10 % empty
-captions). Sampling uses diffusers' ``DDIMScheduler``; the paper's defaults are guidance 9 and 25 steps.
+captions). Sampling uses diffusers' ``DDIMScheduler``, 25 steps; the paper's guidance 9 over-saturates this small
+model, whose own default is 2 (``TOY_GUIDANCE``, measured in the README).
 ``scripts/train_toy_diffusion.py`` trains it; the shipped weights live in ``pez_nodes/models/toy_diffusion/``
 in diffusers' folder layout (``unet/``, ``scheduler/``).
 """
