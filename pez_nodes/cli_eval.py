@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -60,7 +61,7 @@ def run_eval(args: argparse.Namespace, model, config) -> dict:
     judge = _judge(args.judge, args.judge_pretrained, model.device)
     generator = load_generator(args.generator, device=str(model.device), config=args.sd_config)
     seeds = list(range(args.seeds))
-    log = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))  # progress: stderr
     if args.distill is not None:
         ratios = [float(r) for r in args.ratios.split(",") if r.strip()]
         rows, timing = run.evaluate_distillation(model, generator, judge, args.distill, seeds, config, ratios,
