@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
-from unittest import mock
+from contextlib import contextmanager
 
 import torch
 from PIL import Image
@@ -63,7 +63,7 @@ def load_stable_diffusion(path: Path, device: str = "cpu", config: str | None = 
             extra = {"config": config} if config else {}
             # Without ``config`` diffusers looks for the model type's configs in the Hugging Face cache and, when they
             # are not there, quietly retries with local_files_only=False (a download); hold the hub offline instead.
-            with mock.patch.object(huggingface_hub.constants, "HF_HUB_OFFLINE", True):
+            with _hub_offline():
                 pipe = cls.from_single_file(str(path), local_files_only=True, **extra, **options)
         else:
             raise ValueError(f"{str(path)!r} is neither a diffusers folder nor a .safetensors checkpoint; pickled "
@@ -78,6 +78,19 @@ def load_stable_diffusion(path: Path, device: str = "cpu", config: str | None = 
                          "same model type> (CLI: --sd-config).") from e
     pipe.set_progress_bar_config(disable=True)
     return StableDiffusionGenerator(pipe.to(device), path.name)
+
+
+@contextmanager
+def _hub_offline():
+    """Hold the Hugging Face hub offline for this block (huggingface_hub reads HF_HUB_OFFLINE once, at import)."""
+    import huggingface_hub
+
+    before = huggingface_hub.constants.HF_HUB_OFFLINE
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        huggingface_hub.constants.HF_HUB_OFFLINE = before
 
 
 def _is_sdxl(path: Path) -> bool:
