@@ -5,6 +5,8 @@
     pez distill "a long prompt ..." --prompt-len 8
     pez concat "prompt one" "prompt two"
     pez eval targets/                          # the paper's metric: generate from the prompts, score (cli_eval.py)
+    pez lm-tune synthetic:outdoors             # a prompt that makes a causal LM classify (paper Sec. 5; cli_lm.py)
+    pez lm-eval synthetic:outdoors --model toy_lm_large --prompt "..."   # the prompt on another LM (transfer)
 
 The progress bar and live best prompt go to stderr; the result to stdout (one JSON object with
 ``--json``). Every error is one line on stderr and exit status 2; Ctrl-C exits 130 (after printing
@@ -33,7 +35,6 @@ def _common(p: argparse.ArgumentParser, default_model: str) -> None:
     from .core import PEZConfig, load_clip
     from .core.architecture import ACTIVATIONS
     from .core.loading import VOCABULARIES
-    from .core.methods import METHODS
 
     d, load = PEZConfig(), inspect.signature(load_clip).parameters  # the core's defaults are the CLI's
     p.add_argument("--model", default=default_model,
@@ -47,34 +48,13 @@ def _common(p: argparse.ArgumentParser, default_model: str) -> None:
     p.add_argument("--vocabulary", choices=VOCABULARIES, default=load["vocabulary"].default,
                    help="tokens PEZ may use: every token, or only the words of the model folder's "
                         "pez_vocabulary.txt (default: %(default)s)")
-    p.add_argument("--prompt-len", type=int, default=d.prompt_len, help="learned tokens (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=d.steps, help="optimisation steps (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (default: %(default)s)")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (default: %(default)s)")
-    p.add_argument("--restarts", type=int, default=d.restarts, help="prompts optimised together (default: %(default)s)")
-    p.add_argument("--targets-per-step", type=int, default=d.targets_per_step,
-                   help="targets sampled per step (default: all)")
-    p.add_argument("--patience", type=int, default=d.patience,
-                   help="stop after this many steps without improvement (0: never; default: %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N, mps (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--top-k", type=int, default=d.top_k, help="also list the K best distinct prompts (JSON: candidates)")
-    g = p.add_argument_group("method (the paper's baselines)")
-    g.add_argument("--method", choices=METHODS, default=d.method,
-                   help="pez (Algorithm 1), autoprompt_sgd, fluentprompt, soft (projected once at the end) or "
-                        "greedy_bank (append bank phrases; --prompt-len is its token budget) (default: %(default)s)")
-    g.add_argument("--beta", type=float, default=d.beta, help="fluentprompt: initial Langevin temperature "
-                                                            "(default: %(default)s; 0 = autoprompt_sgd)")
-    g.add_argument("--beta-end", type=float, default=d.beta_end, help="fluentprompt: final temperature (default: %(default)s)")
-    g.add_argument("--bank", type=Path, default=None, metavar="FILE",
-                   help="greedy_bank: phrases to append, one a line (default: the model's pez_vocabulary.txt)")
-    g = p.add_argument_group("vocabulary")
-    g.add_argument("--blocklist", action="append", default=[], metavar="WORD[,WORD...]",
-                   help="words that must never appear (whole words; repeatable)")
-    g.add_argument("--blocklist-substring", action="store_true", help="block every token containing a blocked word")
-    g.add_argument("--allowlist", type=Path, default=None, metavar="FILE", help="use only these words (one a line)")
-    g.add_argument("--ascii-only", action="store_true", help="no emoji or non-Latin tokens")
+    optimiser_args(p)
+    g = p.add_argument_group("fluency (prompts that read as language)")
+    g.add_argument("--fluency-lm", default=None, metavar="PATH",
+                   help="the --fluency LM: a causal LM on CLIP's tokenizer (a transformers folder, or toy_lm_small / "
+                        "toy_lm_large; default with --model toy: toy_lm_small)")
     g = p.add_argument_group("targets and template")
     g.add_argument("--text", dest="extra_text", action="append", default=[], metavar="TEXT",
                    help="add a text target (repeatable)")
@@ -87,6 +67,43 @@ def _common(p: argparse.ArgumentParser, default_model: str) -> None:
     g.add_argument("--template", default=None, help="learn only inside a template, e.g. 'a photo of {} in the style of {}'")
     g.add_argument("--slot-len", type=int, default=None, help="tokens per template slot (default: --prompt-len)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def optimiser_args(p: argparse.ArgumentParser) -> None:
+    """The settings of the loop itself, shared by every command that learns a prompt (CLIP or LM)."""
+    from .core import PEZConfig
+    from .core.methods import METHODS
+
+    d = PEZConfig()
+    p.add_argument("--prompt-len", type=int, default=d.prompt_len, help="learned tokens (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=d.steps, help="optimisation steps (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (default: %(default)s)")
+    p.add_argument("--restarts", type=int, default=d.restarts, help="prompts optimised together (default: %(default)s)")
+    p.add_argument("--targets-per-step", type=int, default=d.targets_per_step,
+                   help="targets sampled per step (default: all)")
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help="stop after this many steps without improvement (0: never; default: %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=d.top_k, help="also list the K best distinct prompts (JSON: candidates)")
+    g = p.add_argument_group("method (the paper's baselines)")
+    g.add_argument("--method", choices=METHODS, default=d.method,
+                   help="pez (Algorithm 1), autoprompt_sgd, fluentprompt, soft (projected once at the end) or "
+                        "greedy_bank (append bank phrases; --prompt-len is its token budget) (default: %(default)s)")
+    g.add_argument("--beta", type=float, default=d.beta, help="fluentprompt: initial Langevin temperature "
+                                                            "(default: %(default)s; 0 = autoprompt_sgd)")
+    g.add_argument("--beta-end", type=float, default=d.beta_end, help="fluentprompt: final temperature (default: %(default)s)")
+    g.add_argument("--bank", type=Path, default=None, metavar="FILE",
+                   help="greedy_bank: phrases to append, one a line (default: the model's pez_vocabulary.txt)")
+    g.add_argument("--fluency", type=float, default=d.fluency, metavar="LAMBDA",
+                   help="weight of a language model's cross-entropy over the prompt, for prompts that read as "
+                        "language (paper: 0.003; 0: off; default: %(default)s)")
+    g = p.add_argument_group("vocabulary")
+    g.add_argument("--blocklist", action="append", default=[], metavar="WORD[,WORD...]",
+                   help="words that must never appear (whole words; repeatable)")
+    g.add_argument("--blocklist-substring", action="store_true", help="block every token containing a blocked word")
+    g.add_argument("--allowlist", type=Path, default=None, metavar="FILE", help="use only these words (one a line)")
+    g.add_argument("--ascii-only", action="store_true", help="no emoji or non-Latin tokens")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -119,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_eval.add_parser(sub)
     _common(sub.choices["eval"], "toy")
     sub.choices["eval"].set_defaults(steps=300, prompt_len=8)  # the toy world needs no more; paper: 3000 and 16
+    from . import cli_lm
+
+    cli_lm.add_parsers(sub, optimiser_args)
     return parser
 
 
@@ -129,8 +149,9 @@ class ProgressBar:
     is still printed; a second Ctrl-C aborts.
     """
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, label: str = "sim"):
         self.enabled = enabled and sys.stderr is not None
+        self.label = label
         self.last = 0.0
         self.started = time.perf_counter()
         self.stop = False
@@ -150,7 +171,7 @@ class ProgressBar:
         width = 20
         done = int(width * step / total)
         rate = step / max(now - self.started, 1e-9)
-        line = f"{step:>5}/{total} [{'#' * done}{'.' * (width - done)}] {rate:5.1f} it/s  sim {sim:.4f}  {text}"
+        line = f"{step:>5}/{total} [{'#' * done}{'.' * (width - done)}] {rate:5.1f} it/s  {self.label} {sim:.4f}  {text}"
         if tty:  # redraw one line in place
             sys.stderr.write("\r" + line[: _columns()] + "\x1b[K")
         else:  # a log file gets a line at the start and per 10 %
@@ -202,14 +223,10 @@ def check_device(name: str) -> None:
         raise ValueError("--device mps was asked for but MPS is not available here; use --device cpu.")
 
 
-def run(args: argparse.Namespace) -> dict:
-    import torch
+def config_from_args(args: argparse.Namespace):
+    """The ``PEZConfig`` of ``optimiser_args``' flags (files read here; each bad one is one clear error)."""
+    from .core import PEZConfig
 
-    from . import core
-
-    check_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     allowlist = None
     if args.allowlist is not None:
         if not args.allowlist.is_file():
@@ -220,13 +237,24 @@ def run(args: argparse.Namespace) -> dict:
         if not args.bank.is_file():
             raise ValueError(f"bank {str(args.bank)!r} does not exist; give a text file with one phrase a line.")
         bank = args.bank.read_text(encoding="utf-8")
-    config = core.PEZConfig(prompt_len=args.prompt_len, steps=args.steps, lr=args.lr, weight_decay=args.weight_decay,
-                            restarts=args.restarts, targets_per_step=args.targets_per_step, seed=args.seed,
-                            patience=args.patience, device=args.device, top_k=args.top_k,
-                            blocklist=tuple(w for item in args.blocklist for w in item.split(",") if w.strip()),
-                            blocklist_substring=args.blocklist_substring, allowlist=allowlist,
-                            ascii_only=args.ascii_only, template=args.template, slot_len=args.slot_len,
-                            method=args.method, beta=args.beta, beta_end=args.beta_end, bank=bank)
+    return PEZConfig(prompt_len=args.prompt_len, steps=args.steps, lr=args.lr, weight_decay=args.weight_decay,
+                     restarts=args.restarts, targets_per_step=args.targets_per_step, seed=args.seed,
+                     patience=args.patience, device=args.device, top_k=args.top_k,
+                     blocklist=tuple(w for item in args.blocklist for w in item.split(",") if w.strip()),
+                     blocklist_substring=args.blocklist_substring, allowlist=allowlist, ascii_only=args.ascii_only,
+                     template=getattr(args, "template", None), slot_len=getattr(args, "slot_len", None),
+                     method=args.method, beta=args.beta, beta_end=args.beta_end, bank=bank, fluency=args.fluency)
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from . import core
+
+    check_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = config_from_args(args)
     max_len = 75
     config.validate(max_len)  # fail on bad numbers before a model download
     extra: dict = {}
@@ -246,10 +274,11 @@ def run(args: argparse.Namespace) -> dict:
         warnings.simplefilter("ignore", UserWarning)
         model = core.load_clip(args.model, args.pretrained, device=args.device, activation=args.activation,
                                vocabulary=args.vocabulary)
+    fluency_lm = _fluency_lm(args) if config.fluency else None
     if args.command == "eval":
         from .cli_eval import run_eval
 
-        return run_eval(args, model, config)
+        return run_eval(args, model, config, fluency_lm)
     bar = ProgressBar(not args.quiet)
     previous = signal.signal(signal.SIGINT, bar.interrupt)
     negatives = [Path(i) for i in args.negative_image] + list(args.negative_text)
@@ -257,7 +286,7 @@ def run(args: argparse.Namespace) -> dict:
         if args.command == "concat":
             if args.extra_text or negatives:
                 raise ValueError("concat takes no --text/--negative-* targets; use distill or invert for those.")
-            result = core.concat(model, args.texts, config, bar)
+            result = core.concat(model, args.texts, config, bar, fluency_lm=fluency_lm)
         else:
             if args.command == "invert":
                 main_targets = [core.Target(image=i) for i in args.images]
@@ -267,7 +296,7 @@ def run(args: argparse.Namespace) -> dict:
                 main_targets = [core.Target(text=args.text)]
             main_targets += [core.Target(text=t) for t in args.extra_text]
             targets = core.with_negatives(main_targets, negatives, args.negative_weight)
-            result = core.optimize(model, targets, config, bar)
+            result = core.optimize(model, targets, config, bar, fluency_lm=fluency_lm)
     finally:
         signal.signal(signal.SIGINT, previous)
         bar.close()
@@ -283,15 +312,32 @@ def run(args: argparse.Namespace) -> dict:
     return out
 
 
+def _fluency_lm(args: argparse.Namespace):
+    """The fluency term's LM: ``--fluency-lm``, or the toy world's own for the bundled toy model."""
+    from .lm.load import default_fluency_lm, load_lm
+
+    source = args.fluency_lm or default_fluency_lm(args.model.strip())
+    if source is None:
+        raise ValueError(f"--fluency {args.fluency} needs --fluency-lm PATH: a causal LM trained on CLIP's tokenizer "
+                         "(a transformers folder).")
+    return load_lm(source, device=args.device)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:  # everything, torch's import included: an early Ctrl-C is one line too
         args = build_parser().parse_args(argv)
-        check_args(args)
-        out = run(args)
+        lm_command = args.command.startswith("lm-")
+        if lm_command:
+            from .cli_lm import print_lm, run_lm
+        else:
+            check_args(args)
+        out = run_lm(args) if lm_command else run(args)
         if args.json:
             print(json.dumps(out))
         elif args.command == "eval":
             return 0
+        elif lm_command:
+            print_lm(out, args.command)
         else:
             for note in out["notes"]:
                 print(f"note: {note}", file=sys.stderr)

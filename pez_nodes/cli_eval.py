@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("pez_eval"), help="folder for eval.json and eval.png")
 
 
-def run_eval(args: argparse.Namespace, model, config) -> dict:
+def run_eval(args: argparse.Namespace, model, config, fluency_lm=None) -> dict:
     """The work behind ``pez eval`` (``model``: the CLIP to optimise against, already loaded)."""
     from . import core
     from .evaluate import run
@@ -65,11 +65,11 @@ def run_eval(args: argparse.Namespace, model, config) -> dict:
     if args.distill is not None:
         ratios = [float(r) for r in args.ratios.split(",") if r.strip()]
         rows, timing = run.evaluate_distillation(model, generator, judge, args.distill, seeds, config, ratios,
-                                                 args.guidance, args.gen_steps, log)
+                                                 args.guidance, args.gen_steps, log, fluency_lm)
         scored = rows[1:]
     else:
         rows, timing = run.evaluate_inversion(model, generator, judge, targets, seeds, config, prompts,
-                                              args.guidance, args.gen_steps, log)
+                                              args.guidance, args.gen_steps, log, fluency_lm)
         scored = rows
     args.out.mkdir(parents=True, exist_ok=True)
     picture = save_grid(rows, args.out / "eval.png")

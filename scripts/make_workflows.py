@@ -33,9 +33,12 @@ NODE_TYPES = {
     "PEZLoadCLIP": ([("pez_clip", "PEZ_CLIP")], ["model", "device", "custom_model", "pretrained"]),
     "PEZCLIPFromWorkflow": ([("pez_clip", "PEZ_CLIP")],
                             ["crop", "text_projection", "weight_clip_l", "weight_clip_g", "device"]),
-    "PEZInvert": ([("prompt", "STRING"), ("similarity", "FLOAT")], PEZ_OPT + ["negative_text", "negative_weight"]),
-    "PEZDistill": ([("prompt", "STRING"), ("similarity", "FLOAT")], ["text"] + PEZ_OPT),
-    "PEZPromptConcat": ([("prompt", "STRING"), ("similarity", "FLOAT")], ["text_a", "text_b", "text_c", "text_d"] + PEZ_OPT),
+    "PEZInvert": ([("prompt", "STRING"), ("similarity", "FLOAT")],
+                  PEZ_OPT + ["negative_text", "negative_weight", "fluency"]),
+    "PEZDistill": ([("prompt", "STRING"), ("similarity", "FLOAT")], ["text"] + PEZ_OPT + ["fluency"]),
+    "PEZPromptConcat": ([("prompt", "STRING"), ("similarity", "FLOAT")],
+                        ["text_a", "text_b", "text_c", "text_d"] + PEZ_OPT + ["fluency"]),
+    "PEZLoadLM": ([("pez_lm", "PEZ_LM")], ["model", "device"]),
     "LoadImage": ([("IMAGE", "IMAGE"), ("MASK", "MASK")], ["image", "@upload"]),
     "ImageBatch": ([("IMAGE", "IMAGE")], []),
     "CheckpointLoaderSimple": ([("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], ["ckpt_name"]),
@@ -50,11 +53,13 @@ NODE_TYPES = {
 INPUT_TYPES = {"pez_clip": "PEZ_CLIP", "images": "IMAGE", "image1": "IMAGE", "image2": "IMAGE", "clip": "CLIP",
                "model": "MODEL", "positive": "CONDITIONING", "negative": "CONDITIONING", "latent_image": "LATENT",
                "samples": "LATENT", "vae": "VAE", "text": "STRING", "text_a": "STRING", "text_b": "STRING",
-               "clip_vision": "CLIP_VISION", "clip_vision_2": "CLIP_VISION", "images_a": "IMAGE", "images_b": "IMAGE"}
+               "clip_vision": "CLIP_VISION", "clip_vision_2": "CLIP_VISION", "images_a": "IMAGE", "images_b": "IMAGE",
+               "fluency_lm": "PEZ_LM"}
 TOY = "toy (bundled, offline)"
 # OpenAI's clip-vit-large-patch14 model.safetensors, renamed, in models/clip_vision: SD 1.5's / SDXL's CLIP-L
 # vision model, and the text projection their checkpoints leave out. (file, node title)
 VIT_L = ("clip-vit-large-patch14.safetensors", "CLIP Vision (ViT-L/14)")
+FLUENCY = 0.03  # the fluency weight of the fluent workflow (README, "Fluent image prompts": measured there)
 
 
 @dataclass
@@ -69,11 +74,11 @@ class Node:
 
 def pez_widgets(prompt_len=8, steps=300, seed=0, restarts=4, **extra) -> dict:
     return {"prompt_len": prompt_len, "steps": steps, "seed": seed, "lr": 0.1, "restarts": restarts, "patience": 0,
-            "blocklist": "", "ascii_only": False, "template": "", "method": "pez", "bank": "", **extra}
+            "blocklist": "", "ascii_only": False, "template": "", "method": "pez", "bank": "", "fluency": 0.0, **extra}
 
 
-def invert_widgets(**kw) -> dict:
-    return {**pez_widgets(**kw), "negative_text": "", "negative_weight": 0.5}
+def invert_widgets(fluency: float = 0.0, **kw) -> dict:
+    return {**pez_widgets(**kw), "negative_text": "", "negative_weight": 0.5, "fluency": fluency}
 
 
 def loader(node_id: int, pos=(40, 60), model=TOY) -> Node:
@@ -153,6 +158,15 @@ def graphs() -> dict[str, tuple[str, list[Node]]]:
             Node(5, "PEZInvert", (420, 520), invert_widgets(seed=2), {"pez_clip": (1, 0), "images": (3, 0)}),
             Node(6, "PEZPromptConcat", (820, 240), {"text_c": "", "text_d": "", **pez_widgets(seed=3)},
                  {"pez_clip": (1, 0), "text_a": (4, 0), "text_b": (5, 0)}),
+        ]),
+        "pez_invert_fluent_toy": ("The same image inverted without and with the fluency term (a toy LM on CLIP's "
+                                  "tokenizer scores the prompt as language), toy CLIP (offline; needs transformers).", [
+            loader(1), image(2, "pez_example.png", (40, 260)),
+            Node(3, "PEZLoadLM", (40, 620), {"model": "toy_lm_small", "device": "auto"}),
+            Node(4, "PEZInvert", (420, 60), invert_widgets(), {"pez_clip": (1, 0), "images": (2, 0)},
+                 "PEZ Invert (no fluency)"),
+            Node(5, "PEZInvert", (820, 60), invert_widgets(fluency=FLUENCY),
+                 {"pez_clip": (1, 0), "images": (2, 0), "fluency_lm": (3, 0)}, "PEZ Invert (fluency)"),
         ]),
         "pez_invert_to_image_sd15": ("Invert an image with SD 1.5's CLIP (ViT-L-14/openai, downloads once), then "
                                      "generate from the prompt with the host's CLIPTextEncode and KSampler.", [

@@ -54,6 +54,21 @@ def test_node_logic_and_the_metric_run_without_diffusers_transformers_or_ray():
             assert "pip install 'pez-hard-prompts[generate]'" in str(e)
         else:
             raise AssertionError("generation ran without diffusers")
+        import pez_nodes.lm, pez_nodes.lm.load, pez_nodes.lm.tune, pez_nodes.cli_lm, pez_nodes.core.fluency
+        for name in ("toy_lm_small", "toy_lm_large"):
+            try:
+                pez_nodes.lm.load.load_lm(name)
+            except ValueError as e:
+                assert "pip install 'pez-hard-prompts[lm]'" in str(e), e
+            else:
+                raise AssertionError("an LM loaded without transformers")
+        config = logic.make_config(steps=2, prompt_len=2, fluency=0.1)
+        try:  # fluency on the toy CLIP loads its LM: without transformers, one clear error
+            logic.invert(clip, a, config)
+        except ValueError as e:
+            assert "pez-hard-prompts[lm]" in str(e), e
+        else:
+            raise AssertionError("fluency ran without its LM")
         assert not [k for k in sys.modules if k.split(".")[0] in ("diffusers", "transformers", "ray")]
         print("ok")
         """

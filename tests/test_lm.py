@@ -12,6 +12,7 @@ import torch
 pytest.importorskip("transformers", reason="the LM path needs transformers: pip install -e '.[generate]'")
 
 from pez_nodes.core import PEZConfig  # noqa: E402
+from pez_nodes.lm.load import CausalLM  # noqa: E402
 from pez_nodes.lm.objective import LMClassificationObjective  # noqa: E402
 from pez_nodes.lm.task import Example, Task, parse_verbalizer, read_examples  # noqa: E402
 from pez_nodes.lm.tune import tune  # noqa: E402
@@ -30,18 +31,17 @@ def lm(tmp_path_factory):
     write_clip_tokenizer(folder)
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=49408, n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                                       bos_token_id=49406, eos_token_id=49407))
-    return model, CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+                                       bos_token_id=49406, eos_token_id=49407)).eval()
+    return CausalLM(model, CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")), "tiny-random")
 
 
 def test_tuning_runs_on_the_core_loop_is_seeded_and_reports_accuracies(lm):
-    model, tok = lm
-    first = tune(model, tok, TASK, TRAIN, TRAIN, PEZConfig(prompt_len=4, steps=20, restarts=2, seed=1))
-    again = tune(model, tok, TASK, TRAIN, TRAIN, PEZConfig(prompt_len=4, steps=20, restarts=2, seed=1))
+    first = tune(lm, TASK, TRAIN, TRAIN, PEZConfig(prompt_len=4, steps=20, restarts=2, seed=1))
+    again = tune(lm, TASK, TRAIN, TRAIN, PEZConfig(prompt_len=4, steps=20, restarts=2, seed=1))
     assert first.prompt == again.prompt and first.prompt and first.method == "pez"
-    assert 0 <= first.holdout_accuracy <= 1 and 0 <= first.train_accuracy <= 1
-    objective = LMClassificationObjective(model, tok, TASK, TRAIN, 4)
-    assert objective.same_tokens(first.prompt, tok.encode(first.prompt, add_special_tokens=False))
+    assert 0 <= first.holdout_accuracy <= 1 and 0 <= first.train_accuracy <= 1 and first.perplexity > 1
+    objective = LMClassificationObjective(lm, TASK, TRAIN, 4)
+    assert objective.same_tokens(first.prompt, lm.encode(first.prompt))
 
 
 @pytest.mark.parametrize("make, message", [
@@ -56,13 +56,12 @@ def test_bad_tasks_get_one_clear_error(make, message):
 
 
 def test_bad_data_gets_one_clear_error(lm, tmp_path):
-    model, tok = lm
     with pytest.raises(ValueError, match="has no examples"):
-        LMClassificationObjective(model, tok, TASK, [], 4)
+        LMClassificationObjective(lm, TASK, [], 4)
     with pytest.raises(ValueError, match=r"labels \['meh'\] without a verbalizer word"):
-        LMClassificationObjective(model, tok, TASK, [*TRAIN, Example("so so", "meh")], 4)
+        LMClassificationObjective(lm, TASK, [*TRAIN, Example("so so", "meh")], 4)
     with pytest.raises(ValueError, match="is 3 tokens for this tokenizer"):
-        LMClassificationObjective(model, tok, Task("{text} It was {mask}", {"neg": "bad", "pos": "goodwillish"}), TRAIN, 4)
+        LMClassificationObjective(lm, Task("{text} It was {mask}", {"neg": "bad", "pos": "goodwillish"}), TRAIN, 4)
     rows = tmp_path / "d.csv"
     rows.write_text("text,label\nnice film,pos\n,neg\n")
     with pytest.raises(ValueError, match="row 2 lacks a text or a label"):

@@ -11,18 +11,7 @@ from pathlib import Path
 
 import torch
 
-
-def write_clip_tokenizer(folder: Path) -> None:
-    """``vocab.json`` and ``merges.txt`` for transformers' ``CLIPTokenizer``, from open_clip's BPE file."""
-    from open_clip.tokenizer import SimpleTokenizer
-
-    bpe = SimpleTokenizer()
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = {token: i for token, i in bpe.encoder.items()}
-    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = vocab.pop("<start_of_text>"), vocab.pop("<end_of_text>")
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    merges = sorted(bpe.bpe_ranks.items(), key=lambda kv: kv[1])
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(pair) for pair, _ in merges) + "\n")
+from pez_nodes.lm.clip_tokenizer import write_clip_tokenizer  # noqa: F401  (tests import it from here)
 
 
 def write_tiny_sd(folder: Path, seed: int = 0) -> Path:

@@ -58,24 +58,44 @@ def make_config(prompt_len: int = DEFAULTS.prompt_len, steps: int = DEFAULTS.ste
                 lr: float = DEFAULTS.lr, restarts: int = DEFAULTS.restarts, patience: int = DEFAULTS.patience,
                 blocklist: str = "", ascii_only: bool = DEFAULTS.ascii_only, template: str = "", slot_len: int = 0,
                 top_k: int = DEFAULTS.top_k, method: str = DEFAULTS.method, bank: str = "",
-                device=None) -> core.PEZConfig:
+                fluency: float = DEFAULTS.fluency, device=None) -> core.PEZConfig:
     """A ``PEZConfig`` from node widget values (empty strings and 0 mean "not set")."""
     model_device = str(device) if device is not None else "auto"
     return core.PEZConfig(
         prompt_len=prompt_len, steps=steps, seed=int(seed), lr=lr, restarts=restarts, patience=patience,
         blocklist=tuple(w for w in (blocklist or "").split(",") if w.strip()), ascii_only=bool(ascii_only),
         template=template.strip() or None if template else None, slot_len=slot_len or None, top_k=top_k,
-        method=method, bank=bank if bank and bank.strip() else None, device=model_device,
+        method=method, bank=bank if bank and bank.strip() else None, fluency=fluency, device=model_device,
     )
 
 
-def _run(clip: core.ClipBackbone, targets: Sequence[core.Target], config: core.PEZConfig, node_id) -> core.PEZResult:
-    return core.optimize(clip, targets, config, NodeProgress(node_id, config.steps))
+def load_lm(model: str, device: str = "auto"):
+    """PEZ Load LM: a bundled toy LM or a folder of ``models/LLM`` (``pez_nodes.lm.load``; needs transformers)."""
+    from ..lm.load import load_lm as load
+
+    target = (comfy_device() or "auto") if device == "auto" else device
+    return load(model_list.resolve_lm(model), device=target)
+
+
+def _fluency_lm(clip, config: core.PEZConfig, lm):
+    """The connected LM, else the prompt model's own bundled one (the toy CLIP's), when fluency is on."""
+    if not config.fluency or lm is not None:
+        return lm
+    from ..lm.load import default_fluency_lm
+
+    name = default_fluency_lm(getattr(clip, "name", ""))
+    return load_lm(name, str(clip.device)) if name else None
+
+
+def _run(clip: core.ClipBackbone, targets: Sequence[core.Target], config: core.PEZConfig, node_id,
+         fluency_lm=None) -> core.PEZResult:
+    return core.optimize(clip, targets, config, NodeProgress(node_id, config.steps),
+                         fluency_lm=_fluency_lm(clip, config, fluency_lm))
 
 
 def invert(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZConfig, node_id=None,
            negative_images: torch.Tensor | None = None, negative_text: str = "",
-           negative_weight: float = NEGATIVE_WEIGHT) -> core.PEZResult:
+           negative_weight: float = NEGATIVE_WEIGHT, fluency_lm=None) -> core.PEZResult:
     """One prompt for a ComfyUI IMAGE batch ([B, H, W, C], 0..1); optional negatives push it away.
 
     ``negative_weight`` (0..0.95) is the negatives' total weight as a share of the positives' total,
@@ -84,20 +104,23 @@ def invert(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZConfig
     negatives = [] if negative_images is None else list(split_batch(negative_images))
     negatives += [from_text_encode(negative_text)] if negative_text and negative_text.strip() else []
     targets = core.with_negatives([core.Target(image=im) for im in split_batch(images)], negatives, negative_weight)
-    return _run(clip, targets, config, node_id)
+    return _run(clip, targets, config, node_id, fluency_lm)
 
 
-def distill(clip: core.ClipBackbone, text: str, config: core.PEZConfig, node_id=None) -> core.PEZResult:
+def distill(clip: core.ClipBackbone, text: str, config: core.PEZConfig, node_id=None,
+            fluency_lm=None) -> core.PEZResult:
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text is empty; connect or type the prompt to distill.")
-    return _run(clip, [core.Target(text=from_text_encode(text))], config, node_id)
+    return _run(clip, [core.Target(text=from_text_encode(text))], config, node_id, fluency_lm)
 
 
-def concat(clip: core.ClipBackbone, texts: Sequence[str], config: core.PEZConfig, node_id=None) -> core.PEZResult:
+def concat(clip: core.ClipBackbone, texts: Sequence[str], config: core.PEZConfig, node_id=None,
+           fluency_lm=None) -> core.PEZResult:
     given = [from_text_encode(t) for t in texts if t is not None and t.strip()]
     if len(given) < 2:
         raise ValueError(f"Prompt Concat needs two or more non-empty prompts, got {len(given)}.")
-    return core.concat(clip, given, config, NodeProgress(node_id, config.steps))
+    return core.concat(clip, given, config, NodeProgress(node_id, config.steps),
+                       fluency_lm=_fluency_lm(clip, config, fluency_lm))
 
 
 def image_similarity(images_a: torch.Tensor, images_b: torch.Tensor, pez_clip=None, clip_vision=None,

@@ -19,6 +19,8 @@ PRESETS = {
     "ViT-bigG-14 / laion2b_s39b_b160k (SDXL, downloads)": ("ViT-bigG-14", "laion2b_s39b_b160k"),
 }
 CONFIG = "open_clip_config.json"
+LM_FOLDER = "LLM"  # causal LMs for the fluency term: transformers folders (config.json + *.safetensors)
+BUNDLED_LMS = ("toy_lm_small", "toy_lm_large")
 
 
 def _folder_paths():
@@ -30,10 +32,11 @@ def _folder_paths():
 
 
 def register_folder() -> None:
-    """Add ``models/open_clip`` to ComfyUI's model folders (idempotent; nothing outside ComfyUI)."""
+    """Add ``models/open_clip`` and ``models/LLM`` to ComfyUI's model folders (idempotent; nothing outside ComfyUI)."""
     fp = _folder_paths()
-    if fp is not None and FOLDER not in fp.folder_names_and_paths:
-        fp.add_model_folder_path(FOLDER, os.path.join(fp.models_dir, FOLDER), is_default=True)
+    for name in (FOLDER, LM_FOLDER):
+        if fp is not None and name not in fp.folder_names_and_paths:
+            fp.add_model_folder_path(name, os.path.join(fp.models_dir, name), is_default=True)
 
 
 def local_entries() -> list[str]:
@@ -73,3 +76,27 @@ def resolve(choice: str) -> tuple[str, str | None]:
                 return identify_architecture(path).name, path
     raise ValueError(f"model {choice!r} was not found; put .safetensors files or open_clip folders in "
                      f"ComfyUI/models/{FOLDER}/ and refresh, or choose '{TOY}'.")
+
+
+def lm_choices() -> list[str]:
+    """The bundled toy LMs, then each ``models/LLM`` folder that holds a ``config.json``."""
+    fp = _folder_paths()
+    found = []
+    if fp is not None and LM_FOLDER in fp.folder_names_and_paths:
+        found = sorted({os.path.dirname(f).replace(os.sep, "/") + "/" for f in fp.get_filename_list(LM_FOLDER)
+                        if os.path.basename(f) == "config.json" and os.path.dirname(f)})
+    return [*BUNDLED_LMS, *found]
+
+
+def resolve_lm(choice: str) -> str:
+    """A bundled name as it is, or the full path of a ``models/LLM`` folder choice."""
+    if choice in BUNDLED_LMS:
+        return choice
+    fp = _folder_paths()
+    if fp is not None and LM_FOLDER in fp.folder_names_and_paths and choice.endswith("/"):
+        for base in fp.get_folder_paths(LM_FOLDER):
+            path = os.path.join(base, choice.rstrip("/"))
+            if os.path.isfile(os.path.join(path, "config.json")):
+                return path
+    raise ValueError(f"language model {choice!r} was not found; put transformers folders (config.json, *.safetensors, "
+                     f"tokenizer files) in ComfyUI/models/{LM_FOLDER}/ and refresh, or choose toy_lm_small.")

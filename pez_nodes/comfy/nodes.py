@@ -1,7 +1,7 @@
 """The PEZ nodes for ComfyUI (V3 schema). Each ``execute`` is a call into ``logic``.
 
-Node ids (``PEZLoadCLIP``, ``PEZCLIPFromWorkflow``, ``PEZInvert``, ``PEZDistill``, ``PEZPromptConcat``) are
-what saved workflows store: they never change.
+Node ids (``PEZLoadCLIP``, ``PEZCLIPFromWorkflow``, ``PEZInvert``, ``PEZDistill``, ``PEZPromptConcat``,
+``PEZImageSimilarity``, ``PEZLoadLM``) are what saved workflows store: they never change.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from ..core.methods import METHODS
 from . import logic, model_list, native_text, native_vision, workflow_clip
 
 PEZ_CLIP = io.Custom("PEZ_CLIP")
+PEZ_LM = io.Custom("PEZ_LM")
 CATEGORY = "conditioning/PEZ"
 DEFAULTS = logic.DEFAULTS  # PEZConfig's defaults: the widgets show what an omitted input gets
 LOAD_DEFAULTS = inspect.signature(load_clip).parameters
@@ -52,6 +53,18 @@ def _optimisation_inputs(prompt_len: int = DEFAULTS.prompt_len) -> list:
         io.String.Input("bank", default="", multiline=True, optional=True,
                         tooltip="greedy_bank only: phrases it may append, one a line (empty: the model's own "
                                 "word list, e.g. the toy model's 20 words)."),
+    ]
+
+
+def _fluency_inputs() -> list:
+    """Fluency (FluentPrompt's LM term), last in every optimising node so saved widget values keep their places."""
+    return [
+        io.Float.Input("fluency", default=DEFAULTS.fluency, min=0.0, max=10.0, step=0.001, optional=True,
+                       tooltip="Weight of a language model's cross-entropy over the prompt: more readable prompts "
+                               "at some cost in similarity (0: off). Needs fluency_lm, except with the toy CLIP."),
+        PEZ_LM.Input("fluency_lm", optional=True,
+                     tooltip="From PEZ Load LM: a causal LM trained on CLIP's tokenizer (the toy CLIP's own: "
+                             "toy_lm_small, used when nothing is connected)."),
     ]
 
 
@@ -157,6 +170,27 @@ class PEZCLIPFromWorkflow(io.ComfyNode):
         return io.NodeOutput(logic.from_workflow(clip, **inputs))
 
 
+class PEZLoadLM(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PEZLoadLM", display_name="PEZ Load LM", category=CATEGORY,
+            description="Loads a causal language model on CLIP's tokenizer for the fluency term of PEZ's nodes "
+                        "(needs transformers): the bundled toy LMs, or transformers folders in models/LLM.",
+            inputs=[
+                io.Combo.Input("model", options=model_list.lm_choices(),
+                               tooltip="toy_lm_small / toy_lm_large (bundled, the toy world's), or a folder "
+                                       "written by save_pretrained in ComfyUI/models/LLM/ whose tokenizer is CLIP's."),
+                io.Combo.Input("device", options=["auto", "cpu", "cuda"], default="auto", tooltip="auto: ComfyUI's device."),
+            ],
+            outputs=[PEZ_LM.Output(display_name="pez_lm")],
+        )
+
+    @classmethod
+    def execute(cls, model, device="auto") -> io.NodeOutput:
+        return io.NodeOutput(logic.load_lm(model, device))
+
+
 class PEZInvert(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -172,14 +206,15 @@ class PEZInvert(io.ComfyNode):
                 io.Float.Input("negative_weight", default=logic.NEGATIVE_WEIGHT, min=0.0, max=0.95, step=0.05,
                                optional=True,
                                tooltip="How hard the negatives push: their total weight as a share of the images' weight."),
+                *_fluency_inputs(),
             ],
         )
 
     @classmethod
-    def execute(cls, pez_clip, images, **widgets) -> io.NodeOutput:
+    def execute(cls, pez_clip, images, fluency_lm=None, **widgets) -> io.NodeOutput:
         negatives = {k: widgets.pop(k) for k in ("negative_images", "negative_text", "negative_weight") if k in widgets}
         config = _config(pez_clip, **widgets)
-        return _output(logic.invert(pez_clip, images, config, cls.hidden.unique_id, **negatives))
+        return _output(logic.invert(pez_clip, images, config, cls.hidden.unique_id, fluency_lm=fluency_lm, **negatives))
 
 
 class PEZDistill(io.ComfyNode):
@@ -192,13 +227,14 @@ class PEZDistill(io.ComfyNode):
                 PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP or PEZ CLIP from Workflow."),
                 io.String.Input("text", multiline=True, default="", tooltip="The prompt to distill."),
                 *_optimisation_inputs(prompt_len=logic.DISTILL_PROMPT_LEN),
+                *_fluency_inputs(),
             ],
         )
 
     @classmethod
-    def execute(cls, pez_clip, text, prompt_len=logic.DISTILL_PROMPT_LEN, **widgets) -> io.NodeOutput:
+    def execute(cls, pez_clip, text, prompt_len=logic.DISTILL_PROMPT_LEN, fluency_lm=None, **widgets) -> io.NodeOutput:
         config = _config(pez_clip, prompt_len=prompt_len, **widgets)
-        return _output(logic.distill(pez_clip, text, config, cls.hidden.unique_id))
+        return _output(logic.distill(pez_clip, text, config, cls.hidden.unique_id, fluency_lm))
 
 
 class PEZPromptConcat(io.ComfyNode):
@@ -214,13 +250,15 @@ class PEZPromptConcat(io.ComfyNode):
                 io.String.Input("text_c", multiline=True, default="", optional=True, tooltip="Optional third prompt."),
                 io.String.Input("text_d", multiline=True, default="", optional=True, tooltip="Optional fourth prompt."),
                 *_optimisation_inputs(),
+                *_fluency_inputs(),
             ],
         )
 
     @classmethod
-    def execute(cls, pez_clip, text_a, text_b, text_c="", text_d="", **widgets) -> io.NodeOutput:
+    def execute(cls, pez_clip, text_a, text_b, text_c="", text_d="", fluency_lm=None, **widgets) -> io.NodeOutput:
         config = _config(pez_clip, **widgets)
-        return _output(logic.concat(pez_clip, [text_a, text_b, text_c, text_d], config, cls.hidden.unique_id))
+        return _output(logic.concat(pez_clip, [text_a, text_b, text_c, text_d], config, cls.hidden.unique_id,
+                                    fluency_lm))
 
 
 class PEZImageSimilarity(io.ComfyNode):
@@ -254,7 +292,7 @@ class PEZImageSimilarity(io.ComfyNode):
         return io.NodeOutput(mean, text, ui=ui.PreviewText(f"mean {mean:.4f}\n{text}"))
 
 
-NODES = [PEZLoadCLIP, PEZCLIPFromWorkflow, PEZInvert, PEZDistill, PEZPromptConcat, PEZImageSimilarity]
+NODES = [PEZLoadCLIP, PEZCLIPFromWorkflow, PEZInvert, PEZDistill, PEZPromptConcat, PEZImageSimilarity, PEZLoadLM]
 
 
 class PEZExtension(ComfyExtension):

@@ -19,6 +19,7 @@ from PIL import Image
 from .backbone import ClipBackbone
 from .config import PEZConfig
 from .encoder import encode_text, max_prompt_tokens
+from .fluency import FluentObjective, PromptFluency, check_same_tokenizer
 from .greedy_bank import greedy_bank
 from .images import ImageLike, iter_images, preprocess
 from .layout import PromptLayout
@@ -103,6 +104,7 @@ def optimize(
     callback: Callback | None = None,
     layout: PromptLayout | None = None,
     extra_texts: Sequence[str] = (),
+    fluency_lm=None,
 ) -> PEZResult:
     """Learn a hard prompt whose text feature matches the weighted ``targets`` (Algorithm 1).
 
@@ -112,6 +114,9 @@ def optimize(
     ``extra_texts`` are scored as they are and returned instead when one beats the learned prompt —
     only if they obey every control a learned prompt obeys (no template, vocabulary filters, declared
     vocabulary); the result's ``notes`` say when one was left out.
+
+    ``fluency_lm`` (with ``config.fluency`` > 0) is the causal LM of the fluency term, one that shares the
+    model's tokenizer (``pez_nodes.lm.load_lm``; the toy world's is ``toy_lm_small``).
     """
     if isinstance(targets, (Target, str)) or not isinstance(targets, Sequence):
         raise ValueError(f"targets must be a list of Target, got {type(targets).__name__}; "
@@ -126,6 +131,8 @@ def optimize(
         vocab = VocabularyFilter.make(config.blocklist, config.blocklist_substring, config.allowlist, config.ascii_only)
         allowed = allowed_token_ids(model, vocab)
         projector = projector_for(model, allowed)
+        if config.fluency:
+            objective = _with_fluency(model, objective, projector, config.fluency, fluency_lm)
         offered, notes = _offerable(objective, vocab, allowed, config, extra_texts)
         extra = tuple(Candidate(t, objective.score_text(t), objective.user_tokens(t)) for t in offered)
         if config.method == "greedy_bank":
@@ -134,9 +141,31 @@ def optimize(
         else:
             result = optimize_prompt(objective, projector, config, callback, extra, model.name,
                                      text_filter=vocab.allows_text)
+        if config.fluency:
+            _report_plain_similarity(result, objective)
         result.target_cosines = [float(c) for c in objective.cosines(result.text)]
     result.notes = [*getattr(model, "notes", []), *notes, *_window_note(model, result.text)]
     return result
+
+
+def _with_fluency(model: ClipBackbone, objective: ClipObjective, projector, weight: float, lm) -> FluentObjective:
+    """The objective plus ``weight`` · the fluency LM's cross-entropy over the prompt (``fluency.py``)."""
+    if lm is None:
+        raise ValueError(f"fluency={weight} needs a language model on the prompt model's tokenizer; pass fluency_lm= "
+                         "(CLI: --fluency-lm PATH; nodes: connect PEZ Load LM), e.g. the bundled toy_lm_small.")
+    if objective.layout.learned != objective.layout.length:
+        raise ValueError("fluency scores a free prompt and the template's fixed words are not learned; remove the "
+                         "template or set fluency to 0.")
+    check_same_tokenizer(lm.encode, model.tokenize, lm.name)
+    return FluentObjective(objective, PromptFluency(lm.model, projector, lm.name), weight)
+
+
+def _report_plain_similarity(result: PEZResult, objective: FluentObjective) -> None:
+    """With fluency the loop ranked ``similarity − λ·F``; a result reports the plain similarity and the perplexity."""
+    for cand in [*result.candidates, *result.best_per_restart]:
+        cand.similarity = objective.plain_score(cand.text)
+    result.similarity = objective.plain_score(result.text)
+    result.perplexity = math.exp(objective.cross_entropy(result.text))
 
 
 def _bank(model: ClipBackbone, config: PEZConfig) -> tuple[str, ...]:
@@ -194,7 +223,7 @@ def layout_for(model: ClipBackbone, config: PEZConfig) -> PromptLayout:
 
 
 def invert(model: ClipBackbone, images: Sequence[ImageLike | str | Path] | ImageLike | str | Path,
-           config: PEZConfig | None = None, callback: Callback | None = None) -> PEZResult:
+           config: PEZConfig | None = None, callback: Callback | None = None, fluency_lm=None) -> PEZResult:
     """One prompt for one or more images (several images: their shared content or style).
 
     ``images`` is a list of paths / PIL images / tensors, or a single one of them; a 4-D tensor or
@@ -203,7 +232,7 @@ def invert(model: ClipBackbone, images: Sequence[ImageLike | str | Path] | Image
     items = _image_list(images)
     if not items:
         raise ValueError("no images were given; give at least one image to invert.")
-    return optimize(model, [Target(image=im) for im in items], config, callback)
+    return optimize(model, [Target(image=im) for im in items], config, callback, fluency_lm=fluency_lm)
 
 
 def _image_list(images) -> list:
@@ -216,17 +245,18 @@ def _image_list(images) -> list:
     return list(images)
 
 
-def distill(model: ClipBackbone, text: str, config: PEZConfig | None = None, callback: Callback | None = None) -> PEZResult:
+def distill(model: ClipBackbone, text: str, config: PEZConfig | None = None, callback: Callback | None = None,
+            fluency_lm=None) -> PEZResult:
     """A short prompt (``prompt_len`` tokens) with the meaning of a long ``text``.
 
     A text longer than the encoder's window is encoded window by window and averaged
     (see :func:`pez_nodes.core.encoder.encode_text`), never silently cut.
     """
-    return optimize(model, [Target(text=text)], config, callback)
+    return optimize(model, [Target(text=text)], config, callback, fluency_lm=fluency_lm)
 
 
 def concat(model: ClipBackbone, texts: Sequence[str], config: PEZConfig | None = None,
-           callback: Callback | None = None) -> PEZResult:
+           callback: Callback | None = None, fluency_lm=None) -> PEZResult:
     """One prompt that composes several prompts (the paper's prompt concatenation, Sec. 4.3).
 
     The targets are the texts' features, equally weighted. The literal join ``"a, b"`` is scored too
@@ -248,6 +278,6 @@ def concat(model: ClipBackbone, texts: Sequence[str], config: PEZConfig | None =
     if len(ids) > window:
         joined = model.decode(ids[:window])
         notes.append(f"the joined prompt has {len(ids)} tokens; cut to the text encoder's {window}-token window.")
-    result = optimize(model, [Target(text=t) for t in texts], config, callback, extra_texts=(joined,))
+    result = optimize(model, [Target(text=t) for t in texts], config, callback, extra_texts=(joined,), fluency_lm=fluency_lm)
     result.notes.extend(notes)
     return result

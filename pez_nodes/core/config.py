@@ -48,6 +48,9 @@ class PEZConfig:
             ``beta_end`` over the steps (official defaults 1 → 1e-4; ``beta=0``: AutoPrompt-SGD).
         bank: the phrases ``greedy_bank`` may append (default: the model's declared vocabulary, e.g. the
             toy model's 20 words); a string is read as one phrase a line.
+        fluency: λ of the fluency term (``fluency.py``): λ · a causal LM's next-token cross-entropy over the
+            prompt is added to the loss, for prompts that read as language (FluentPrompt / the paper's Sec. 5
+            use 0.003 with the LM itself; CLIP prompts need an LM on CLIP's tokenizer). 0: off.
     """
 
     prompt_len: int = 16
@@ -72,6 +75,7 @@ class PEZConfig:
     beta: float = 1.0
     beta_end: float = 1e-4
     bank: tuple[str, ...] | None = None
+    fluency: float = 0.0
 
     def validate(self, max_prompt_len: int = 75) -> "PEZConfig":
         """Raise one ``ValueError`` naming the first bad setting and its fix; return a normalised copy.
@@ -113,6 +117,12 @@ class PEZConfig:
             raise ValueError(f"beta_end={self.beta_end!r} must be > 0 and <= beta={self.beta!r} (it decays from beta).")
         if self.bank is not None and not self.bank:
             raise ValueError("bank is empty; give greedy_bank phrases (one a line) or leave it unset.")
+        if isinstance(self.fluency, bool) or not isinstance(self.fluency, (int, float)) or not math.isfinite(self.fluency) \
+                or self.fluency < 0:
+            raise ValueError(f"fluency={self.fluency!r} must be a finite number >= 0 (the weight λ of the LM term; 0 is off).")
+        if self.fluency and self.method == "greedy_bank":
+            raise ValueError("fluency weights a gradient term and greedy_bank takes no gradient; use method pez, "
+                             "autoprompt_sgd, fluentprompt or soft with fluency, or set fluency to 0.")
         if self.method == "greedy_bank" and self.template is not None:
             raise ValueError("method greedy_bank builds a free prompt and takes no template; remove the template.")
         return self

@@ -41,15 +41,22 @@ class VocabularyProjector:
         # [V', D_e] per voting part, normalised once per model/filter
         self.normed = [F.normalize(r, dim=-1) if v else None for r, v in zip(rows, voting)]
 
-    def nearest_ids(self, prompt: torch.Tensor) -> torch.Tensor:
-        """Token ids of the rows nearest (cosine, summed over voting parts) to each vector of ``prompt`` ([..., D] → [...])."""
-        flat = prompt.detach().reshape(-1, prompt.shape[-1]).float()
+    def cosines(self, prompt: torch.Tensor) -> torch.Tensor:
+        """Cosine of each vector of ``prompt`` with each allowed row, summed over voting parts ([..., D] → [..., V′]).
+
+        Differentiable in ``prompt`` (the fluency term's soft token choice uses it); ``nearest_ids`` is its argmax."""
+        flat = prompt.reshape(-1, prompt.shape[-1]).float()
         score = None
         for piece, normed in zip(flat.split(self.parts, dim=-1), self.normed):
             if normed is not None:
                 cos = F.normalize(piece, dim=-1) @ normed.T
                 score = cos if score is None else score + cos
-        return self.allowed_ids[score.argmax(dim=-1)].reshape(prompt.shape[:-1])
+        return score.reshape(*prompt.shape[:-1], -1)
+
+    def nearest_ids(self, prompt: torch.Tensor) -> torch.Tensor:
+        """Token ids of the rows nearest (cosine, summed over voting parts) to each vector of ``prompt`` ([..., D] → [...])."""
+        with torch.no_grad():
+            return self.allowed_ids[self.cosines(prompt.detach()).argmax(dim=-1)]
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """The exact vocabulary rows ``E[ids]``."""

@@ -36,6 +36,8 @@ class PEZResult:
         soft_similarity: for ``method="soft"``: the similarity of the final continuous prompt itself (best
             restart), before its one projection (the gap to ``similarity`` is what soft prompts lose as text).
         soft_prompt: for ``method="soft"``: that continuous prompt ([M, D] input embeddings; not in ``to_dict``).
+        perplexity: with ``PEZConfig.fluency``: the fluency LM's perplexity of ``text`` (``exp F``, lower reads
+            more like its language); ``None`` without.
     """
 
     text: str
@@ -53,6 +55,7 @@ class PEZResult:
     method: str = "pez"
     soft_similarity: float | None = None
     soft_prompt: object = field(default=None, repr=False)
+    perplexity: float | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self, dict_factory=lambda items: {k: v for k, v in items if k != "soft_prompt"})

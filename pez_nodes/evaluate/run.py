@@ -66,7 +66,8 @@ def image_files(folder: Path | str) -> list[Path]:
 
 def evaluate_inversion(clip, generator, judge, targets: Sequence[tuple[str, object]], seeds: Sequence[int],
                        config: PEZConfig, prompts: dict[str, str] | None = None, guidance: float | None = None,
-                       steps: int | None = None, log: Callable[[str], None] = lambda s: None) -> tuple[list[Row], Timing]:
+                       steps: int | None = None, log: Callable[[str], None] = lambda s: None,
+                       fluency_lm=None) -> tuple[list[Row], Timing]:
     """Invert (or take ``prompts[name]``), generate ``seeds``, score against the target with ``judge``."""
     from ..core.images import load_image
 
@@ -77,7 +78,7 @@ def evaluate_inversion(clip, generator, judge, targets: Sequence[tuple[str, obje
         start = time.perf_counter()
         prompt = (prompts or {}).get(name)
         if prompt is None:
-            prompt = invert(clip, [image], config).text
+            prompt = invert(clip, [image], config, fluency_lm=fluency_lm).text
         timing.invert += time.perf_counter() - start
         start = time.perf_counter()
         images = generator.generate(prompt, seeds, guidance, steps)
@@ -92,7 +93,7 @@ def evaluate_inversion(clip, generator, judge, targets: Sequence[tuple[str, obje
 
 def evaluate_distillation(clip, generator, judge, text: str, seeds: Sequence[int], config: PEZConfig,
                           ratios: Sequence[float] = RATIOS, guidance: float | None = None, steps: int | None = None,
-                          log: Callable[[str], None] = lambda s: None) -> tuple[list[Row], Timing]:
+                          log: Callable[[str], None] = lambda s: None, fluency_lm=None) -> tuple[list[Row], Timing]:
     """Generations of ``text`` vs of its distillations to ``ratio`` × its tokens (Figure 6), pairwise by seed."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("the text to distill is empty; give a prompt.")
@@ -108,7 +109,7 @@ def evaluate_distillation(clip, generator, judge, text: str, seeds: Sequence[int
     for ratio in ratios:
         length = max(1, round(ratio * n_tokens))
         start = time.perf_counter()
-        prompt = distill(clip, text, PEZConfig(**{**config.to_dict(), "prompt_len": length})).text
+        prompt = distill(clip, text, PEZConfig(**{**config.to_dict(), "prompt_len": length}), fluency_lm=fluency_lm).text
         timing.invert += time.perf_counter() - start
         start = time.perf_counter()
         images = generator.generate(prompt, seeds, guidance, steps)
