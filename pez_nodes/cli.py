@@ -270,11 +270,11 @@ def run(args: argparse.Namespace) -> dict:
         extra = {"image_words": list(scene.words), "image_caption": scene.caption}
         if not args.json:
             print(f"drew: {scene.caption}" + (f"  (saved to {args.save})" if args.save else ""))
+    fluency_lm = _fluency_lm(args) if config.fluency else None  # before the CLIP: its errors come first
     with warnings.catch_warnings():  # a guessed activation is a warning in Python; here it is a "note:" line
         warnings.simplefilter("ignore", UserWarning)
         model = core.load_clip(args.model, args.pretrained, device=args.device, activation=args.activation,
                                vocabulary=args.vocabulary)
-    fluency_lm = _fluency_lm(args) if config.fluency else None
     if args.command == "eval":
         from .cli_eval import run_eval
 
@@ -303,6 +303,8 @@ def run(args: argparse.Namespace) -> dict:
     out = {"prompt": result.text, "similarity": round(result.similarity, 6), "steps": result.steps,
            "seconds": round(result.seconds, 3), "stop_reason": "interrupted" if bar.stop else result.stop_reason,
            "model": result.model, "method": result.method, "token_ids": result.token_ids, "notes": result.notes, **extra}
+    if result.perplexity is not None:
+        out["perplexity"] = round(result.perplexity, 3)
     if config.top_k > 1:
         out["candidates"] = [{"prompt": c.text, "similarity": round(c.similarity, 6)} for c in result.candidates]
     if args.command == "demo" and not bar.stop:
@@ -342,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             for note in out["notes"]:
                 print(f"note: {note}", file=sys.stderr)
             print(out["prompt"])
-            print(f"similarity {out['similarity']:.4f}  steps {out['steps']}  {out['seconds']:.1f}s", file=sys.stderr)
+            fluency = f"  perplexity {out['perplexity']:.1f}" if "perplexity" in out else ""
+            print(f"similarity {out['similarity']:.4f}{fluency}  steps {out['steps']}  {out['seconds']:.1f}s", file=sys.stderr)
             if "picture" in out:
                 print(f"generated from the prompt: similarity to the drawn picture {out['generated_similarity']:.4f} "
                       f"(reference CLIP); target | generated saved to {out['picture']}")

@@ -30,7 +30,7 @@ def add_parsers(sub, common_method) -> None:
         p.add_argument("data", help="a .csv / .jsonl of (text, label), or synthetic:QUESTION (toy task)")
         p.add_argument("--model", default="toy_lm_small", help="a transformers folder of a causal LM, or "
                                                                "toy_lm_small / toy_lm_large (default: %(default)s)")
-        p.add_argument("--template", default=DEFAULT_TEMPLATE, help="with {text} and a final {mask}; AG News: "
+        p.add_argument("--template", dest="lm_template", default=DEFAULT_TEMPLATE, help="with {text} and a final {mask}; AG News: "
                                                                     "'{text} It was about {mask}' (default: %(default)s)")
         p.add_argument("--verbalizer", default=None, metavar="LABEL=WORD,...",
                        help="one single-token word per label (default for synthetic tasks: no=no,yes=yes)")
@@ -71,8 +71,8 @@ def _task(args):
         if not args.data.startswith(SYNTHETIC):
             raise ValueError("--verbalizer is required for a data file: one word per label, e.g. "
                              "--verbalizer negative=bad,positive=good.")
-        return Task(args.template, dict(synthetic.VERBALIZER))
-    return Task(args.template, parse_verbalizer(spec))
+        return Task(args.lm_template, dict(synthetic.VERBALIZER))
+    return Task(args.lm_template, parse_verbalizer(spec))
 
 
 def split(examples, few_shot: int | None, seed: int, has_holdout: bool):
@@ -108,8 +108,8 @@ def run_lm(args: argparse.Namespace) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    task = _task(args)
     data = _data(args.data, getattr(args, "seed", 0))
+    task = _task(args)
     task.check_labels(data, f"data {args.data!r}")
     validation = _data(str(args.validation)) if args.validation else None
     lm = load_lm(args.model, device=args.device, vocabulary=getattr(args, "vocabulary", "full"))

@@ -24,7 +24,8 @@ from pez_nodes.core import TOY_DIR
 ROOT = Path(__file__).resolve().parents[1]
 COMFY = os.environ.get("COMFYUI_DIR")
 pytestmark = pytest.mark.skipif(not COMFY, reason="COMFYUI_DIR is not set: no real ComfyUI to host the nodes")
-NODE_IDS = ("PEZLoadCLIP", "PEZCLIPFromWorkflow", "PEZInvert", "PEZDistill", "PEZPromptConcat")
+NODE_IDS = ("PEZLoadCLIP", "PEZCLIPFromWorkflow", "PEZInvert", "PEZDistill", "PEZPromptConcat", "PEZImageSimilarity",
+            "PEZLoadLM")
 EXAMPLES = [ROOT / "workflows" / "pez_example.png", ROOT / "workflows" / "pez_example_2.png"]
 
 

@@ -43,11 +43,11 @@ def test_wheel_holds_every_file_of_the_toy_model(wheel):
     assert not missing, f"not in the wheel: {missing}"
 
 
-def test_wheel_holds_the_reference_clip_and_the_toy_text_to_image_model(wheel):
-    """``pez eval`` and the demo's picture need both, and both must stay small."""
+def test_wheel_holds_the_reference_clip_the_toy_text_to_image_model_and_the_toy_lms(wheel):
+    """``pez eval``, the demo's picture and the LM path need them, and they must stay small."""
     names = set(zipfile.ZipFile(wheel).namelist())
     models = ROOT / "pez_nodes" / "models"
-    for folder, limit_mb in (("toy_reference", 16), ("toy_diffusion", 20)):
+    for folder, limit_mb in (("toy_reference", 16), ("toy_diffusion", 20), ("toy_lm_small", 9), ("toy_lm_large", 13)):
         files = [p for p in (models / folder).rglob("*") if p.is_file()]
         assert files and sum(p.stat().st_size for p in files) <= limit_mb * 2**20, folder
         missing = [str(p.relative_to(ROOT)) for p in files if str(p.relative_to(ROOT)) not in names]

@@ -8,6 +8,7 @@ vocabulary filters of ``pez_nodes.core.vocabulary`` read, so blocklists and allo
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,20 @@ def _folder(source: str) -> Path:
     return path
 
 
+@contextmanager
+def _quiet():
+    """No "Loading weights" progress bars from transformers on the user's stderr while we load."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def load_lm(source: str, device: str = "auto", vocabulary: str = "full") -> CausalLM:
     """A causal LM (fp32, eval, frozen) from a folder or a bundled name (``toy_lm_small``, ``toy_lm_large``).
 
@@ -82,8 +97,9 @@ def load_lm(source: str, device: str = "auto", vocabulary: str = "full") -> Caus
     except ImportError as exc:
         raise ValueError(f"loading a language model needs transformers: {INSTALL}.") from exc
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
+        with _quiet():
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ValueError(f"language model {source!r} could not be loaded from {str(path)!r} ({exc}); check that it is "
                          "a complete save_pretrained folder (config.json, *.safetensors, tokenizer files).") from exc
