@@ -57,17 +57,17 @@ def _validation(q: str):
 
 def test_the_toy_lms_answer_only_when_told_the_question(small, large):
     """What makes the task worth tuning: with the question's marker the LMs answer (measured 1.0 on all four
-    questions, both LMs); with the empty template they sit near chance (measured 0.44–0.62)."""
+    questions, both LMs); with the empty template they sit near chance (measured 0.425–0.69)."""
     for lm in (small, large):
         for q in synthetic.QUESTIONS:
             val = _validation(q)
             assert accuracy(lm, TASK, q + " :", val) >= 0.95, (lm.name, q)
-            assert accuracy(lm, TASK, "", val) <= 0.7, (lm.name, q)
+            assert accuracy(lm, TASK, "", val) <= 0.75, (lm.name, q)
 
 
 def test_tuning_beats_the_empty_template_on_held_out_examples(small, runs):
-    """Measured: validation accuracy 1.0 on every run vs the template's 0.50 / 0.565. Threshold: ≥ 0.85 and
-    ≥ template + 0.25 on every question and seed."""
+    """Measured: validation accuracy 1.0 on all 8 runs vs the template's 0.50 (warm colour) / 0.565 (outdoors).
+    Threshold: ≥ 0.85 and ≥ template + 0.25 on every question, seed and fluency."""
     for (q, seed, fluency), result in runs.items():
         val = _validation(q)
         tuned, template = accuracy(small, TASK, result.prompt, val), accuracy(small, TASK, "", val)
@@ -77,7 +77,7 @@ def test_tuning_beats_the_empty_template_on_held_out_examples(small, runs):
 
 def test_fluency_lowers_the_prompts_perplexity(runs):
     """The paper's fluency term (λ = 0.003): measured perplexity (geometric mean over questions × seeds) from
-    ~20,000 down to ~900. Threshold: at most half, on the geometric mean."""
+    ~211,000 down to ~5,900, at the same accuracy. Threshold: at most half."""
     def geo(fluency):
         return math.exp(statistics.fmean(math.log(r.perplexity) for (_, _, f), r in runs.items() if f == fluency))
 
@@ -85,13 +85,15 @@ def test_fluency_lowers_the_prompts_perplexity(runs):
 
 
 def test_a_prompt_tuned_on_the_small_lm_transfers_to_the_large_one(large, runs):
-    """Transfer (the paper's Table 5 in miniature): prompts tuned on toy_lm_small, scored on toy_lm_large.
-    Measured: mean 0.9 vs the large LM's template 0.53. Threshold: the mean beats the template by 0.15."""
+    """Transfer (the paper's Table 5 in miniature): the 8 prompts tuned on toy_lm_small, scored on toy_lm_large
+    against its empty template. Measured gains: +0.44, +0.44, +0.44, −0.005 (warm colour), +0.11, +0.385, −0.04,
+    −0.10 (outdoors); mean +0.21, 5 of 8 above +0.1. As in the paper, transfer is real but uneven (bench_lm.py:
+    it fails on round shape and large thing). Threshold: mean gain ≥ 0.1 and at least 4 of 8 runs ≥ +0.1."""
     gains = []
     for (q, seed, fluency), result in runs.items():
         val = _validation(q)
         gains.append(accuracy(large, TASK, result.prompt, val) - accuracy(large, TASK, "", val))
-    assert statistics.fmean(gains) >= 0.15, gains
+    assert statistics.fmean(gains) >= 0.1 and sum(g >= 0.1 for g in gains) >= 4, gains
 
 
 def test_few_shot_split_draws_k_per_class_for_training_and_holdout():
@@ -99,7 +101,7 @@ def test_few_shot_split_draws_k_per_class_for_training_and_holdout():
     train, holdout, rest = split(data, 2, seed=0, has_holdout=False)
     count = lambda rows, label: sum(e.label == label for e in rows)  # noqa: E731
     assert count(train, "yes") == count(train, "no") == 2 == count(holdout, "yes") == count(holdout, "no")
-    assert len(rest) == 36 and not set(map(id, train)) & set(map(id, holdout))
+    assert len(rest) == 32 and not set(map(id, train)) & set(map(id, holdout))
     with pytest.raises(ValueError, match="needs 4 examples of each class"):
         split(data[:3], 2, seed=0, has_holdout=False)
 
