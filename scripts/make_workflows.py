@@ -163,9 +163,9 @@ def graphs() -> dict[str, tuple[str, list[Node]]]:
                                   "tokenizer scores the prompt as language), toy CLIP (offline; needs transformers).", [
             loader(1), image(2, "pez_example.png", (40, 260)),
             Node(3, "PEZLoadLM", (40, 620), {"model": "toy_lm_small", "device": "auto"}),
-            Node(4, "PEZInvert", (420, 60), invert_widgets(), {"pez_clip": (1, 0), "images": (2, 0)},
+            Node(4, "PEZInvert", (420, 60), invert_widgets(seed=5), {"pez_clip": (1, 0), "images": (2, 0)},
                  "PEZ Invert (no fluency)"),
-            Node(5, "PEZInvert", (820, 60), invert_widgets(fluency=FLUENCY),
+            Node(5, "PEZInvert", (820, 60), invert_widgets(seed=5, fluency=FLUENCY),
                  {"pez_clip": (1, 0), "images": (2, 0), "fluency_lm": (3, 0)}, "PEZ Invert (fluency)"),
         ]),
         "pez_invert_to_image_sd15": ("Invert an image with SD 1.5's CLIP (ViT-L-14/openai, downloads once), then "

@@ -96,14 +96,15 @@ def load_lm(source: str, device: str = "auto", vocabulary: str = "full") -> Caus
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
         raise ValueError(f"loading a language model needs transformers: {INSTALL}.") from exc
-    try:
-        with _quiet():
+    try:  # normal tensors even when the host runs nodes under inference_mode (ComfyUI): PEZ backpropagates
+        with _quiet(), torch.inference_mode(False):
             tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
             model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ValueError(f"language model {source!r} could not be loaded from {str(path)!r} ({exc}); check that it is "
                          "a complete save_pretrained folder (config.json, *.safetensors, tokenizer files).") from exc
-    model = model.float().to(resolve_device(device)).eval().requires_grad_(False)
+    with torch.inference_mode(False):
+        model = model.float().to(resolve_device(device)).eval().requires_grad_(False)
     lm = CausalLM(model, tokenizer, source if source in BUNDLED else path.name,
                   special_ids=frozenset(int(i) for i in tokenizer.all_special_ids))
     if vocabulary == "declared":
