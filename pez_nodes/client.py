@@ -342,11 +342,17 @@ def follow(ws: WebSocket, prompt_id: str, progress: Progress) -> str:
 
 
 def prompts_from_history(workflow: dict, entry: dict) -> dict[str, str]:
-    """Learned prompts by node id, from the PEZ nodes' ``ui`` text in ``/history``."""
+    """Learned prompts by node id, from the PEZ nodes' ``ui`` text in ``/history`` (a node with one prompt
+    per image: its first; ``all_prompts_from_history`` gives every one)."""
+    return {node_id: texts[0] for node_id, texts in all_prompts_from_history(workflow, entry).items()}
+
+
+def all_prompts_from_history(workflow: dict, entry: dict) -> dict[str, list[str]]:
+    """Every learned prompt by node id (PEZ Invert in mode 'per image' shows one text per image)."""
     out = {}
     for node_id, output in (entry.get("outputs") or {}).items():
         if workflow.get(node_id, {}).get("class_type") in PEZ_NODES and output.get("text"):
-            out[node_id] = output["text"][0].split("\n\nsimilarity")[0]
+            out[node_id] = [text.split("\n\nsimilarity")[0] for text in output["text"]]
     return out
 
 

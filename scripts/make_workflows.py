@@ -34,7 +34,7 @@ NODE_TYPES = {
     "PEZCLIPFromWorkflow": ([("pez_clip", "PEZ_CLIP")],
                             ["crop", "text_projection", "weight_clip_l", "weight_clip_g", "device"]),
     "PEZInvert": ([("prompt", "STRING"), ("similarity", "FLOAT")],
-                  PEZ_OPT + ["negative_text", "negative_weight", "fluency"]),
+                  PEZ_OPT + ["negative_text", "negative_weight", "fluency", "mode"]),
     "PEZDistill": ([("prompt", "STRING"), ("similarity", "FLOAT")], ["text"] + PEZ_OPT + ["fluency"]),
     "PEZPromptConcat": ([("prompt", "STRING"), ("similarity", "FLOAT")],
                         ["text_a", "text_b", "text_c", "text_d"] + PEZ_OPT + ["fluency"]),
@@ -77,8 +77,8 @@ def pez_widgets(prompt_len=8, steps=300, seed=0, restarts=4, **extra) -> dict:
             "blocklist": "", "ascii_only": False, "template": "", "method": "pez", "bank": "", "fluency": 0.0, **extra}
 
 
-def invert_widgets(fluency: float = 0.0, **kw) -> dict:
-    return {**pez_widgets(**kw), "negative_text": "", "negative_weight": 0.5, "fluency": fluency}
+def invert_widgets(fluency: float = 0.0, mode: str = "shared", **kw) -> dict:
+    return {**pez_widgets(**kw), "negative_text": "", "negative_weight": 0.5, "fluency": fluency, "mode": mode}
 
 
 def loader(node_id: int, pos=(40, 60), model=TOY) -> Node:
@@ -145,6 +145,13 @@ def graphs() -> dict[str, tuple[str, list[Node]]]:
             loader(1), image(2, "pez_example.png", (40, 260)), image(3, "pez_example_2.png", (40, 620)),
             Node(4, "ImageBatch", (380, 420), {}, {"image1": (2, 0), "image2": (3, 0)}),
             Node(5, "PEZInvert", (700, 60), invert_widgets(), {"pez_clip": (1, 0), "images": (4, 0)}),
+        ]),
+        "pez_invert_each_toy": ("One prompt per image of a batch, all optimised together (mode 'per image'), toy "
+                                "CLIP (offline).", [
+            loader(1), image(2, "pez_example.png", (40, 260)), image(3, "pez_example_2.png", (40, 620)),
+            Node(4, "ImageBatch", (380, 420), {}, {"image1": (2, 0), "image2": (3, 0)}),
+            Node(5, "PEZInvert", (700, 60), invert_widgets(seed=4, mode="per image"),
+                 {"pez_clip": (1, 0), "images": (4, 0)}),
         ]),
         "pez_distill_toy": ("Distill a long prompt into 4 tokens, toy CLIP (offline).", [
             loader(1),

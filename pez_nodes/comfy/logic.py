@@ -52,6 +52,7 @@ def from_text_encode(text: str) -> str:
 DEFAULTS = core.PEZConfig()  # the one source of defaults: every widget and every omitted input uses it
 DISTILL_PROMPT_LEN = 8  # the distill node's own default, widget and omitted alike: short is why one distills
 NEGATIVE_WEIGHT = 0.5  # the invert node's default share of the negatives (the CLI's --negative-weight too)
+INVERT_MODES = ("shared", "per image")  # PEZ Invert: one prompt for the batch, or one per image
 
 
 def make_config(prompt_len: int = DEFAULTS.prompt_len, steps: int = DEFAULTS.steps, seed: int = DEFAULTS.seed,
@@ -105,6 +106,11 @@ def invert(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZConfig
     negatives += [from_text_encode(negative_text)] if negative_text and negative_text.strip() else []
     targets = core.with_negatives([core.Target(image=im) for im in split_batch(images)], negatives, negative_weight)
     return _run(clip, targets, config, node_id, fluency_lm)
+
+
+def invert_each(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZConfig, node_id=None) -> list:
+    """PEZ Invert, mode 'per image': one prompt per image of the batch, optimised together (``core.invert_each``)."""
+    return core.invert_each(clip, list(split_batch(images)), config, NodeProgress(node_id, config.steps))
 
 
 def distill(clip: core.ClipBackbone, text: str, config: core.PEZConfig, node_id=None,

@@ -73,13 +73,18 @@ def _config(clip, **widgets) -> PEZConfig:
     return logic.make_config(device=clip.device, **widgets)
 
 
-def _output(result) -> io.NodeOutput:
-    """The prompt as CLIPTextEncode must read it (parentheses escaped), its similarity, and the notes on the node."""
+def _shown(result) -> tuple[str, str]:
+    """The prompt as CLIPTextEncode must read it (parentheses escaped), and the text shown on the node for it."""
     text = logic.for_text_encode(result.text)
     notes = "".join(f"\n· {n}" for n in result.notes)
     method = f" · {result.method}" if result.method != "pez" else ""
-    return io.NodeOutput(text, result.similarity,
-                         ui=ui.PreviewText(f"{text}\n\nsimilarity {result.similarity:.4f} · {result.steps} steps{method}{notes}"))
+    return text, f"{text}\n\nsimilarity {result.similarity:.4f} · {result.steps} steps{method}{notes}"
+
+
+def _output(result) -> io.NodeOutput:
+    """The prompt, its similarity, and the notes on the node."""
+    text, shown = _shown(result)
+    return io.NodeOutput(text, result.similarity, ui=ui.PreviewText(shown))
 
 
 _OUTPUTS = [
@@ -88,10 +93,25 @@ _OUTPUTS = [
 ]
 
 
-def _optimising_schema(node_id: str, display_name: str, description: str, inputs: list) -> io.Schema:
+_LIST_OUTPUTS = [  # PEZ Invert: one prompt (shared), or one per image as a ComfyUI output list
+    io.String.Output(display_name="prompt", is_output_list=True,
+                     tooltip="The learned prompt (per image: one per image; nodes downstream run once per prompt)."),
+    io.Float.Output(display_name="similarity", is_output_list=True,
+                    tooltip="Cosine similarity of each prompt's text feature to its target(s)."),
+]
+
+
+def _outputs(results) -> io.NodeOutput:
+    """List outputs for PEZ Invert: each result's prompt and similarity; the node shows one text per prompt."""
+    shown = [_shown(r) for r in results]
+    return io.NodeOutput([t for t, _ in shown], [r.similarity for r in results], ui={"text": [s for _, s in shown]})
+
+
+def _optimising_schema(node_id: str, display_name: str, description: str, inputs: list,
+                       outputs: list | None = None) -> io.Schema:
     """The schema every optimising node shares: prompt + similarity out, shown on the node (an output node)."""
     return io.Schema(node_id=node_id, display_name=display_name, category=CATEGORY, description=description,
-                     inputs=inputs, outputs=_OUTPUTS, hidden=[io.Hidden.unique_id], is_output_node=True)
+                     inputs=inputs, outputs=outputs or _OUTPUTS, hidden=[io.Hidden.unique_id], is_output_node=True)
 
 
 def _model_schema(node_id: str, display_name: str, description: str, inputs: list) -> io.Schema:
@@ -207,14 +227,24 @@ class PEZInvert(io.ComfyNode):
                                optional=True,
                                tooltip="How hard the negatives push: their total weight as a share of the images' weight."),
                 *_fluency_inputs(),
+                io.Combo.Input("mode", options=list(logic.INVERT_MODES), default=logic.INVERT_MODES[0], optional=True,
+                               tooltip="shared: one prompt for the whole batch (its common content or style). "
+                                       "per image: one prompt for each image, all optimised together (a list: "
+                                       "nodes downstream run once per prompt)."),
             ],
+            outputs=_LIST_OUTPUTS,
         )
 
     @classmethod
-    def execute(cls, pez_clip, images, fluency_lm=None, **widgets) -> io.NodeOutput:
+    def execute(cls, pez_clip, images, fluency_lm=None, mode=logic.INVERT_MODES[0], **widgets) -> io.NodeOutput:
         negatives = {k: widgets.pop(k) for k in ("negative_images", "negative_text", "negative_weight") if k in widgets}
         config = _config(pez_clip, **widgets)
-        return _output(logic.invert(pez_clip, images, config, cls.hidden.unique_id, fluency_lm=fluency_lm, **negatives))
+        if mode == logic.INVERT_MODES[1]:
+            if negatives.get("negative_images") is not None or (negatives.get("negative_text") or "").strip():
+                raise ValueError("mode 'per image' takes no negatives; use mode 'shared' for them.")
+            return _outputs(logic.invert_each(pez_clip, images, config, cls.hidden.unique_id))
+        return _outputs([logic.invert(pez_clip, images, config, cls.hidden.unique_id, fluency_lm=fluency_lm,
+                                      **negatives)])
 
 
 class PEZDistill(io.ComfyNode):

@@ -6,7 +6,8 @@
     print(result.text, result.similarity)
 """
 
-from .api import Target, concat, distill, image_features, invert, optimize, target_features, with_negatives
+from .api import (Target, concat, distill, image_features, invert, invert_each, optimize, target_features,
+                  with_negatives)
 from .backbone import ClipBackbone
 from .config import PEZConfig
 from .encoder import TextEncoder, encode_text, encode_token_ids
@@ -21,7 +22,7 @@ from .result import Candidate, PEZResult
 __all__ = [
     "Callback", "Candidate", "ClipBackbone", "DEFAULT_MODEL", "JointClip", "DEFAULT_PRETRAINED", "ModelLoadError", "PEZConfig",
     "PEZResult", "PromptLayout", "Target", "TOY_DIR", "TextEncoder", "Tower", "VocabularyProjector", "concat", "distill",
-    "encode_text", "encode_token_ids", "image_features", "invert", "load_clip", "optimize", "optimize_prompt",
+    "encode_text", "encode_token_ids", "image_features", "invert", "invert_each", "load_clip", "optimize", "optimize_prompt",
     "projector_for", "resolve_device", "target_features", "text_backbone_from_hf", "text_tower_from_hf",
     "with_negatives",
 ]

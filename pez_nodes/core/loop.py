@@ -64,7 +64,27 @@ def optimize_prompt(
         extra_candidates: prompts scored elsewhere that the result may return if they are better.
         text_filter: prompts whose text it rejects (e.g. spelling a blocked word) are never returned.
     """
-    restarts, m = config.restarts, objective.prompt_len
+    return optimize_prompts(objective, projector, config, callback, extra_candidates, model_name, text_filter)[0]
+
+
+def optimize_prompts(
+    objective,
+    projector: VocabularyProjector,
+    config: PEZConfig,
+    callback: Callback | None = None,
+    extra_candidates: tuple[Candidate, ...] = (),
+    model_name: str = "",
+    text_filter: Callable[[str], bool] | None = None,
+) -> list[PEZResult]:
+    """``optimize_prompt`` for G independent problems in one batch (``objective.views``: one objective per
+    problem, e.g. one image each; without it G = 1). Rows ``g·R … g·R + R − 1`` are problem ``g``'s
+    ``config.restarts`` restarts; each problem has its own tracker, patience and result, and its initial
+    tokens are drawn from ``config.seed`` exactly as a run of its own would draw them, so a batch gives
+    each problem what running it alone gives (``pez``; up to floating-point ties). A problem that stops
+    (patience) keeps its prompt frozen while the others go on; ``extra_candidates`` go to problem 0.
+    """
+    views = list(getattr(objective, "views", None) or [objective])
+    groups, restarts, m = len(views), config.restarts, objective.prompt_len
     generator = torch.Generator().manual_seed(config.seed)
     n_targets = objective.n_targets
     device = projector.table.device
@@ -73,16 +93,21 @@ def optimize_prompt(
 
     rule = update_rule(config)
     with torch.inference_mode(False), torch.enable_grad():
-        prompt = projector.embed(projector.random_ids((restarts, m), generator)).float().clone().requires_grad_(True)
+        first = [projector.random_ids((restarts, m), generator if g == 0 else torch.Generator().manual_seed(config.seed))
+                 for g in range(groups)]  # each problem's start is a solo run's start
+        prompt = projector.embed(torch.cat(first)).float().clone().requires_grad_(True)
         optimizer = torch.optim.AdamW([prompt], lr=config.lr, weight_decay=config.weight_decay)
-        tracker = BestTracker(objective, restarts, config.top_k, text_filter, exact_scores=amp is None)
+        trackers = [BestTracker(view, restarts, config.top_k, text_filter, exact_scores=amp is None) for view in views]
         for cand in extra_candidates:
-            tracker.add(cand)
-        history: list[tuple[int, float, float]] = []
+            trackers[0].add(cand)
+        histories: list[list[tuple[int, float, float]]] = [[] for _ in range(groups)]
         every = max(1, config.steps // HISTORY_ROWS)
-        last_gain, stop_reason, step, soft_best = 0, "completed", 0, -float("inf")
+        last_gain, stopped_at = [0] * groups, [None] * groups
+        stop_reason, step, soft_best = "completed", 0, [-float("inf")] * groups
         start = time.perf_counter()
         for step in range(1, config.steps + 1):
+            frozen = [g for g in range(groups) if stopped_at[g] is not None]
+            kept = prompt.detach()[_rows(frozen, restarts)].clone() if frozen else None
             ids = projector.nearest_ids(prompt) if rule.projects_each_step else None
             projected = rule.objective_input(prompt, ids, projector)
             sample = torch.randperm(n_targets, generator=generator)[:sample_size] if sample_size else None
@@ -94,46 +119,78 @@ def optimize_prompt(
             loss.sum().backward()
             optimizer.step()
             rule.after_step(prompt, projector, step, config.steps)
+            if frozen:  # a stopped problem keeps its prompt (AdamW's decay would move it)
+                with torch.no_grad():
+                    prompt[_rows(frozen, restarts)] = kept
 
-            if rule.projects_each_step and tracker.offer(ids, sims):
-                last_gain = step
-            if not rule.projects_each_step and float(sims.max()) > soft_best:  # a soft prompt: text only at the end
-                soft_best, last_gain = float(sims.max()), step
-            best_text, best_sim = (tracker.best.text, tracker.best.similarity) if tracker.best else ("", soft_best)
-            if step % every == 0 or step == config.steps:
-                history.append((step, best_sim, float(sims.mean())))
+            for g in range(groups):
+                if stopped_at[g] is not None:
+                    continue
+                rows = slice(g * restarts, (g + 1) * restarts)
+                if rule.projects_each_step and trackers[g].offer(ids[rows], sims[rows]):
+                    last_gain[g] = step
+                if not rule.projects_each_step and float(sims[rows].max()) > soft_best[g]:  # soft: text at the end
+                    soft_best[g], last_gain[g] = float(sims[rows].max()), step
+                if step % every == 0 or step == config.steps:
+                    histories[g].append((step, _best(trackers[g], soft_best[g])[1], float(sims[rows].mean())))
+                if config.patience and step - last_gain[g] >= config.patience:
+                    stopped_at[g] = step
+            best_text, best_sim = _progress(trackers, soft_best, stopped_at)
             if callback is not None and callback(step, config.steps, best_text, best_sim):
                 stop_reason = "callback"
                 break
-            if config.patience and step - last_gain >= config.patience:
+            if all(s is not None for s in stopped_at):
                 stop_reason = "patience"
                 break
-        soft_prompt = None
+        soft_prompts: list = [None] * groups
         if not rule.projects_each_step:  # project the soft prompt once, and score what a user would get
             with torch.no_grad():
                 ids = projector.nearest_ids(prompt)
-                tracker.offer(ids, objective(projector.embed(ids).float())[1])
+                scores = objective(projector.embed(ids).float())[1]
                 soft_sims = objective(prompt)[1]
-            soft_best = float(soft_sims.max())
-            soft_prompt = prompt[int(soft_sims.argmax())].detach().clone()
-        per_restart = tracker.per_restart()
+            for g in range(groups):
+                rows = slice(g * restarts, (g + 1) * restarts)
+                trackers[g].offer(ids[rows], scores[rows])
+                soft_best[g] = float(soft_sims[rows].max())
+                soft_prompts[g] = prompt[rows][int(soft_sims[rows].argmax())].detach().clone()
         seconds = time.perf_counter() - start
 
-    best = tracker.best
-    if best is None:
-        raise ValueError("every prompt found spelled a blocked word; shorten the blocklist or run more steps.")
-    return PEZResult(
-        text=best.text,
-        token_ids=list(best.token_ids),
-        similarity=best.similarity,
-        steps=step,
-        seconds=seconds,
-        stop_reason=stop_reason,
-        best_per_restart=per_restart,
-        candidates=tracker.candidates(),
-        history=history,
-        model=model_name,
-        method=config.method,
-        soft_similarity=None if soft_prompt is None else soft_best,
-        soft_prompt=soft_prompt,
-    )
+    results = []
+    for g, tracker in enumerate(trackers):
+        best = tracker.best
+        if best is None:
+            raise ValueError("every prompt found spelled a blocked word; shorten the blocklist or run more steps.")
+        own_stop = "patience" if stopped_at[g] is not None and stop_reason != "callback" else stop_reason
+        results.append(PEZResult(
+            text=best.text,
+            token_ids=list(best.token_ids),
+            similarity=best.similarity,
+            steps=stopped_at[g] or step,
+            seconds=seconds,
+            stop_reason=own_stop,
+            best_per_restart=tracker.per_restart(),
+            candidates=tracker.candidates(),
+            history=histories[g],
+            model=model_name,
+            method=config.method,
+            soft_similarity=None if soft_prompts[g] is None else soft_best[g],
+            soft_prompt=soft_prompts[g],
+        ))
+    return results
+
+
+def _rows(groups: list[int], restarts: int) -> list[int]:
+    return [g * restarts + r for g in groups for r in range(restarts)]
+
+
+def _best(tracker: BestTracker, soft_best: float) -> tuple[str, float]:
+    return (tracker.best.text, tracker.best.similarity) if tracker.best else ("", soft_best)
+
+
+def _progress(trackers: list[BestTracker], soft_best: list[float], stopped_at: list) -> tuple[str, float]:
+    """What the callback shows: the best prompt (one problem), or the problems done and their mean best."""
+    if len(trackers) == 1:
+        return _best(trackers[0], soft_best[0])
+    bests = [_best(t, s) for t, s in zip(trackers, soft_best)]
+    done = sum(s is not None for s in stopped_at)
+    return f"{len(trackers)} prompts ({done} settled) · first: {bests[0][0]}", sum(b[1] for b in bests) / len(bests)

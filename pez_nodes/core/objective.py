@@ -118,3 +118,37 @@ class ClipObjective:
     def same_tokens(self, text: str, ids: list[int]) -> bool:
         """Whether a user's encoder gets exactly the sequence that was scored for ``ids`` from ``text``."""
         return self.encoder.tokenize(text) == self.layout.full_ids(ids)
+
+
+class GroupedClipObjective:
+    """Several independent ``ClipObjective`` problems (e.g. one image each) scored in one encoder pass.
+
+    ``views[g]`` is problem ``g``'s own objective (its targets; what tracking scores a text against); rows
+    ``g·R … g·R + R − 1`` of a prompt batch are its ``R`` restarts (``loop.optimize_prompts``). All views
+    share one encoder and layout, so the batch costs one forward pass: the weights are read once for every
+    image, as restarts already share them.
+    """
+
+    def __init__(self, views: list[ClipObjective], restarts: int):
+        if not views:
+            raise ValueError("no problems were given; give at least one image.")
+        self.views, self.restarts = list(views), int(restarts)
+        self.encoder, self.layout, self.encode = views[0].encoder, views[0].layout, views[0].encode
+
+    @property
+    def n_targets(self) -> int:
+        return 1  # each problem uses all of its own targets every step
+
+    @property
+    def prompt_len(self) -> int:
+        return self.layout.learned
+
+    def __call__(self, prompt: torch.Tensor, sample: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and similarity per row ([G·R]), each row against its own problem's targets."""
+        feats = F.normalize(self.encode(self.layout.assemble(self.encoder, prompt)).float(), dim=-1)
+        sims = []
+        for g, view in enumerate(self.views):
+            rows = feats[g * self.restarts:(g + 1) * self.restarts]
+            sims.append(((rows @ view.targets.T) * view.weights).sum(-1) / view.weight_sum)
+        sim = torch.cat(sims)
+        return 1 - sim, sim.detach()
