@@ -5,6 +5,7 @@
     pez distill "a long prompt ..." --prompt-len 8
     pez concat "prompt one" "prompt two"
     pez eval targets/                          # the paper's metric: generate from the prompts, score (cli_eval.py)
+    pez batch photos/ --sidecar                # one prompt per image, resumable prompts.jsonl (cli_batch.py)
     pez lm-tune synthetic:outdoors             # a prompt that makes a causal LM classify (paper Sec. 5; cli_lm.py)
     pez lm-eval synthetic:outdoors --model toy_lm_large --prompt "..."   # the prompt on another LM (transfer)
 
@@ -32,6 +33,13 @@ DEVICES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def _common(p: argparse.ArgumentParser, default_model: str) -> None:
+    model_args(p, default_model)
+    optimiser_args(p)
+    _fluency_and_targets(p)
+
+
+def model_args(p: argparse.ArgumentParser, default_model: str) -> None:
+    """Which CLIP to load and where to run it (every command that loads a CLIP)."""
     from .core import PEZConfig, load_clip
     from .core.architecture import ACTIVATIONS
     from .core.loading import VOCABULARIES
@@ -50,7 +58,9 @@ def _common(p: argparse.ArgumentParser, default_model: str) -> None:
                         "pez_vocabulary.txt (default: %(default)s)")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N, mps (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    optimiser_args(p)
+
+
+def _fluency_and_targets(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("fluency (prompts that read as language)")
     g.add_argument("--fluency-lm", default=None, metavar="PATH",
                    help="the --fluency LM: a causal LM on CLIP's tokenizer (a transformers folder, or toy_lm_small / "
@@ -136,9 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     cli_eval.add_parser(sub)
     _common(sub.choices["eval"], "toy")
     sub.choices["eval"].set_defaults(steps=300, prompt_len=8)  # the toy world needs no more; paper: 3000 and 16
-    from . import cli_lm
+    from . import cli_batch, cli_lm
 
     cli_lm.add_parsers(sub, optimiser_args)
+    cli_batch.add_parser(sub, model_args, optimiser_args)
     return parser
 
 
@@ -331,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         lm_command = args.command.startswith("lm-")
         if lm_command:
             from .cli_lm import print_lm, run_lm
+        elif args.command == "batch":
+            return _batch(args)
         else:
             check_args(args)
         out = run_lm(args) if lm_command else run(args)
@@ -366,6 +379,17 @@ def main(argv: list[str] | None = None) -> int:
         text = next((line.strip() for line in str(e).splitlines() if line.strip()), "(no message)")
         print(f"pez: error: {name}{text[:300]}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from .cli_batch import print_counts, run_batch
+
+    counts = run_batch(args)
+    print(json.dumps(counts)) if args.json else print_counts(counts)
+    if counts.get("stopped"):
+        print("pez: interrupted; finished images are in the journal, run again to go on.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
 
 
 def _caused_by_interrupt(error: BaseException | None) -> bool:

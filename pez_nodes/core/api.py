@@ -236,13 +236,15 @@ def invert(model: ClipBackbone, images: Sequence[ImageLike | str | Path] | Image
 
 
 def invert_each(model: ClipBackbone, images: Sequence[ImageLike | str | Path] | ImageLike,
-                config: PEZConfig | None = None, callback: Callback | None = None) -> list[PEZResult]:
+                config: PEZConfig | None = None, callback: Callback | None = None,
+                seeds: Sequence[int] | None = None) -> list[PEZResult]:
     """One prompt *per image*, all optimised together: images × restarts in one encoder pass per step.
 
     Each image gets what ``invert(model, [image], config)`` gives it alone (same seed, same start; tested),
     at a fraction of the time, since the encoder's weights are read once per step for the whole batch
     (``benchmarks/bench_batch.py``). Plain prompts with the paper's update rule: no template, fluency or
-    ``greedy_bank`` here (run those image by image).
+    ``greedy_bank`` here (run those image by image). ``seeds``: one per image (default ``config.seed`` for
+    all); image ``i`` then gets what ``invert`` with ``seed=seeds[i]`` gives it.
     """
     items = _image_list(images)
     if not items:
@@ -263,7 +265,7 @@ def invert_each(model: ClipBackbone, images: Sequence[ImageLike | str | Path] | 
         vocab = VocabularyFilter.make(config.blocklist, config.blocklist_substring, config.allowlist, config.ascii_only)
         projector = projector_for(model, allowed_token_ids(model, vocab))
         results = optimize_prompts(GroupedClipObjective(views, config.restarts), projector, config, callback,
-                                   model_name=model.name, text_filter=vocab.allows_text)
+                                   model_name=model.name, text_filter=vocab.allows_text, seeds=seeds)
         for result, view in zip(results, views):
             result.target_cosines = [float(c) for c in view.cosines(result.text)]
             result.notes = [*getattr(model, "notes", []), *_window_note(model, result.text)]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -75,6 +75,7 @@ def optimize_prompts(
     extra_candidates: tuple[Candidate, ...] = (),
     model_name: str = "",
     text_filter: Callable[[str], bool] | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> list[PEZResult]:
     """``optimize_prompt`` for G independent problems in one batch (``objective.views``: one objective per
     problem, e.g. one image each; without it G = 1). Rows ``g·R … g·R + R − 1`` are problem ``g``'s
@@ -82,6 +83,7 @@ def optimize_prompts(
     tokens are drawn from ``config.seed`` exactly as a run of its own would draw them, so a batch gives
     each problem what running it alone gives (``pez``; up to floating-point ties). A problem that stops
     (patience) keeps its prompt frozen while the others go on; ``extra_candidates`` go to problem 0.
+    ``seeds`` (one per problem) start each problem as a solo run with that seed would (default: ``config.seed``).
     """
     views = list(getattr(objective, "views", None) or [objective])
     groups, restarts, m = len(views), config.restarts, objective.prompt_len
@@ -93,8 +95,11 @@ def optimize_prompts(
 
     rule = update_rule(config)
     with torch.inference_mode(False), torch.enable_grad():
-        first = [projector.random_ids((restarts, m), generator if g == 0 else torch.Generator().manual_seed(config.seed))
-                 for g in range(groups)]  # each problem's start is a solo run's start
+        if seeds is not None and len(seeds) != groups:
+            raise ValueError(f"{len(seeds)} seeds were given for {groups} problems; give one per problem.")
+        starts = [generator if seeds is None and g == 0 else torch.Generator().manual_seed(
+            config.seed if seeds is None else int(seeds[g])) for g in range(groups)]
+        first = [projector.random_ids((restarts, m), gen) for gen in starts]  # each problem starts as a solo run
         prompt = projector.embed(torch.cat(first)).float().clone().requires_grad_(True)
         optimizer = torch.optim.AdamW([prompt], lr=config.lr, weight_decay=config.weight_decay)
         trackers = [BestTracker(view, restarts, config.top_k, text_filter, exact_scores=amp is None) for view in views]
