@@ -423,26 +423,71 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=3600, help="seconds for the whole prompt (default: %(default)s)")
     ap.add_argument("--json", action="store_true", help="print {prompt_id, status, prompts} as JSON")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    ap.add_argument("--folder", type=Path, default=None,
+                    help="run the workflow once per image of this folder (its first LoadImage gets the image); one "
+                         "line per image: 'file: prompt', or JSON with --json")
     args = ap.parse_args(argv)
-    progress, comfy = Progress(args.quiet), None
+    if args.folder is not None:
+        return run_folder(args)
     try:
         workflow = prepare(args)
-        comfy = Comfy(args.server, args.timeout, deadline=time.monotonic() + args.timeout)
-        prompt_id, status, prompts = run(comfy, workflow, args.image, progress)
     except ClientError as e:
-        note = f"; {stop(comfy)}" if comfy and comfy.running else ""
-        return _fail(progress, f"error: {e}{note}", 2)
-    except TimedOut:
-        return _fail(progress, f"the prompt did not finish within --timeout {args.timeout:g} s; {stop(comfy)}", 1)
-    except KeyboardInterrupt:
-        return _fail(progress, f"interrupted (Ctrl-C); {stop(comfy)}", 130)
-    progress.end()
+        return _fail(Progress(True), f"error: {e}", 2)
+    outcome = _run_once(args, workflow, args.image, "the prompt")
+    if isinstance(outcome, int):
+        return outcome
+    prompt_id, status, prompts = outcome
     if args.json:
         print(json.dumps({"prompt_id": prompt_id, "status": status, "prompts": prompts}))
     else:
         for node_id, text in prompts.items():
             print(text if len(prompts) == 1 else f"{node_id}: {text}")
     return 0 if status == "success" else 1
+
+
+def _run_once(args: argparse.Namespace, workflow: dict, images: list[Path], what: str):
+    """``run`` with the client's error handling: (prompt_id, status, prompts), or the exit code after one line."""
+    progress, comfy = Progress(args.quiet), None
+    try:
+        comfy = Comfy(args.server, args.timeout, deadline=time.monotonic() + args.timeout)
+        outcome = run(comfy, workflow, images, progress)
+    except ClientError as e:
+        note = f"; {stop(comfy)}" if comfy and comfy.running else ""
+        return _fail(progress, f"error: {e}{note}" if what == "the prompt" else f"error at {what}: {e}{note}", 2)
+    except TimedOut:
+        return _fail(progress, f"{what} did not finish within --timeout {args.timeout:g} s; {stop(comfy)}", 1)
+    except KeyboardInterrupt:
+        return _fail(progress, f"interrupted (Ctrl-C){'' if what == 'the prompt' else ' at ' + what}; {stop(comfy)}", 130)
+    progress.end()
+    return outcome
+
+
+def run_folder(args: argparse.Namespace) -> int:
+    """``--folder``: the workflow once per image (a fresh copy each time); 0 when every image succeeded."""
+    from .batch.jobs import list_images
+
+    if args.image:
+        return _fail(Progress(True), "error: --folder and --image exclude each other; give one of them", 2)
+    try:
+        images = list_images(args.folder)
+        workflow = prepare(args)
+    except (ClientError, ValueError) as e:
+        return _fail(Progress(True), f"error: {e}", 2)
+    if not any(v["class_type"] == "LoadImage" for v in workflow.values()):
+        return _fail(Progress(True), f"error: workflow {str(args.workflow)!r} has no LoadImage node to feed the "
+                                     "folder's images to", 2)
+    failed = 0
+    for path in images:
+        outcome = _run_once(args, json.loads(json.dumps(workflow)), [path], path.name)
+        if isinstance(outcome, int):
+            return outcome
+        prompt_id, status, prompts = outcome
+        failed += status != "success"
+        if args.json:
+            print(json.dumps({"path": str(path), "prompt_id": prompt_id, "status": status, "prompts": prompts}), flush=True)
+        else:
+            print(f"{path.name}: " + (" | ".join(prompts.values()) if status == "success" else status), flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

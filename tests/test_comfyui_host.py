@@ -214,3 +214,25 @@ def test_headless_client_prints_the_learned_prompt(server):
     bad = subprocess.run([sys.executable, "-m", "pez_nodes.client", str(ROOT / "workflows" / "pez_invert_toy.json"),
                           "--server", f"127.0.0.1:{server.port}"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert bad.returncode == 2 and "UI format" in bad.stderr
+
+
+def test_headless_client_inverts_a_folder_one_image_at_a_time(server, tmp_path):
+    for i, path in enumerate(EXAMPLES):
+        shutil.copy(path, tmp_path / f"pic{i}.png")
+    (tmp_path / "notes.md").write_text("not an image")
+    out = subprocess.run([sys.executable, "-m", "pez_nodes.client", str(ROOT / "workflows" / "api" / "pez_invert_toy.json"),
+                          "--folder", str(tmp_path), "--server", f"127.0.0.1:{server.port}", "--set", "3.steps=25",
+                          "--json", "--quiet"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [Path(r["path"]).name for r in rows] == ["pic0.png", "pic1.png"]
+    assert all(r["status"] == "success" and r["prompts"]["3"].strip() for r in rows)
+
+
+def test_per_image_mode_returns_one_prompt_per_image(server):
+    workflow = json.loads((ROOT / "workflows" / "api" / "pez_invert_each_toy.json").read_text())
+    workflow["5"]["inputs"]["steps"] = 30
+    _, status, entry, _ = _run(server, workflow, EXAMPLES)
+    assert status == "success", entry.get("status")
+    prompts = client.all_prompts_from_history(workflow, entry)["5"]
+    assert len(prompts) == 2 and all(p.strip() for p in prompts)
