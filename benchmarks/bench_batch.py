@@ -32,9 +32,9 @@ from pez_nodes import toyworld as tw  # noqa: E402
 from pez_nodes.core import PEZConfig, invert, invert_each  # noqa: E402
 
 
-def per_image_seconds(model, images, batch: int, steps: int) -> float:
+def per_image_seconds(model, images, batch: int, steps: int, restarts: int = 4) -> float:
     """Seconds one image costs when ``batch`` images share each encoder pass (batch 1: ``invert`` alone)."""
-    config = PEZConfig(prompt_len=8, steps=steps, patience=0)
+    config = PEZConfig(prompt_len=8, steps=steps, patience=0, restarts=restarts)
     chunk = images[:batch]
     start = time.perf_counter()
     if batch == 1:
@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="steps timed (toy: ×5)")
     ap.add_argument("--full-steps", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--restarts", default="4", help="restarts per image (comma-separated: one table each)")
     ap.add_argument("--ray", action="store_true", help="also time `pez batch` locally vs --ray auto (toy)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -83,16 +84,18 @@ def main() -> None:
         model = build(name, "cpu")
         steps = args.steps * (5 if name == "toy" else 1)
         per_image_seconds(model, images, 1, 2)  # warm-up
-        rows = {}
-        for batch in batches:
-            seconds = per_image_seconds(model, images, batch, steps) * args.full_steps / steps
-            rows[batch] = {"s_per_image": round(seconds, 2), "images_per_hour": round(3600 / seconds)}
-        base = rows[1]["images_per_hour"]
-        print(f"\n{model.name}: images/hour at {args.full_steps} steps (8 tokens, 4 restarts, {args.threads} threads)")
-        print("| batch | s / image | images / hour | × one at a time |\n|---|---|---|---|")
-        for batch, row in rows.items():
-            print(f"| {batch} | {row['s_per_image']} | {row['images_per_hour']} | {row['images_per_hour'] / base:.2f} |")
-        report[name] = rows
+        for restarts in (int(r) for r in args.restarts.split(",")):
+            rows = {}
+            for batch in batches:
+                seconds = per_image_seconds(model, images, batch, steps, restarts) * args.full_steps / steps
+                rows[batch] = {"s_per_image": round(seconds, 2), "images_per_hour": round(3600 / seconds)}
+            base = rows[1]["images_per_hour"]
+            print(f"\n{model.name}: images/hour at {args.full_steps} steps (8 tokens, {restarts} restarts, "
+                  f"{args.threads} threads)")
+            print("| batch | s / image | images / hour | × one at a time |\n|---|---|---|---|")
+            for batch, row in rows.items():
+                print(f"| {batch} | {row['s_per_image']} | {row['images_per_hour']} | {row['images_per_hour'] / base:.2f} |")
+            report[f"{name}, {restarts} restarts"] = rows
     if args.ray:
         report["ray_vs_local"] = ray_vs_local(60, 16)
         print("\n`pez batch`, 16 toy pictures, 60 steps:", json.dumps(report["ray_vs_local"]))
