@@ -3,7 +3,7 @@
 Every picture shows one shape (``circle``, ``square`` ...) of one colour (``red``, ``blue`` ...),
 of one size (``small`` / ``large``) on one background (``grass``, ``sand`` ...). Each attribute is a
 single token of the CLIP tokenizer, so a prompt recovered by PEZ can be scored by counting the
-attribute words it contains. ``scripts/train_toy_clip.py`` trains the bundled tiny CLIP on this
+attribute words it contains. ``tools/train_toy_clip.py`` trains the bundled tiny CLIP on this
 world; ``pez demo`` and the tests draw from it.
 
 Only numpy and Pillow are used, so the world can be drawn anywhere the package imports.

@@ -2,7 +2,7 @@
 
 The task (``pez_nodes/lm/synthetic.py``): yes/no questions about toy-world captions where the question is not in
 the text, so the empty template sits near chance and a prompt has something to find. toy_lm_small and
-toy_lm_large share CLIP's tokenizer and were trained by ``scripts/train_toy_lm.py`` (13 min on 2 cores).
+toy_lm_large share CLIP's tokenizer and were trained by ``tools/train_toy_lm.py`` (13 min on 2 cores).
 """
 
 from __future__ import annotations

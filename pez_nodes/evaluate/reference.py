@@ -2,7 +2,7 @@
 
 For the toy world it is a second toy CLIP trained independently of the one PEZ optimises against
 (another seed and dataset, wider: text 96 / vision 128, 5 layers instead of 3 / 4); see
-``scripts/train_toy_clip.py``. PEZ never optimises against it.
+``tools/train_toy_clip.py``. PEZ never optimises against it.
 """
 
 from __future__ import annotations
@@ -18,5 +18,5 @@ def load_reference_clip(device: str = "cpu"):
 
     if not (REFERENCE_DIR / "open_clip_model.safetensors").is_file():
         raise ValueError(f"the reference CLIP is missing from {REFERENCE_DIR}; reinstall the package or train it "
-                         "with scripts/train_toy_clip.py (see its docstring).")
+                         "with tools/train_toy_clip.py (see its docstring).")
     return load_clip(str(REFERENCE_DIR), device=device)

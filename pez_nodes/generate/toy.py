@@ -7,7 +7,7 @@ states of the bundled toy CLIP's text tower — after its final LayerNorm, padde
 end token, as SD 1.x conditions on CLIP-L — with classifier-free guidance (trained with 10 % empty
 captions). Sampling uses diffusers' ``DDIMScheduler``, 25 steps; the paper's guidance 9 over-saturates this small
 model, whose own default is 2 (``TOY_GUIDANCE``, measured in the README).
-``scripts/train_toy_diffusion.py`` trains it; the shipped weights live in ``pez_nodes/models/toy_diffusion/``
+``tools/train_toy_diffusion.py`` trains it; the shipped weights live in ``pez_nodes/models/toy_diffusion/``
 in diffusers' folder layout (``unet/``, ``scheduler/``).
 """
 
@@ -162,7 +162,7 @@ def load_toy_generator(folder: Path | str = TOY_DIFFUSION_DIR, clip=None, device
 
     folder = Path(folder)
     if not (folder / "unet" / "config.json").is_file():
-        raise ValueError(f"no toy diffusion model in {folder}; train one with scripts/train_toy_diffusion.py.")
+        raise ValueError(f"no toy diffusion model in {folder}; train one with tools/train_toy_diffusion.py.")
     unet = UNet2DConditionModel.from_pretrained(folder / "unet", use_safetensors=True, local_files_only=True,
                                                 low_cpu_mem_usage=False)  # no `accelerate` needed, no warning
     config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())

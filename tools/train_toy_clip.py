@@ -1,7 +1,7 @@
 """Train the bundled toy CLIP on the toy world (``pez_nodes/toyworld.py``) on a CPU.
 
-    python scripts/train_toy_clip.py            # ~16 min on one CPU core, writes pez_nodes/models/toy/
-    python scripts/train_toy_clip.py --seed 1 --text-width 96 --vision-width 128 --layers 5 --steps 2000 \
+    python tools/train_toy_clip.py            # ~16 min on one CPU core, writes pez_nodes/models/toy/
+    python tools/train_toy_clip.py --seed 1 --text-width 96 --vision-width 128 --layers 5 --steps 2000 \
         --pez-images 0 --out pez_nodes/models/toy_reference   # the independent reference CLIP for `pez eval`
 
 The model is a stock open_clip ``CLIP`` (config in ``pez_nodes/models/toy/open_clip_config.json``)

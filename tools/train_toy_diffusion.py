@@ -1,6 +1,6 @@
 """Train the toy text-to-image model (``pez_nodes/generate/toy.py``) on the toy world, on a CPU.
 
-    python scripts/train_toy_diffusion.py          # ~30 min on 2 CPU cores, writes pez_nodes/models/toy_diffusion/
+    python tools/train_toy_diffusion.py          # ~30 min on 2 CPU cores, writes pez_nodes/models/toy_diffusion/
 
 The UNet learns to denoise 32×32 toy-world pictures (as a 16×16×12 space-to-depth latent) conditioned
 on the bundled toy CLIP's per-token text hidden states (frozen), DDPM loss on the noise (epsilon), 1000

@@ -1,6 +1,6 @@
 """The paper's results in miniature, on the toy world (README, "The paper's loop").
 
-    python scripts/toy_paper_results.py            # ~10 min on 2 cores; prints tables, writes pez_nodes/models/toy_diffusion/paper_results.json
+    python tools/toy_paper_results.py            # ~10 min on 2 cores; prints tables, writes pez_nodes/models/toy_diffusion/paper_results.json
 
 Targets are toy-world pictures; prompts are learned with the bundled toy CLIP; pictures are generated
 with the toy text-to-image model (its default guidance 2, 25 steps, ``--seeds`` seeds each) and judged by the

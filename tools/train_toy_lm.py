@@ -1,6 +1,6 @@
 """Train the two toy language models (GPT-2 layout, CLIP's BPE tokenizer) on the synthetic question corpus.
 
-    python scripts/train_toy_lm.py                # both sizes, ~13 min on 2 cores; writes pez_nodes/models/toy_lm_{small,large}/
+    python tools/train_toy_lm.py                # both sizes, ~13 min on 2 cores; writes pez_nodes/models/toy_lm_{small,large}/
 
 The corpus is ``pez_nodes/lm/synthetic.py``'s: toy-world captions asked one of four yes/no questions,
 the question named by a marker phrase before the scene. The two models share the tokenizer (CLIP's BPE

@@ -1,6 +1,6 @@
 """Write ``workflows/``: each graph once, as ComfyUI's UI format, its API-format twin, and a PNG.
 
-    python scripts/make_workflows.py
+    python tools/make_workflows.py
 
 The UI JSON (``workflows/<name>.json``) is what ComfyUI's template browser lists and what users
 share; its API-format twin (``workflows/api/<name>.json``, a subfolder so the browser does not list
