@@ -1,0 +1,106 @@
+"""``/pez/v1/invert``, ``/pez/v1/distill``, ``/pez/v1/concat``: PEZ for the webuis' headless users, JSON in and out.
+
+Request: ``{"images": [base64 or data URL or a path, ...]}`` (invert), ``{"text": "..."}`` (distill) or
+``{"texts": ["...", "..."]}`` (concat), plus ``"model"`` (default ``toy``; an open_clip name, ``hf-hub:``,
+a folder), ``"pretrained"`` and any ``PEZConfig`` field (``prompt_len``, ``steps``, ``seed``, ...). Response:
+``{"prompt", "similarity", "steps", "stop_reason", "model", "notes"}``. Bad input is a 400 with
+``{"error": "one clear line"}``, and the webui keeps serving. Runs in FastAPI's thread pool; progress and
+Interrupt through ``shared.state`` (``progress.WebuiProgress``).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from dataclasses import fields
+
+from ..core import PEZConfig, concat, distill, invert, load_clip
+from ..core.images import load_image
+from .progress import WebuiProgress
+
+CONFIG_KEYS = {f.name for f in fields(PEZConfig)} - {"device"}
+REQUEST_KEYS = {"images", "text", "texts", "model", "pretrained"} | CONFIG_KEYS
+_models: dict = {}
+_lock = threading.Lock()  # one optimisation at a time, as the webui runs one job at a time
+
+
+def _model(body: dict):
+    key = (str(body.get("model") or "toy"), body.get("pretrained"))
+    if key not in _models:
+        _models.clear()  # keep one CLIP in memory
+        _models[key] = load_clip(key[0], key[1])
+    return _models[key]
+
+
+def decode_image(value, index: int):
+    """A PIL image from base64 (optionally a ``data:image/...;base64,`` URL) or a file path on the server."""
+    from PIL import Image
+
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"images[{index}] is empty; give a base64 PNG/JPEG or a path.")
+    text = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError:
+        return load_image(value)
+    try:
+        return Image.open(io.BytesIO(raw)).convert("RGB")
+    except OSError as e:
+        raise ValueError(f"images[{index}] is base64 but not an image ({e}); send a PNG or JPEG.") from e
+
+
+def config_of(body: dict) -> PEZConfig:
+    unknown = sorted(set(body) - REQUEST_KEYS)
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown}; known: images/text/texts, model, pretrained and PEZConfig's "
+                         f"fields ({', '.join(sorted(CONFIG_KEYS))}).")
+    return PEZConfig(**{k: v for k, v in body.items() if k in CONFIG_KEYS}).validate()
+
+
+def run(kind: str, body: dict, state) -> dict:
+    """One request: parse, load (cached), optimise with the webui's progress; the result as JSON."""
+    if not isinstance(body, dict):
+        raise ValueError("the request body must be a JSON object.")
+    config = config_of(body)
+    if kind == "invert":
+        images = body.get("images")
+        if not isinstance(images, list) or not images:
+            raise ValueError("images is missing or empty; give a list of base64 images (or server paths).")
+        inputs = [decode_image(v, i) for i, v in enumerate(images)]
+    elif kind == "distill":
+        if not isinstance(body.get("text"), str) or not body["text"].strip():
+            raise ValueError("text is missing or empty; give the prompt to distill.")
+    elif not isinstance(body.get("texts"), list):
+        raise ValueError("texts is missing; give a list of two or more prompts.")
+    with _lock:
+        model = _model(body)
+        with WebuiProgress(state, config.steps) as progress:
+            if kind == "invert":
+                result = invert(model, inputs, config, progress)
+            elif kind == "distill":
+                result = distill(model, body["text"], config, progress)
+            else:
+                result = concat(model, body["texts"], config, progress)
+            stopped = bool(state.interrupted)
+    return {"prompt": result.text, "similarity": result.similarity, "steps": result.steps,
+            "stop_reason": "interrupted" if stopped else result.stop_reason, "model": result.model,
+            "notes": result.notes}
+
+
+def mount(app, state) -> None:
+    """Add the three routes to the webui's FastAPI ``app``."""
+    from fastapi import Body
+    from fastapi.responses import JSONResponse
+
+    def endpoint(kind: str):
+        def handler(body: dict = Body(...)):
+            try:
+                return run(kind, body, state)
+            except ValueError as e:
+                return JSONResponse({"error": str(e).splitlines()[0]}, status_code=400)
+        handler.__name__ = f"pez_{kind}"
+        return handler
+
+    for kind in ("invert", "distill", "concat"):
+        app.add_api_route(f"/pez/v1/{kind}", endpoint(kind), methods=["POST"])
