@@ -25,7 +25,8 @@ OUT = ROOT / "workflows"
 
 from pez_nodes import toyworld as tw  # noqa: E402
 
-# Output slots (name, type) and widget names in the order ComfyUI's frontend shows them.
+# Output slots (name, type) and widget names in the order ComfyUI's frontend shows them: the schema's required
+# inputs, then its optional ones (tests/test_comfyui_browser.py opens each file in the real frontend and checks).
 # A seed widget with control_after_generate is followed by its control value in widgets_values.
 PEZ_OPT = ["prompt_len", "steps", "seed", "@control", "lr", "restarts", "patience", "blocklist", "ascii_only", "template",
            "method", "bank"]
@@ -36,8 +37,8 @@ NODE_TYPES = {
     "PEZInvert": ([("prompt", "STRING"), ("similarity", "FLOAT")],
                   PEZ_OPT + ["negative_text", "negative_weight", "fluency", "mode"]),
     "PEZDistill": ([("prompt", "STRING"), ("similarity", "FLOAT")], ["text"] + PEZ_OPT + ["fluency"]),
-    "PEZPromptConcat": ([("prompt", "STRING"), ("similarity", "FLOAT")],
-                        ["text_a", "text_b", "text_c", "text_d"] + PEZ_OPT + ["fluency"]),
+    "PEZPromptConcat": ([("prompt", "STRING"), ("similarity", "FLOAT")],  # required widgets first, then optional
+                        ["text_a", "text_b"] + PEZ_OPT[:4] + ["text_c", "text_d"] + PEZ_OPT[4:] + ["fluency"]),
     "PEZLoadLM": ([("pez_lm", "PEZ_LM")], ["model", "device"]),
     "LoadImage": ([("IMAGE", "IMAGE"), ("MASK", "MASK")], ["image", "@upload"]),
     "ImageBatch": ([("IMAGE", "IMAGE")], []),

@@ -22,6 +22,22 @@ def comfy_device():
     return mm.get_torch_device() if mm else None
 
 
+def _prompt_server():
+    server = _comfy("server")
+    return getattr(getattr(server, "PromptServer", None), "instance", None) if server else None
+
+
+def show_on_node(node_id: str | None, text: str) -> None:
+    """Put ``text`` in the node's text box, where the live best prompt ran (ComfyUI's progress text).
+
+    ComfyUI's frontend shows no ``ui`` text of a custom node by itself, and the live text is throttled,
+    so without this the node would keep showing an intermediate step after it finished.
+    """
+    server = _prompt_server()
+    if server is not None and node_id:
+        server.send_progress_text(text, node_id)
+
+
 class NodeProgress:
     """The core's callback inside ComfyUI: moves the node's progress bar, shows the best prompt on
     the node when it changes, and raises ComfyUI's interrupt exception within one step of a click
@@ -31,8 +47,7 @@ class NodeProgress:
         utils = _comfy("comfy.utils")
         self.bar = utils.ProgressBar(total, node_id=node_id) if utils else None
         self.mm = _comfy("comfy.model_management")
-        server = _comfy("server")
-        self.server = getattr(getattr(server, "PromptServer", None), "instance", None) if server else None
+        self.server = _prompt_server()
         self.node_id = node_id
         self.last_text = None
         self.last_sent = 0.0

@@ -14,7 +14,7 @@ from ..core import PEZConfig, load_clip
 from ..core.architecture import ACTIVATIONS
 from ..core.loading import VOCABULARIES
 from ..core.methods import METHODS
-from . import logic, model_list, native_text, native_vision, workflow_clip
+from . import host, logic, model_list, native_text, native_vision, workflow_clip
 
 PEZ_CLIP = io.Custom("PEZ_CLIP")
 PEZ_LM = io.Custom("PEZ_LM")
@@ -81,9 +81,10 @@ def _shown(result) -> tuple[str, str]:
     return text, f"{text}\n\nsimilarity {result.similarity:.4f} · {result.steps} steps{method}{notes}"
 
 
-def _output(result) -> io.NodeOutput:
+def _output(result, node_id) -> io.NodeOutput:
     """The prompt, its similarity, and the notes on the node."""
     text, shown = _shown(result)
+    host.show_on_node(node_id, shown)
     return io.NodeOutput(text, result.similarity, ui=ui.PreviewText(shown))
 
 
@@ -101,9 +102,10 @@ _LIST_OUTPUTS = [  # PEZ Invert: one prompt (shared), or one per image as a Comf
 ]
 
 
-def _outputs(results) -> io.NodeOutput:
+def _outputs(results, node_id) -> io.NodeOutput:
     """List outputs for PEZ Invert: each result's prompt and similarity; the node shows one text per prompt."""
     shown = [_shown(r) for r in results]
+    host.show_on_node(node_id, "\n\n".join(s for _, s in shown))
     return io.NodeOutput([t for t, _ in shown], [r.similarity for r in results], ui={"text": [s for _, s in shown]})
 
 
@@ -242,9 +244,9 @@ class PEZInvert(io.ComfyNode):
         if mode == logic.INVERT_MODES[1]:
             if negatives.get("negative_images") is not None or (negatives.get("negative_text") or "").strip():
                 raise ValueError("mode 'per image' takes no negatives; use mode 'shared' for them.")
-            return _outputs(logic.invert_each(pez_clip, images, config, cls.hidden.unique_id))
+            return _outputs(logic.invert_each(pez_clip, images, config, cls.hidden.unique_id), cls.hidden.unique_id)
         return _outputs([logic.invert(pez_clip, images, config, cls.hidden.unique_id, fluency_lm=fluency_lm,
-                                      **negatives)])
+                                      **negatives)], cls.hidden.unique_id)
 
 
 class PEZDistill(io.ComfyNode):
@@ -264,7 +266,7 @@ class PEZDistill(io.ComfyNode):
     @classmethod
     def execute(cls, pez_clip, text, prompt_len=logic.DISTILL_PROMPT_LEN, fluency_lm=None, **widgets) -> io.NodeOutput:
         config = _config(pez_clip, prompt_len=prompt_len, **widgets)
-        return _output(logic.distill(pez_clip, text, config, cls.hidden.unique_id, fluency_lm))
+        return _output(logic.distill(pez_clip, text, config, cls.hidden.unique_id, fluency_lm), cls.hidden.unique_id)
 
 
 class PEZPromptConcat(io.ComfyNode):
@@ -288,7 +290,7 @@ class PEZPromptConcat(io.ComfyNode):
     def execute(cls, pez_clip, text_a, text_b, text_c="", text_d="", fluency_lm=None, **widgets) -> io.NodeOutput:
         config = _config(pez_clip, **widgets)
         return _output(logic.concat(pez_clip, [text_a, text_b, text_c, text_d], config, cls.hidden.unique_id,
-                                    fluency_lm))
+                                    fluency_lm), cls.hidden.unique_id)
 
 
 class PEZImageSimilarity(io.ComfyNode):
@@ -313,12 +315,14 @@ class PEZImageSimilarity(io.ComfyNode):
             outputs=[io.Float.Output(display_name="similarity", tooltip="Mean cosine similarity over the pairs."),
                      io.String.Output(display_name="per_pair", tooltip="Each pair's similarity, one a line.")],
             is_output_node=True,
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
     def execute(cls, images_a, images_b, **inputs) -> io.NodeOutput:
         mean, sims = logic.image_similarity(images_a, images_b, **inputs)
         text = "\n".join(f"{i + 1}: {s:.4f}" for i, s in enumerate(sims))
+        host.show_on_node(cls.hidden.unique_id, f"mean {mean:.4f}\n{text}")
         return io.NodeOutput(mean, text, ui=ui.PreviewText(f"mean {mean:.4f}\n{text}"))
 
 

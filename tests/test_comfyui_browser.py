@@ -1,0 +1,178 @@
+"""The node pack in ComfyUI's real frontend (its pip-installed ``comfyui_frontend_package``), in headless Chromium.
+
+Everything goes through the page as a user would: workflow files dropped on the canvas (the JSON and the
+PNG), a workflow opened from the template browser, nodes added by double-click + search and linked by
+dragging with the mouse, Run clicked; assertions read what the page shows (dialogs, widget values, each
+node's progress bar and text box). Needs ``COMFYUI_DIR`` (as the host tests) and a Chromium with Playwright
+for Python (``pez_nodes/comfy/browser.py``); skipped with the reason printed otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pez_nodes.comfy.browser import comfy_page, wait_until_done, why_no_browser
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / "workflows"
+COMFY = os.environ.get("COMFYUI_DIR")
+NO_BROWSER = why_no_browser()
+pytestmark = [pytest.mark.skipif(not COMFY, reason="COMFYUI_DIR is not set: no real ComfyUI to serve the frontend"),
+              pytest.mark.skipif(bool(NO_BROWSER), reason=f"no browser for the frontend tests: {NO_BROWSER}")]
+OPTIMISING = ("PEZInvert", "PEZDistill", "PEZPromptConcat")
+UI_WORKFLOWS = sorted(WORKFLOWS.glob("*.json"))
+
+
+def _offline(ui_workflow: dict) -> bool:
+    """Runs here: only the toy CLIP, no checkpoint (as ``test_comfyui_host._offline``, on the UI format)."""
+    types = {n["type"] for n in ui_workflow["nodes"]}
+    loaders = [n for n in ui_workflow["nodes"] if n["type"] == "PEZLoadCLIP"]
+    return "CheckpointLoaderSimple" not in types and all(n["widgets_values"][0].startswith("toy") for n in loaders)
+
+
+OFFLINE = [p for p in UI_WORKFLOWS if _offline(json.loads(p.read_text()))]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from pez_nodes.comfy.launch import running_comfyui
+
+    inputs = Path(COMFY) / "input"  # the pictures the workflows' LoadImage nodes name
+    inputs.mkdir(exist_ok=True)
+    for name in ("pez_example.png", "pez_example_2.png"):
+        shutil.copy(WORKFLOWS / name, inputs / name)
+    with running_comfyui(COMFY, tmp_path_factory.mktemp("comfy") / "server.log") as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def ui(server):
+    with comfy_page(server.address) as page:
+        yield page
+
+
+@pytest.fixture(autouse=True)
+def no_dialog_left(request):
+    """A test that fails with a dialog open closes it, so the next test starts on the bare page."""
+    yield
+    if "ui" in request.fixturenames:
+        page = request.getfixturevalue("ui")
+        for _ in range(3):
+            if not page.dialogs():
+                break
+            page.page.keyboard.press("Escape")
+            page.settle()
+
+
+def _history(ui, prompt_id: str | None = None) -> dict:
+    """The newest (or the given) entry of ComfyUI's history."""
+    with urllib.request.urlopen(ui.base + "/history", timeout=30) as r:
+        history = json.loads(r.read())
+    return history[prompt_id] if prompt_id else list(history.values())[-1]
+
+
+def _same(shown, saved) -> bool:
+    if isinstance(saved, float) or isinstance(shown, float):
+        return math.isclose(float(shown), float(saved), rel_tol=1e-6, abs_tol=1e-9)
+    return shown == saved
+
+
+def _check_opened(ui, path: Path) -> None:
+    """No dialog; every node known to the frontend with its saved links; every widget shows its saved value."""
+    saved = json.loads(path.read_text())
+    api = json.loads((WORKFLOWS / "api" / path.name).read_text())
+    assert ui.dialogs() == [], f"{path.name}: dialogs on opening: {ui.dialogs()}"
+    nodes = {n["id"]: n for n in ui.nodes()}
+    assert sorted(nodes) == sorted(n["id"] for n in saved["nodes"])
+    for node in nodes.values():
+        assert node["known"] and not node["has_errors"], f"{path.name}: node {node['id']} {node['type']} is missing"
+    names = {i["link"]: i["name"] for n in saved["nodes"] for i in n["inputs"]}  # slot numbers are the frontend's
+    assert sorted(ui.links()) == sorted((src, slot, dst, names[link]) for link, src, slot, dst, *_ in saved["links"]), \
+        f"{path.name}: links differ"
+    for node_id, entry in api.items():
+        shown = nodes[int(node_id)]["widgets"]
+        for name, value in entry["inputs"].items():
+            if isinstance(value, list):  # a link, not a widget
+                continue
+            assert name in shown, f"{path.name}: node {node_id} ({entry['class_type']}) shows no widget {name!r}"
+            assert _same(shown[name], value), f"{path.name}: {entry['class_type']}.{name} shows {shown[name]!r}, saved {value!r}"
+
+
+@pytest.mark.parametrize("path", UI_WORKFLOWS, ids=lambda p: p.stem)
+def test_dropped_workflow_json_opens_with_every_node_link_and_saved_value(ui, path):
+    ui.drop_file(path)
+    _check_opened(ui, path)
+
+
+@pytest.mark.parametrize("path", UI_WORKFLOWS, ids=lambda p: p.stem)
+def test_dropped_workflow_picture_opens_the_same_workflow(ui, path):
+    """Each PNG in workflows/ carries its workflow: dropping the picture opens it."""
+    picture = path.with_suffix(".png")
+    ui.drop_file(picture)
+    _check_opened(ui, path)
+
+
+def test_template_browser_opens_a_pack_workflow(ui, server):
+    """Templates → the pack's entry under Custom Nodes → a workflow: it opens like a dropped file."""
+    ui.new_blank_workflow()
+    ui.page.get_by_role("button", name="Templates").first.click()
+    dialog = ui.page.locator(".p-dialog")
+    dialog.get_by_text(server.link.name, exact=True).first.click(timeout=15_000)
+    dialog.get_by_text("pez_invert_toy", exact=True).first.click(timeout=15_000)
+    ui.wait_for("() => app.graph.nodes.some(n => n.type === 'PEZInvert')", what="the template to open")
+    ui.settle(1)
+    _check_opened(ui, WORKFLOWS / "pez_invert_toy.json")
+
+
+def test_there_are_offline_workflows_to_run():
+    assert len(OFFLINE) >= 6
+
+
+@pytest.mark.parametrize("path", OFFLINE, ids=lambda p: p.stem)
+def test_offline_workflow_runs_in_the_page_with_progress_live_prompt_and_result(ui, path):
+    """Run clicked: each PEZ node's progress bar moves, its box shows the live best prompt, then the final
+    prompt — the text ComfyUI recorded for the node in its history."""
+    ui.drop_file(path)
+    pez = [n["id"] for n in ui.nodes() if n["type"] in OPTIMISING]
+    ui.run()
+    seen = wait_until_done(ui, pez)
+    assert ui.dialogs() == [], ui.dialogs()
+    entry = _history(ui)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    for node in pez:
+        got = seen[node]
+        assert any(0 < p < 1 for p in got["progress"]), f"node {node}: no progress bar seen ({got['progress'][:5]})"
+        live = [t for t in got["texts"] if t.startswith("step ")]
+        assert len(live) >= 2, f"node {node}: the live best prompt did not move: {got['texts']}"
+        final = "\n\n".join(entry["outputs"][str(node)]["text"])
+        assert got["final"] == final, f"node {node}: the page shows {got['final']!r}, the run recorded {final!r}"
+        assert final.split("\n")[0].strip() and not final.startswith("step ")
+
+
+def test_a_pez_node_added_from_search_and_linked_by_dragging_runs(ui):
+    """A blank workflow: PEZ Load CLIP, Load Image and PEZ Invert Image added by double-click + search ("PEZ"),
+    linked by dragging from output to input, two widgets typed in, Run: a prompt appears on the node."""
+    ui.new_blank_workflow()
+    clip = ui.add_node_by_search("PEZ", (150, 150), "PEZLoadCLIP")
+    image = ui.add_node_by_search("load image", (150, 520), "LoadImage")
+    invert = ui.add_node_by_search("PEZ invert", (800, 150), "PEZInvert")
+    assert next(n for n in ui.nodes() if n["id"] == clip)["widgets"]["model"].startswith("toy")  # the offline model is the loader's default
+    ui.connect(clip, 0, invert, "pez_clip")
+    ui.connect(image, 0, invert, "images")
+    assert sorted(ui.links()) == [(clip, 0, invert, "pez_clip"), (image, 0, invert, "images")]
+    ui.set_widget(invert, "steps", 60)
+    ui.set_widget(invert, "prompt_len", 4)
+    ui.run()
+    seen = wait_until_done(ui, [invert])[invert]
+    entry = _history(ui)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert entry["prompt"][2][str(invert)]["inputs"]["steps"] == 60  # what was typed is what ran
+    assert seen["final"] == entry["outputs"][str(invert)]["text"][0]
+    assert seen["final"].endswith("60 steps") or "60 steps" in seen["final"]
