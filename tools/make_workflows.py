@@ -4,20 +4,19 @@
 
 The UI JSON (``workflows/<name>.json``) is what ComfyUI's template browser lists and what users
 share; its API-format twin (``workflows/api/<name>.json``, a subfolder so the browser does not list
-it) is what ``POST /prompt`` (and ``python -m pez_nodes.client``) accepts; the PNG shows the graph and
-carries the workflow in its metadata, so dropping it on ComfyUI opens the workflow.
+it) is what ``POST /prompt`` (and ``python -m pez_nodes.client``) accepts. The PNGs are screenshots
+of the real frontend carrying the workflow: ``tools/screenshot_workflows.py`` makes them from these files.
+Nodes are laid out in the columns and order ``graphs()`` gives them, with the sizes the real frontend
+draws them at, so none overlaps another.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
-from PIL.PngImagePlugin import PngInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -61,6 +60,18 @@ TOY = "toy (bundled, offline)"
 # vision model, and the text projection their checkpoints leave out. (file, node title)
 VIT_L = ("clip-vit-large-patch14.safetensors", "CLIP Vision (ViT-L/14)")
 FLUENCY = 0.03  # the fluency weight of the fluent workflow (README, "Fluent image prompts": measured there)
+
+
+# (width, height) ComfyUI's frontend (1.27) draws each node at, measured in the page; a PEZ node that learns
+# a prompt gets RESULT_ROOM more for its text box (the live best prompt, then the result), a LoadImage
+# node room for its picture.
+SIZES = {"PEZLoadCLIP": (300, 178), "PEZCLIPFromWorkflow": (300, 194), "PEZInvert": (400, 508),
+         "PEZDistill": (400, 450), "PEZPromptConcat": (400, 612), "PEZLoadLM": (300, 82),
+         "PEZImageSimilarity": (300, 118), "LoadImage": (300, 340), "ImageBatch": (160, 46),
+         "CheckpointLoaderSimple": (300, 98), "CLIPVisionLoader": (300, 58), "CLIPTextEncode": (400, 200),
+         "EmptyLatentImage": (300, 106), "KSampler": (300, 262), "VAEDecode": (160, 46), "SaveImage": (300, 270)}
+RESULT_ROOM = 110
+GAP = (60, 40)  # between columns, between nodes of a column
 
 
 @dataclass
@@ -225,9 +236,31 @@ def api_format(nodes: list[Node]) -> dict:
     return out
 
 
+def size(n: Node) -> tuple[int, int]:
+    w, h = SIZES[n.type]
+    return w, h + (RESULT_ROOM if n.type in ("PEZInvert", "PEZDistill", "PEZPromptConcat", "PEZImageSimilarity") else 0)
+
+
+def layout(nodes: list[Node]) -> dict[int, tuple[int, int]]:
+    """Each node's position: columns in the order of the x ``graphs()`` gives, each as wide as its widest
+    node; within a column, nodes in the order of their given y, stacked at their real heights."""
+    columns: dict[int, list[Node]] = {}
+    for n in nodes:
+        columns.setdefault(n.pos[0], []).append(n)
+    pos, x = {}, 40
+    for key in sorted(columns):
+        y = 60
+        for n in sorted(columns[key], key=lambda n: n.pos[1]):
+            pos[n.id] = (x, y)
+            y += size(n)[1] + GAP[1]
+        x += max(size(n)[0] for n in columns[key]) + GAP[0]
+    return pos
+
+
 def ui_format(nodes: list[Node], description: str) -> dict:
     links, link_id = [], 0
-    ui_nodes = {n.id: {"id": n.id, "type": n.type, "pos": list(n.pos), "size": [340, 120 + 26 * len(n.widgets)],
+    where = layout(nodes)
+    ui_nodes = {n.id: {"id": n.id, "type": n.type, "pos": list(where[n.id]), "size": list(size(n)),
                        "flags": {}, "order": i, "mode": 0, "inputs": [], "outputs": [],
                        "properties": {"Node name for S&R": n.type}, "widgets_values": []}
                 for i, n in enumerate(nodes)}
@@ -259,45 +292,6 @@ def ui_format(nodes: list[Node], description: str) -> dict:
             "links": links, "groups": [], "config": {}, "extra": {"pez_description": description}, "version": 0.4}
 
 
-def picture(nodes: list[Node], description: str, ui: dict, api: dict, path: Path) -> None:
-    """A diagram of the graph; the PNG's metadata holds the workflow (drop it on ComfyUI to open it)."""
-    width = max(n.pos[0] for n in nodes) + 400
-    caption = textwrap.wrap(description, 160)  # one line (as before) unless the description is longer
-    height = max(n.pos[1] + 130 + 22 * len(n.widgets) for n in nodes) + 60 + 18 * (len(caption) - 1)
-    img = Image.new("RGB", (width, height), (32, 32, 36))
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
-    boxes = {}
-    for n in nodes:
-        x, y = n.pos
-        h = 40 + 18 * (len(n.widgets) + len(n.links))
-        boxes[n.id] = (x, y, x + 320, y + h)
-    for n in nodes:
-        for row, (name, (src, slot)) in enumerate(n.links.items()):
-            sx, sy = boxes[src][2], boxes[src][1] + 14 + 16 * slot
-            tx, ty = boxes[n.id][0], boxes[n.id][1] + 36 + 18 * row
-            bend = max(60, (tx - sx) // 2)
-            curve = [((1 - t) ** 3 * sx + 3 * (1 - t) ** 2 * t * (sx + bend) + 3 * (1 - t) * t * t * (tx - bend) + t ** 3 * tx,
-                      (1 - t) ** 3 * sy + 3 * (1 - t) ** 2 * t * sy + 3 * (1 - t) * t * t * ty + t ** 3 * ty)
-                     for t in (i / 40 for i in range(41))]
-            draw.line(curve, fill=(140, 180, 240), width=3)
-            draw.ellipse([tx - 5, ty - 5, tx + 5, ty + 5], fill=(140, 180, 240))
-    for n in nodes:
-        x0, y0, x1, y1 = boxes[n.id]
-        pez = n.type.startswith("PEZ")
-        draw.rounded_rectangle(boxes[n.id], 8, fill=(58, 52, 80) if pez else (53, 53, 58), outline=(200, 200, 210))
-        draw.text((x0 + 10, y0 + 8), n.title or n.type, fill=(255, 230, 150) if pez else (235, 235, 235), font=font)
-        lines = [f"<- {k}" for k in n.links] + [f"{k}: {v}"[:48] for k, v in n.widgets.items() if k not in n.links]
-        for i, line in enumerate(lines):
-            draw.text((x0 + 14, y0 + 30 + 18 * i), line, fill=(200, 200, 205), font=font)
-    for i, line in enumerate(caption):
-        draw.text((20, height - 30 - 18 * (len(caption) - 1 - i)), line, fill=(220, 220, 220), font=font)
-    info = PngInfo()
-    info.add_text("workflow", json.dumps(ui))
-    info.add_text("prompt", json.dumps(api))
-    img.save(path, pnginfo=info)
-
-
 def main() -> None:
     (OUT / "api").mkdir(parents=True, exist_ok=True)
     tw.render(tw.Scene("star", "yellow", "large", "night"), size=256, seed=7).save(OUT / "pez_example.png")
@@ -306,8 +300,8 @@ def main() -> None:
         ui, api = ui_format(nodes, description), api_format(nodes)
         (OUT / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
         (OUT / "api" / f"{name}.json").write_text(json.dumps(api, indent=2) + "\n")
-        picture(nodes, description, ui, api, OUT / f"{name}.png")
-        print(f"wrote workflows/{name}.json, workflows/api/{name}.json, workflows/{name}.png")
+        print(f"wrote workflows/{name}.json, workflows/api/{name}.json")
+    print("now run tools/screenshot_workflows.py (a real ComfyUI) to picture them: workflows/<name>.png")
 
 
 if __name__ == "__main__":

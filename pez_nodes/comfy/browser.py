@@ -141,11 +141,6 @@ class ComfyPage:
         """Click Run (queue the open workflow)."""
         self.page.get_by_role("button", name="Run", exact=True).first.click()
 
-    def fit_view(self) -> None:
-        self.page.evaluate("app.canvas.fitViewToSelectionAnimated ? app.canvas.ds.fitToBounds && "
-                           "app.canvas.fitViewToSelectionAnimated({duration: 0}) : null")
-        self.settle()
-
     # -- what the page shows -----------------------------------------------------------------------------
     def dialogs(self) -> list[str]:
         """The text of every dialog and error toast open on the page."""
@@ -201,16 +196,18 @@ class ComfyPage:
 
 
 @contextmanager
-def comfy_page(address: str, chromium: str | None = None, viewport: dict | None = None):
+def comfy_page(address: str, chromium: str | None = None, viewport: dict | None = None, settings: dict | None = None):
     """Open ComfyUI at ``address`` (host:port) in headless Chromium; yields a :class:`ComfyPage`.
 
     The first-run template dialog is switched off through ComfyUI's settings API first, as a returning
-    user has it; the page counts as ready when the app and its graph exist.
+    user has it (and any other ``settings`` given are set); the page counts as ready when the app and its
+    graph exist.
     """
     from playwright.sync_api import sync_playwright
 
     base = f"http://{address}"
-    _post(base, "/settings/Comfy.TutorialCompleted", True)
+    for key, value in {"Comfy.TutorialCompleted": True, **(settings or {})}.items():
+        _post(base, f"/settings/{key}", value)
     exe = chromium or find_chromium()
     if exe is None:
         raise RuntimeError(why_no_browser())

@@ -53,11 +53,11 @@ class ComfyProcess:
 
 @contextmanager
 def running_comfyui(comfy_dir: str | Path, log: Path, python: str | None = None, startup_s: float = 120,
-                    extra_args: tuple[str, ...] = ()):
-    """Link the pack into ``comfy_dir/custom_nodes``, start ComfyUI (with ``extra_args``), wait for
-    ``/system_stats``; stop on exit."""
+                    extra_args: tuple[str, ...] = (), link_name: str | None = None):
+    """Link the pack into ``comfy_dir/custom_nodes`` (as ``link_name``, default one per process), start
+    ComfyUI (with ``extra_args``), wait for ``/system_stats``; stop on exit."""
     comfy = Path(comfy_dir)
-    link = comfy / "custom_nodes" / f"pez_host_test_{os.getpid()}"
+    link = comfy / "custom_nodes" / (link_name or f"pez_host_test_{os.getpid()}")
     if not link.exists():
         link.symlink_to(PACK_ROOT, target_is_directory=True)
     port = free_port()
