@@ -1,7 +1,8 @@
 """PEZ as an AUTOMATIC1111 / Forge extension: this is the only file the webui loads from ``scripts/``.
 
-It mounts ``/pez/v1/invert``, ``/pez/v1/distill`` and ``/pez/v1/concat`` on the webui's API
-(``pez_nodes/webui/routes.py``) and adds the txt2img script "PEZ: prompt from image". The work is the core's.
+It adds the PEZ tab (``pez_nodes/webui/tab.py``), mounts ``/pez/v1/invert``, ``/pez/v1/distill`` and
+``/pez/v1/concat`` on the webui's API (``pez_nodes/webui/routes.py``) and adds the txt2img script
+"PEZ: prompt from image". CLIPs are listed from ``models/open_clip``. The work is the core's.
 """
 
 import os
@@ -12,21 +13,40 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import gradio as gr  # noqa: E402
-from modules import processing, script_callbacks, scripts, shared  # noqa: E402
+from modules import paths, processing, script_callbacks, scripts, shared  # noqa: E402
 
-from pez_nodes.webui import routes  # noqa: E402
+from pez_nodes.webui import models, routes, tab  # noqa: E402
 from pez_nodes.webui.progress import WebuiProgress  # noqa: E402
+
+try:  # AUTOMATIC1111 >= 1.8 and Forge; older AUTOMATIC1111 names it generation_parameters_copypaste
+    from modules import infotext_utils as paste
+except ImportError:  # pragma: no cover - older webuis
+    from modules import generation_parameters_copypaste as paste
+
+FOLDER = models.models_folder(paths.models_path)
 
 
 def _on_app_started(demo, app):
-    routes.mount(app, shared.state)
+    routes.mount(app, shared.state, FOLDER)
+
+
+def _send_buttons(prompt_box):
+    """"Send to txt2img / img2img": the webui's own paste buttons, fed the learned prompt."""
+    for name, button in paste.create_buttons(["txt2img", "img2img"]).items():
+        paste.register_paste_params_button(paste.ParamBinding(paste_button=button, tabname=name,
+                                                              source_text_component=prompt_box))
+
+
+def _on_ui_tabs():
+    return [(tab.build(shared.state, FOLDER, _send_buttons), "PEZ", "pez")]
 
 
 script_callbacks.on_app_started(_on_app_started)
+script_callbacks.on_ui_tabs(_on_ui_tabs)
 
 
 class PEZPromptFromImage(scripts.Script):
-    """txt2img: learn a prompt from an image with PEZ (bundled toy CLIP or a named one), then generate with it."""
+    """txt2img: learn a prompt from an image with PEZ (a listed CLIP or a named one), then generate with it."""
 
     def title(self):
         return "PEZ: prompt from image"
@@ -36,17 +56,19 @@ class PEZPromptFromImage(scripts.Script):
 
     def ui(self, is_img2img):
         image = gr.Image(label="Image to turn into a prompt", type="pil")
-        model = gr.Textbox(label="CLIP (toy, or an open_clip name such as ViT-L-14)", value="toy")
+        model = gr.Dropdown(models.choices(FOLDER), value=models.choices(FOLDER)[0],
+                            label="CLIP (or type an open_clip name below)")
+        custom = gr.Textbox(label="…or an open_clip name, hf-hub:org/repo or a path")
         prompt_len = gr.Slider(1, 75, value=16, step=1, label="Prompt tokens")
         steps = gr.Slider(10, 3000, value=300, step=10, label="PEZ steps")
-        return [image, model, prompt_len, steps]
+        return [image, model, prompt_len, steps, custom]
 
-    def run(self, p, image, model, prompt_len, steps):
+    def run(self, p, image, model, prompt_len, steps, custom=""):
         from pez_nodes.core import PEZConfig, invert
 
         if image is None:
             raise ValueError("PEZ: give an image to learn the prompt from.")
-        clip = routes._model({"model": model or "toy"})
+        clip = routes.load_model({"model": (custom or "").strip() or model or "toy"})
         with WebuiProgress(shared.state, int(steps)) as progress:
             result = invert(clip, [image], PEZConfig(prompt_len=int(prompt_len), steps=int(steps)), progress)
         p.prompt = result.text

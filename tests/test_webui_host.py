@@ -1,9 +1,10 @@
 """The pack as a webui extension, on real Forge and AUTOMATIC1111 started headless (CPU, no checkpoint,
-nothing downloaded).
+nothing downloaded), gradio page on.
 
 Set ``FORGE_DIR`` / ``A1111_DIR`` to a webui laid out by ``bash ../shared/webui/prepare.sh forge|a1111 DEST``
 (its first printed line); each is skipped, with the reason printed, when unset. The repository is linked into
-the webui's ``extensions/`` for the run.
+the webui's ``extensions/`` for the run. The PEZ tab is driven in headless Chromium (as the ComfyUI frontend
+tests; skipped with the reason when no browser is found).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import base64
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -23,6 +26,8 @@ from pathlib import Path
 import pytest
 
 from pez_nodes import toyworld as tw
+from pez_nodes.comfy.browser import CHROMIUM_FLAGS, find_chromium, why_no_browser
+from pez_nodes.core import TOY_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = {  # ../shared/webui/prepare.sh's headless CPU start, API only
@@ -62,8 +67,10 @@ def webui(request, tmp_path_factory):
     link.symlink_to(ROOT, target_is_directory=True)
     port = _free_port()
     log = tmp_path_factory.mktemp(request.param) / "webui.log"
+    models = folder / "models" / "open_clip" / f"pez_test_{os.getpid()}"  # a CLIP the tab and routes list
+    shutil.copytree(TOY_DIR, models, dirs_exist_ok=True)
     cmd = [str(folder / "venv" / "bin" / "python"), "launch.py", "--skip-prepare-environment", *FLAGS[request.param],
-           "--nowebui", "--api", "--skip-version-check", "--no-download-sd-model", "--server-name", "127.0.0.1",
+           "--api", "--skip-version-check", "--no-download-sd-model", "--server-name", "127.0.0.1",
            "--port", str(port)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ""}
     with open(log, "w") as out:
@@ -74,7 +81,9 @@ def webui(request, tmp_path_factory):
         while time.time() < deadline:
             assert proc.poll() is None, log.read_text()[-3000:]
             try:
-                if _call(base, "/sdapi/v1/scripts", timeout=5)[0] == 200:
+                # ready when the extension's routes answer (the page and /sdapi come up a moment before them)
+                if _call(base, "/sdapi/v1/scripts", timeout=5)[0] == 200 and _call(base, "/pez/v1/distill", {},
+                                                                                      timeout=5)[0] == 400:
                     break
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
@@ -89,6 +98,7 @@ def webui(request, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         link.unlink()
+        shutil.rmtree(models, ignore_errors=True)
 
 
 def _png(scene: tw.Scene) -> str:
@@ -152,3 +162,119 @@ def test_bad_input_is_a_400_with_one_line_and_the_webui_keeps_serving(webui, pat
     status, out = _call(base, path, body)
     assert status == 400 and message in out["error"] and "\n" not in out["error"], out
     assert _call(base, "/sdapi/v1/scripts")[0] == 200
+
+
+def test_a_clip_in_models_open_clip_is_listed_and_used(webui):
+    base, _ = webui
+    status, out = _call(base, "/pez/v1/distill", {"text": "a red circle", "model": f"pez_test_{os.getpid()}/",
+                                                   "prompt_len": 3, "steps": 10})
+    assert status == 200 and out["prompt"], out
+
+
+def test_install_py_runs_under_the_webuis_own_installer_and_changes_nothing(webui, request):
+    """``launch_utils.run_extension_installer`` (what the webui runs for every extension at start): our
+    install.py finds everything installed and leaves the webui's packages (torch, open_clip 2.20.0) as they are."""
+    folder = Path(os.environ[f"{request.node.callspec.params['webui'].upper()}_DIR"])
+    python = str(folder / "venv" / "bin" / "python")
+    freeze = lambda: subprocess.run([python, "-m", "pip", "freeze"], capture_output=True, text=True).stdout  # noqa: E731
+    before = freeze()
+    run = subprocess.run([python, "-c", "import sys; sys.argv = ['launch.py']; from modules import launch_utils; "
+                                        f"launch_utils.run_extension_installer({str(ROOT)!r})"],
+                         cwd=folder, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": ""})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "[pez] all requirements are installed" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+    assert freeze() == before
+
+
+def _client(base, *args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "pez_nodes.webui.client", "--webui", base, *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def test_headless_client_learns_through_the_webui(webui, tmp_path):
+    base, _ = webui
+    picture = tmp_path / "star.png"
+    tw.render(tw.Scene("star", "yellow", "large", "night"), 64, 0).save(picture)
+    run = _client(base, "invert", str(picture), "--set", "steps=40", "--set", "prompt_len=4")
+    assert run.returncode == 0 and run.stdout.strip(), run.stderr
+    run = _client(base, "distill", "a large red circle on grass", "--set", "steps=20", "--json")
+    assert run.returncode == 0 and json.loads(run.stdout)["steps"] == 20, run.stderr
+    run = _client(base, "distill", "a cat", "--set", "prompt_len=500")
+    assert run.returncode == 2 and "prompt_len=500 is out of range" in run.stderr and run.stdout == ""
+    run = _client(base, "invert", str(tmp_path / "missing.png"))
+    assert run.returncode == 2 and "does not exist" in run.stderr
+    run = _client(base, "invert", str(picture), "--set", "steps=100000", "--set", "patience=0", "--timeout", "5")
+    assert run.returncode == 1 and run.stdout.strip() and "interrupted" in run.stderr, run.stderr
+
+
+def test_headless_client_without_a_webui_is_one_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = _client(f"http://127.0.0.1:{port}", "distill", "a cat", timeout=60)
+    assert run.returncode == 2 and "no webui at" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def page(webui):
+    if why_no_browser():
+        pytest.skip(f"no browser for the PEZ tab: {why_no_browser()}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_FLAGS, headless=True)
+        try:
+            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            tab.goto(webui[0] + "/", timeout=120_000)
+            tab.get_by_role("tab", name="PEZ").click(timeout=120_000)
+            yield tab
+        finally:
+            browser.close()
+
+
+def _wait_value(page, selector: str, predicate, timeout_s: float = 120, seen: list | None = None) -> str:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = page.locator(f"{selector} textarea").input_value()
+        if seen is not None and value and (not seen or seen[-1] != value):
+            seen.append(value)
+        if predicate(value):
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{selector} never showed what was awaited; last: {value!r}")
+
+
+def test_pez_tab_learns_a_prompt_live_and_sends_it_to_txt2img(page):
+    """The PEZ tab: an image uploaded, steps typed, Learn — the live best prompt moves, the prompt and its
+    similarity appear, and "Send to txt2img" puts the prompt in txt2img's prompt box."""
+    page.locator("#pez_images input[type=file]").set_input_files(str(ROOT / "workflows" / "pez_example.png"))
+    page.locator("#pez_steps input").fill("60")
+    page.locator("#pez_prompt_len input[type=number]").fill("6")
+    page.locator("#pez_learn_invert").click()
+    prompt = _wait_value(page, "#pez_prompt", bool)
+    info = page.locator("#pez_info textarea").input_value()
+    assert info.startswith("similarity ") and "60 steps" in info and "completed" in info, info
+    assert len(prompt.split()) >= 1
+    page.locator("#tab_pez #txt2img_tab").click()
+    page.wait_for_timeout(1000)
+    assert page.locator("#txt2img_prompt textarea").input_value() == prompt
+
+
+def test_pez_tab_shows_the_live_prompt_and_interrupt_stops_it(page):
+    page.locator("#pez_tab_distill-button, button:has-text('Distill')").first.click()
+    page.locator("#pez_text textarea").fill("a large red circle on green grass")
+    page.locator("#pez_steps input").fill("100000")
+    page.locator("#pez_learn_distill").click()
+    live: list = []
+    _wait_value(page, "#pez_live", lambda v: v.startswith("PEZ ") and len(live) >= 3, seen=live)
+    started = time.time()
+    page.locator("#pez_interrupt").click()
+    info = _wait_value(page, "#pez_info", lambda v: v.startswith("similarity"), timeout_s=60)
+    assert "interrupted" in info and time.time() - started < 30, info
+    assert page.locator("#pez_prompt textarea").input_value()  # the best prompt so far
+
+
+def test_pez_tab_bad_input_is_one_line_in_the_result_box(page):
+    page.locator("#pez_learn_invert").click()  # no image uploaded
+    info = _wait_value(page, "#pez_info", lambda v: v.startswith("Error"), timeout_s=60)
+    assert info == "Error: images is missing or empty; give a list of base64 images (or server paths)."

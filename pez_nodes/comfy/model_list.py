@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import os
 
+from ..model_choices import CONFIG, PRESETS, TOY, entries_of, resolve_entry
+
 FOLDER = "open_clip"
-TOY = "toy (bundled, offline)"
-PRESETS = {
-    "ViT-L-14 / openai (SD 1.5, downloads)": ("ViT-L-14", "openai"),
-    "ViT-H-14 / laion2b_s32b_b79k (SD 2.x, downloads)": ("ViT-H-14", "laion2b_s32b_b79k"),
-    "ViT-bigG-14 / laion2b_s39b_b160k (SDXL, downloads)": ("ViT-bigG-14", "laion2b_s39b_b160k"),
-}
-CONFIG = "open_clip_config.json"
 LM_FOLDER = "LLM"  # causal LMs for the fluency term: transformers folders (config.json + *.safetensors)
 BUNDLED_LMS = ("toy_lm_small", "toy_lm_large")
 
@@ -44,10 +39,7 @@ def local_entries() -> list[str]:
     fp = _folder_paths()
     if fp is None or FOLDER not in fp.folder_names_and_paths:
         return []
-    files = fp.get_filename_list(FOLDER)
-    folders = sorted({os.path.dirname(f) for f in files if os.path.basename(f) == CONFIG and os.path.dirname(f)})
-    singles = [f for f in files if f.endswith(".safetensors") and os.path.dirname(f) not in folders]
-    return [d.replace(os.sep, "/") + "/" for d in folders] + sorted(singles)
+    return entries_of(fp.get_filename_list(FOLDER))
 
 
 def choices() -> list[str]:
@@ -66,14 +58,11 @@ def resolve(choice: str) -> tuple[str, str | None]:
             for base in fp.get_folder_paths(FOLDER):
                 path = os.path.join(base, choice.rstrip("/"))
                 if os.path.isfile(os.path.join(path, CONFIG)):
-                    return path, None
+                    return resolve_entry(path)
         else:
             path = fp.get_full_path(FOLDER, choice)
             if path:
-                from ..core.architecture import identify_architecture
-
-                # load_clip reads the same evidence again and notes the activation and why
-                return identify_architecture(path).name, path
+                return resolve_entry(path)
     raise ValueError(f"model {choice!r} was not found; put .safetensors files or open_clip folders in "
                      f"ComfyUI/models/{FOLDER}/ and refresh, or choose '{TOY}'.")
 

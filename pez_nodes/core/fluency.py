@@ -47,8 +47,9 @@ class PromptFluency:
 
     def choice(self, prompt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The prompt's token ids ([R, M]) and the straight-through part of the soft choice, ``s − stop_grad(s)``."""
-        ids = self.projector.nearest_ids(prompt)
-        soft = (self.projector.cosines(prompt) / TEMPERATURE).softmax(-1)
+        cosines = self.projector.cosines(prompt)  # [R, M, V′], once: the ids are its argmax (= nearest_ids)
+        ids = self.projector.allowed_ids[cosines.detach().argmax(dim=-1)]
+        soft = (cosines / TEMPERATURE).softmax(-1)
         return ids, soft - soft.detach()
 
     def cross_entropy(self, logits: torch.Tensor, ids: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:

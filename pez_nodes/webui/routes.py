@@ -1,8 +1,8 @@
 """``/pez/v1/invert``, ``/pez/v1/distill``, ``/pez/v1/concat``: PEZ for the webuis' headless users, JSON in and out.
 
 Request: ``{"images": [base64 or data URL or a path, ...]}`` (invert), ``{"text": "..."}`` (distill) or
-``{"texts": ["...", "..."]}`` (concat), plus ``"model"`` (default ``toy``; an open_clip name, ``hf-hub:``,
-a folder), ``"pretrained"`` and any ``PEZConfig`` field (``prompt_len``, ``steps``, ``seed``, ...). Response:
+``{"texts": ["...", "..."]}`` (concat), plus ``"model"`` (default ``toy``; a file or folder in the webui's
+``models/open_clip``, a preset, an open_clip name, ``hf-hub:``, a path), ``"pretrained"`` and any ``PEZConfig`` field (``prompt_len``, ``steps``, ``seed``, ...). Response:
 ``{"prompt", "similarity", "steps", "stop_reason", "model", "notes"}``. Bad input is a 400 with
 ``{"error": "one clear line"}``, and the webui keeps serving. Runs in FastAPI's thread pool; progress and
 Interrupt through ``shared.state`` (``progress.WebuiProgress``).
@@ -17,16 +17,19 @@ from dataclasses import fields
 
 from ..core import PEZConfig, concat, distill, invert, load_clip
 from ..core.images import load_image
+from . import models
 from .progress import WebuiProgress
 
 CONFIG_KEYS = {f.name for f in fields(PEZConfig)} - {"device"}
 REQUEST_KEYS = {"images", "text", "texts", "model", "pretrained"} | CONFIG_KEYS
 _models: dict = {}
 _lock = threading.Lock()  # one optimisation at a time, as the webui runs one job at a time
+MODELS_FOLDER: list = [None]  # the webui's models/open_clip, set by mount()
 
 
-def _model(body: dict):
-    key = (str(body.get("model") or "toy"), body.get("pretrained"))
+def load_model(body: dict):
+    """The CLIP a request (or the tab) names, loaded once and kept while the same one is asked for."""
+    key = models.resolve(str(body.get("model") or "toy"), body.get("pretrained"), MODELS_FOLDER[0])
     if key not in _models:
         _models.clear()  # keep one CLIP in memory
         _models[key] = load_clip(key[0], key[1])
@@ -74,7 +77,7 @@ def run(kind: str, body: dict, state) -> dict:
     elif not isinstance(body.get("texts"), list):
         raise ValueError("texts is missing; give a list of two or more prompts.")
     with _lock:
-        model = _model(body)
+        model = load_model(body)
         with WebuiProgress(state, config.steps) as progress:
             if kind == "invert":
                 result = invert(model, inputs, config, progress)
@@ -88,8 +91,9 @@ def run(kind: str, body: dict, state) -> dict:
             "notes": result.notes}
 
 
-def mount(app, state) -> None:
-    """Add the three routes to the webui's FastAPI ``app``."""
+def mount(app, state, models_folder=None) -> None:
+    """Add the three routes to the webui's FastAPI ``app``; ``models_folder`` is where listed CLIPs live."""
+    MODELS_FOLDER[0] = models_folder
     from fastapi import Body
     from fastapi.responses import JSONResponse
 

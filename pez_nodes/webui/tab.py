@@ -1,0 +1,157 @@
+"""The webuis' PEZ tab: invert (one or several images → one prompt), distill, concat, with every control
+of the core, the live best prompt, Interrupt, and "send to txt2img / img2img".
+
+Gradio is imported only in :func:`build` (AUTOMATIC1111 ships Gradio 3.41, Forge 4.40; only components
+both have are used). A click runs the same request as ``POST /pez/v1/<kind>`` (``routes.run``) in a
+thread and streams what ``shared.state`` shows while it runs — the webui's progress API and its Interrupt
+see the same job.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import fields
+
+from ..core import PEZConfig
+from ..core.methods import METHODS
+from . import models, routes
+
+DEFAULTS = {f.name: f.default for f in fields(PEZConfig)}
+# (field, label, kind, extra): the controls under "Settings", in order; every PEZConfig field a user sets
+CONTROLS = [
+    ("prompt_len", "Prompt tokens (M)", "slider", (1, 75, 1)),
+    ("steps", "Steps", "number", None),
+    ("seed", "Seed", "number", None),
+    ("restarts", "Restarts (candidates optimised together)", "number", None),
+    ("patience", "Patience (steps without a better prompt; 0 = off)", "number", None),
+    ("lr", "Learning rate", "float", None),
+    ("weight_decay", "Weight decay", "float", None),
+    ("top_k", "Top-k (project onto one of the k nearest tokens)", "number", None),
+    ("method", "Method", "dropdown", METHODS),
+    ("beta", "FluentPrompt noise β", "float", None),
+    ("fluency", "Fluency λ (LM cross-entropy weight; toy CLIP: toy LM)", "float", None),
+    ("template", "Template (e.g. 'a photo of {} in the style of {}')", "text", None),
+    ("blocklist", "Blocklist (words, comma-separated)", "text", None),
+    ("blocklist_substring", "Block every token containing a blocked word", "checkbox", None),
+    ("allowlist", "Allowlist (only these words; empty = all)", "text", None),
+    ("ascii_only", "ASCII tokens only", "checkbox", None),
+    ("bank", "Bank (greedy_bank: phrases, one a line)", "lines", None),
+    ("precision", "Precision", "dropdown", ("auto", "fp32", "bf16", "fp16")),
+]
+VISIBLE = 4  # prompt_len, steps, seed, restarts: shown; the rest under "More settings"
+KINDS = ("invert", "distill", "concat")
+
+
+def request_body(kind: str, model: str, pretrained: str, source, *values) -> dict:
+    """The ``/pez/v1/<kind>`` request the tab's inputs make (empty text fields left out: the core's default).
+
+    ``source``: invert — uploaded files (paths, or Gradio 3's temp-file objects); distill — the text;
+    concat — the prompts, one a line. ``values`` follow :data:`CONTROLS`.
+    """
+    body: dict = {"model": model or "toy"}
+    if pretrained and pretrained.strip():
+        body["pretrained"] = pretrained.strip()
+    if kind == "invert":
+        files = source if isinstance(source, list) else [source] if source else []
+        body["images"] = [getattr(f, "name", None) or (f.get("path") if isinstance(f, dict) else f) for f in files]
+    elif kind == "distill":
+        body["text"] = source or ""
+    else:
+        body["texts"] = [line.strip() for line in (source or "").splitlines() if line.strip()]
+    for (name, _, control, _), value in zip(CONTROLS, values):
+        if control in ("text", "lines") and not (value or "").strip():
+            continue
+        if control == "number":
+            value = int(value)
+        body[name] = value
+    return body
+
+
+def learn(kind: str, body: dict, state, poll_s: float = 0.5):
+    """Run one request in a thread; yield (live text, prompt, result line) while it runs and once at the end.
+
+    A bad input ends as one line in the result box (as the API's 400), never as a Gradio error."""
+    out: dict = {}
+
+    def work():
+        try:
+            out["result"] = routes.run(kind, body, state)
+        except Exception as e:  # noqa: BLE001 — shown to the user as one line, as the API answers
+            out["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+
+    worker = threading.Thread(target=work, name=f"pez-{kind}", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(poll_s)
+        yield state.textinfo or "", "", "running…"
+    if "error" in out:
+        yield "", "", f"Error: {out['error']}"
+        return
+    r = out["result"]
+    notes = "".join(f"\n· {n}" for n in r["notes"])
+    yield (state.textinfo or ""), r["prompt"], (f"similarity {r['similarity']:.4f} · {r['steps']} steps · "
+                                               f"{r['stop_reason']} · {r['model']}{notes}")
+
+
+def _control(gr, name: str, label: str, control: str, extra):
+    default = DEFAULTS[name]
+    if control == "slider":
+        lo, hi, step = extra
+        return gr.Slider(lo, hi, value=default, step=step, label=label, elem_id=f"pez_{name}")
+    if control == "number":
+        return gr.Number(value=default, precision=0, label=label, elem_id=f"pez_{name}")
+    if control == "float":
+        return gr.Number(value=default, label=label, elem_id=f"pez_{name}")
+    if control == "dropdown":
+        return gr.Dropdown(list(extra), value=default, label=label, elem_id=f"pez_{name}")
+    if control == "checkbox":
+        return gr.Checkbox(value=bool(default), label=label, elem_id=f"pez_{name}")
+    return gr.Textbox(value="", label=label, lines=3 if control == "lines" else 1, elem_id=f"pez_{name}")
+
+
+def build(state, folder=None, add_send_buttons=None):
+    """The tab's ``gr.Blocks``. ``add_send_buttons(prompt_box)`` (the webui's paste buttons) is called inside
+    it; ``folder`` is the webui's ``models/open_clip``."""
+    import gradio as gr
+
+    with gr.Blocks(analytics_enabled=False) as tab:
+        with gr.Row():
+            model = gr.Dropdown(models.choices(folder), value=models.choices(folder)[0], label="CLIP",
+                                elem_id="pez_model")
+            custom = gr.Textbox(label="…or an open_clip name, hf-hub:org/repo or a path (overrides the list)",
+                                elem_id="pez_custom_model")
+            pretrained = gr.Textbox(label="pretrained tag (for a name)", elem_id="pez_pretrained")
+            refresh = gr.Button("Refresh list", elem_id="pez_refresh")
+        refresh.click(lambda: gr.update(choices=models.choices(folder)), outputs=[model])
+        sources = {}
+        with gr.Tabs():
+            with gr.Tab("Invert", elem_id="pez_tab_invert"):
+                sources["invert"] = gr.File(file_count="multiple", file_types=["image"],
+                                            label="Image(s): one prompt for all of them", elem_id="pez_images")
+            with gr.Tab("Distill", elem_id="pez_tab_distill"):
+                sources["distill"] = gr.Textbox(lines=4, label="Long prompt to distill", elem_id="pez_text")
+            with gr.Tab("Concat", elem_id="pez_tab_concat"):
+                sources["concat"] = gr.Textbox(lines=4, label="Prompts to compose, one a line", elem_id="pez_texts")
+        with gr.Row():  # the ones set every day; the rest folded (defaults: the paper's)
+            controls = [_control(gr, *c) for c in CONTROLS[:VISIBLE]]
+        with gr.Accordion("More settings (the paper's defaults)", open=False):
+            controls += [_control(gr, *c) for c in CONTROLS[VISIBLE:]]
+        with gr.Row():
+            buttons = {k: gr.Button(f"Learn ({k})", variant="primary", elem_id=f"pez_learn_{k}") for k in KINDS}
+            stop = gr.Button("Interrupt", elem_id="pez_interrupt")
+        live = gr.Textbox(label="Live best prompt", interactive=False, elem_id="pez_live")
+        prompt = gr.Textbox(label="Prompt", interactive=False, show_copy_button=True, elem_id="pez_prompt")
+        info = gr.Textbox(label="Result", interactive=False, elem_id="pez_info")
+        if add_send_buttons is not None:
+            with gr.Row():
+                add_send_buttons(prompt)
+
+        for kind in KINDS:
+            def run(model_choice, custom_model, tag, source, *values, kind=kind):
+                body = request_body(kind, (custom_model or "").strip() or model_choice, tag, source, *values)
+                yield from learn(kind, body, state)
+
+            buttons[kind].click(run, inputs=[model, custom, pretrained, sources[kind], *controls],
+                                outputs=[live, prompt, info])
+        stop.click(lambda: state.interrupt(), inputs=[], outputs=[])
+    return tab
