@@ -13,7 +13,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import gradio as gr  # noqa: E402
-from modules import paths, processing, script_callbacks, scripts, shared  # noqa: E402
+from modules import paths, processing, progress, script_callbacks, scripts, shared  # noqa: E402
 
 from pez_nodes.webui import models, routes, tab  # noqa: E402
 from pez_nodes.webui.progress import WebuiProgress  # noqa: E402
@@ -38,7 +38,7 @@ def _send_buttons(prompt_box):
 
 
 def _on_ui_tabs():
-    return [(tab.build(shared.state, FOLDER, _send_buttons), "PEZ", "pez")]
+    return [(tab.build(shared.state, FOLDER, _send_buttons, progress), "PEZ", "pez")]
 
 
 script_callbacks.on_app_started(_on_app_started)

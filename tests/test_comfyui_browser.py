@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from pez_nodes.comfy.browser import comfy_page, wait_until_done, why_no_browser
+from pez_nodes.browser import why_no_browser
+from pez_nodes.comfy.browser import comfy_page, wait_until_done
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"

@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from pez_nodes import toyworld as tw
-from pez_nodes.comfy.browser import CHROMIUM_FLAGS, find_chromium, why_no_browser
+from pez_nodes.browser import chromium_page, why_no_browser
 from pez_nodes.core import TOY_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,17 +220,10 @@ def test_headless_client_without_a_webui_is_one_error():
 def page(webui):
     if why_no_browser():
         pytest.skip(f"no browser for the PEZ tab: {why_no_browser()}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_FLAGS, headless=True)
-        try:
-            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-            tab.goto(webui[0] + "/", timeout=120_000)
-            tab.get_by_role("tab", name="PEZ").click(timeout=120_000)
-            yield tab
-        finally:
-            browser.close()
+    with chromium_page(webui[0] + "/", {"width": 1400, "height": 1000}) as tab:
+        # the top tab buttons (Gradio 4 gives them role=tab, Gradio 3.41 plain buttons)
+        tab.locator("#tabs button").filter(has_text=re.compile(r"^\s*PEZ\s*$")).first.click(timeout=120_000)
+        yield tab
 
 
 def _wait_value(page, selector: str, predicate, timeout_s: float = 120, seen: list | None = None) -> str:
@@ -260,17 +254,23 @@ def test_pez_tab_learns_a_prompt_live_and_sends_it_to_txt2img(page):
     assert page.locator("#txt2img_prompt textarea").input_value() == prompt
 
 
-def test_pez_tab_shows_the_live_prompt_and_interrupt_stops_it(page):
+def test_pez_tab_shows_the_live_prompt_and_the_webuis_progress_bar_and_interrupt_stops_it(page):
+    """Distill with 100,000 steps: the live box moves, the webui's own progress bar shows PEZ's steps,
+    Interrupt stops it within seconds with the best prompt so far, and the bar goes away."""
     page.locator("#pez_tab_distill-button, button:has-text('Distill')").first.click()
     page.locator("#pez_text textarea").fill("a large red circle on green grass")
     page.locator("#pez_steps input").fill("100000")
     page.locator("#pez_learn_distill").click()
     live: list = []
     _wait_value(page, "#pez_live", lambda v: v.startswith("PEZ ") and len(live) >= 3, seen=live)
+    # the webui's own progress bar (javascript/pez.js → /internal/progress) shows PEZ's step and best prompt
+    page.wait_for_function("() => { const bar = document.querySelector('#tab_pez .progressDiv .progress');"
+                           " return bar && /PEZ \\d+\\/100000/.test(bar.textContent); }", timeout=60_000)
     started = time.time()
     page.locator("#pez_interrupt").click()
     info = _wait_value(page, "#pez_info", lambda v: v.startswith("similarity"), timeout_s=60)
     assert "interrupted" in info and time.time() - started < 30, info
+    page.wait_for_function("() => !document.querySelector('#tab_pez .progressDiv')", timeout=30_000)  # bar gone
     assert page.locator("#pez_prompt textarea").input_value()  # the best prompt so far
 
 

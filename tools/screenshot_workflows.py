@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 WORKFLOWS = ROOT / "workflows"
 
-from pez_nodes.comfy.browser import comfy_page, wait_until_done, why_no_browser  # noqa: E402
+from pez_nodes.browser import why_no_browser  # noqa: E402
+from pez_nodes.comfy.browser import comfy_page, wait_until_done  # noqa: E402
 from pez_nodes.comfy.launch import running_comfyui  # noqa: E402
 
 OPTIMISING = ("PEZInvert", "PEZDistill", "PEZPromptConcat", "PEZImageSimilarity")

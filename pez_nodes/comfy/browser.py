@@ -5,8 +5,7 @@
         ui.run()
         print(ui.node_text(3))
 
-Drives the system's Chromium (Debian's ``chromium`` package, or ``$CHROMIUM``) through Playwright for
-Python, which is imported only here and never downloads a browser. What it does is what a user does:
+Drives the system's Chromium through Playwright (``pez_nodes/browser.py``). What it does is what a user does:
 drop a file on the page, double-click the canvas and search, drag a link between two slots, click
 Run; it reads back what the page shows (dialogs, widget values, the node's progress bar and text box).
 """
@@ -14,37 +13,15 @@ Run; it reads back what the page shows (dialogs, widget values, the node's progr
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-# Chromium as the machines here run it headless: no sandbox as root, no GPU, and nothing that reaches
-# for Google's services (a closed network refuses those connections, many at a time).
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+from ..browser import chromium_page
+
 LIVE_TEXT = "$$node-text-preview"  # the frontend's text box for a node's progress text (PromptServer.send_progress_text)
 VIEWPORT = {"width": 1600, "height": 900}
-
-
-def find_chromium() -> str | None:
-    """``$CHROMIUM``, else the first of chromium / chromium-browser / google-chrome on PATH."""
-    found = os.environ.get("CHROMIUM") or next(
-        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
-    return found if found and Path(found).exists() else None
-
-
-def why_no_browser() -> str | None:
-    """None when a browser test can run here, else why not (for a skip reason)."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "Playwright for Python is not installed (pip install -e '.[test]')"
-    if find_chromium() is None:
-        return "no Chromium found (apt-get install chromium, or set CHROMIUM to its path)"
-    return None
 
 
 def _post(base: str, path: str, body) -> None:
@@ -203,34 +180,25 @@ def comfy_page(address: str, chromium: str | None = None, viewport: dict | None 
     user has it (and any other ``settings`` given are set); the page counts as ready when the app and its
     graph exist.
     """
-    from playwright.sync_api import sync_playwright
-
     base = f"http://{address}"
     for key, value in {"Comfy.TutorialCompleted": True, **(settings or {})}.items():
         _post(base, f"/settings/{key}", value)
-    exe = chromium or find_chromium()
-    if exe is None:
-        raise RuntimeError(why_no_browser())
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_FLAGS, headless=True)
-        try:
-            page = browser.new_page(viewport=viewport or VIEWPORT)
-            page.goto(base + "/")
-            page.wait_for_function("window.app && window.app.graph && window.app.canvasEl", timeout=120_000)
-            ui = ComfyPage(page, base)
-            ui.settle(1)
-            yield ui
-        finally:
-            browser.close()
+    with chromium_page(base + "/", viewport or VIEWPORT, chromium) as page:
+        page.wait_for_function("window.app && window.app.graph && window.app.canvasEl", timeout=120_000)
+        ui = ComfyPage(page, base)
+        ui.settle(1)
+        yield ui
 
 
-def wait_until_done(ui: ComfyPage, node_ids: list[int], timeout_s: float = 600, poll_s: float = 0.2) -> dict:
-    """Poll the page while the queued run goes on; returns what it saw per node: the largest progress
-    fraction shown, every distinct text shown in its box, and the text left when the queue emptied."""
+def wait_until_done(ui: ComfyPage, node_ids: list[int], timeout_s: float = 600, poll_s: float = 0.2,
+                    start_grace_s: float = 10) -> dict:
+    """Poll the page while the queued run goes on; returns what it saw per node: every progress fraction
+    shown (``progress``), every distinct text shown in its box (``texts``), and the text left when the queue
+    emptied (``final``). A queue that stays empty for ``start_grace_s`` counts as a run already finished."""
     seen = {n: {"progress": [], "texts": []} for n in node_ids}
-    deadline = time.monotonic() + timeout_s
+    t0 = time.monotonic()
     started = False
-    while time.monotonic() < deadline:
+    while time.monotonic() - t0 < timeout_s:
         for n in node_ids:
             state = ui.node_state(n)
             if state["progress"] is not None:
@@ -238,13 +206,11 @@ def wait_until_done(ui: ComfyPage, node_ids: list[int], timeout_s: float = 600, 
             if state["text"] and (not seen[n]["texts"] or seen[n]["texts"][-1] != state["text"]):
                 seen[n]["texts"].append(state["text"])
         busy = ui.queue_size() > 0
-        started = started or busy
+        started = started or busy or time.monotonic() - t0 > start_grace_s
         if started and not busy:
             ui.settle(1)
             for n in node_ids:
                 seen[n]["final"] = ui.node_text(n)
             return seen
-        if not started and time.monotonic() > deadline - timeout_s + 10 and not busy:
-            started = True  # finished before the first poll (a cached or very short run)
         time.sleep(poll_s)
     raise AssertionError(f"the run did not finish within {timeout_s:.0f} s; dialogs: {ui.dialogs()}")

@@ -67,17 +67,27 @@ def request_body(kind: str, model: str, pretrained: str, source, *values) -> dic
     return body
 
 
-def learn(kind: str, body: dict, state, poll_s: float = 0.5):
+def learn(kind: str, body: dict, state, poll_s: float = 0.5, tasks=None, task_id: str | None = None):
     """Run one request in a thread; yield (live text, prompt, result line) while it runs and once at the end.
 
-    A bad input ends as one line in the result box (as the API's 400), never as a Gradio error."""
+    ``tasks`` (the webui's ``modules.progress``) and ``task_id`` (made by ``javascript/pez.js`` on the click)
+    make the run the webui's current task, so its own progress bar follows it. A bad input ends as one line
+    in the result box (as the API's 400), never as a Gradio error."""
     out: dict = {}
+    task = task_id if tasks is not None and task_id and task_id.startswith("task(") else None
+    if task:
+        tasks.add_task_to_queue(task)
 
     def work():
         try:
+            if task:
+                tasks.start_task(task)
             out["result"] = routes.run(kind, body, state)
         except Exception as e:  # noqa: BLE001 — shown to the user as one line, as the API answers
             out["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+        finally:
+            if task:
+                tasks.finish_task(task)
 
     worker = threading.Thread(target=work, name=f"pez-{kind}", daemon=True)
     worker.start()
@@ -109,12 +119,14 @@ def _control(gr, name: str, label: str, control: str, extra):
     return gr.Textbox(value="", label=label, lines=3 if control == "lines" else 1, elem_id=f"pez_{name}")
 
 
-def build(state, folder=None, add_send_buttons=None):
+def build(state, folder=None, add_send_buttons=None, tasks=None):
     """The tab's ``gr.Blocks``. ``add_send_buttons(prompt_box)`` (the webui's paste buttons) is called inside
-    it; ``folder`` is the webui's ``models/open_clip``."""
+    it; ``folder`` is the webui's ``models/open_clip``; ``tasks`` is the webui's ``modules.progress`` (its
+    progress bar then follows each run, through ``javascript/pez.js``)."""
     import gradio as gr
 
     with gr.Blocks(analytics_enabled=False) as tab:
+        task_id = gr.Textbox(visible=False, elem_id="pez_task_id")  # set by pez_submit() in javascript/pez.js
         with gr.Row():
             model = gr.Dropdown(models.choices(folder), value=models.choices(folder)[0], label="CLIP",
                                 elem_id="pez_model")
@@ -139,6 +151,7 @@ def build(state, folder=None, add_send_buttons=None):
         with gr.Row():
             buttons = {k: gr.Button(f"Learn ({k})", variant="primary", elem_id=f"pez_learn_{k}") for k in KINDS}
             stop = gr.Button("Interrupt", elem_id="pez_interrupt")
+        gr.HTML("", elem_id="pez_progress")  # the webui's progress bar appears here during a run
         live = gr.Textbox(label="Live best prompt", interactive=False, elem_id="pez_live")
         prompt = gr.Textbox(label="Prompt", interactive=False, show_copy_button=True, elem_id="pez_prompt")
         info = gr.Textbox(label="Result", interactive=False, elem_id="pez_info")
@@ -147,11 +160,12 @@ def build(state, folder=None, add_send_buttons=None):
                 add_send_buttons(prompt)
 
         for kind in KINDS:
-            def run(model_choice, custom_model, tag, source, *values, kind=kind):
+            def run(task, model_choice, custom_model, tag, source, *values, kind=kind):
                 body = request_body(kind, (custom_model or "").strip() or model_choice, tag, source, *values)
-                yield from learn(kind, body, state)
+                yield from learn(kind, body, state, tasks=tasks, task_id=task)
 
-            buttons[kind].click(run, inputs=[model, custom, pretrained, sources[kind], *controls],
+            buttons[kind].click(run, _js="pez_submit" if tasks is not None else None,
+                                inputs=[task_id, model, custom, pretrained, sources[kind], *controls],
                                 outputs=[live, prompt, info])
         stop.click(lambda: state.interrupt(), inputs=[], outputs=[])
     return tab
