@@ -161,7 +161,11 @@ def build(state, folder=None, add_send_buttons=None, tasks=None):
 
         for kind in KINDS:
             def run(task, model_choice, custom_model, tag, source, *values, kind=kind):
-                body = request_body(kind, (custom_model or "").strip() or model_choice, tag, source, *values)
+                try:
+                    body = request_body(kind, (custom_model or "").strip() or model_choice, tag, source, *values)
+                except (TypeError, ValueError) as e:  # e.g. a number box left empty
+                    yield "", "", f"Error: a setting is not a number ({e}); fill in every number box."
+                    return
                 yield from learn(kind, body, state, tasks=tasks, task_id=task)
 
             buttons[kind].click(run, _js="pez_submit" if tasks is not None else None,
