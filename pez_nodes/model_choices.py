@@ -20,6 +20,16 @@ PRESETS = {
 }
 CONFIG = "open_clip_config.json"
 
+# the CLIP text encoders of Stable Diffusion, by width, and the CLIP Vision model that matches each
+TEXT_KIND = {768: "CLIP-L (OpenAI ViT-L/14)", 1024: "OpenCLIP ViT-H/14", 1280: "OpenCLIP ViT-bigG/14"}
+KIND_OF_TEXT = {768: "SD 1.5 / SDXL CLIP-L", 1024: "SD 2.x ViT-H", 1280: "SDXL bigG"}
+VISION_KIND = {768: "CLIP ViT-L/14", 1024: "OpenCLIP ViT-H/14", 1280: "OpenCLIP ViT-bigG/14"}
+MATCHING_VISION = {
+    768: "OpenAI's CLIP ViT-L/14 at 224 px (e.g. openai/clip-vit-large-patch14's model.safetensors)",
+    1024: "CLIP-ViT-H-14-laion2B-s32B-b79K (the IP-Adapter SD 1.5 image encoder)",
+    1280: "clip_vision_g.safetensors (OpenCLIP ViT-bigG/14, the IP-Adapter SDXL image encoder)",
+}
+
 
 def entries_of(files: list[str]) -> list[str]:
     """From relative file names under a models folder: ``folder/`` for each open_clip local-dir, then the

@@ -2,7 +2,8 @@
 
 It adds the PEZ tab (``pez_nodes/webui/tab.py``), mounts ``/pez/v1/invert``, ``/pez/v1/distill`` and
 ``/pez/v1/concat`` on the webui's API (``pez_nodes/webui/routes.py``) and adds the txt2img script
-"PEZ: prompt from image". CLIPs are listed from ``models/open_clip``. The work is the core's.
+"PEZ: prompt from image". CLIPs are listed from ``models/open_clip``, and the webui's own checkpoint can
+serve as the CLIP with an image encoder from ``models/clip_vision``. The work is the core's.
 """
 
 import os
@@ -15,7 +16,7 @@ if ROOT not in sys.path:
 import gradio as gr  # noqa: E402
 from modules import paths, processing, progress, script_callbacks, scripts, shared  # noqa: E402
 
-from pez_nodes.webui import models, routes, tab  # noqa: E402
+from pez_nodes.webui import clip_vision, models, routes, tab  # noqa: E402
 from pez_nodes.webui.progress import WebuiProgress  # noqa: E402
 
 try:  # AUTOMATIC1111 >= 1.8 and Forge; older AUTOMATIC1111 names it generation_parameters_copypaste
@@ -24,10 +25,11 @@ except ImportError:  # pragma: no cover - older webuis
     from modules import generation_parameters_copypaste as paste
 
 FOLDER = models.models_folder(paths.models_path)
+VISION_FOLDER = clip_vision.folder(paths.models_path)
 
 
 def _on_app_started(demo, app):
-    routes.mount(app, shared.state, FOLDER)
+    routes.mount(app, shared.state, FOLDER, VISION_FOLDER)
 
 
 def _send_buttons(prompt_box):
@@ -38,7 +40,7 @@ def _send_buttons(prompt_box):
 
 
 def _on_ui_tabs():
-    return [(tab.build(shared.state, FOLDER, _send_buttons, progress), "PEZ", "pez")]
+    return [(tab.build(shared.state, FOLDER, _send_buttons, progress, VISION_FOLDER), "PEZ", "pez")]
 
 
 script_callbacks.on_app_started(_on_app_started)
@@ -61,14 +63,16 @@ class PEZPromptFromImage(scripts.Script):
         custom = gr.Textbox(label="…or an open_clip name, hf-hub:org/repo or a path")
         prompt_len = gr.Slider(1, 75, value=16, step=1, label="Prompt tokens")
         steps = gr.Slider(10, 3000, value=300, step=10, label="PEZ steps")
-        return [image, model, prompt_len, steps, custom]
+        vision = gr.Dropdown(clip_vision.choices(VISION_FOLDER), value=clip_vision.NONE,
+                             label="CLIP Vision (models/clip_vision) for the webui checkpoint")
+        return [image, model, prompt_len, steps, custom, vision]
 
-    def run(self, p, image, model, prompt_len, steps, custom=""):
+    def run(self, p, image, model, prompt_len, steps, custom="", vision=clip_vision.NONE):
         from pez_nodes.core import PEZConfig, invert
 
         if image is None:
             raise ValueError("PEZ: give an image to learn the prompt from.")
-        clip = routes.load_model({"model": (custom or "").strip() or model or "toy"})
+        clip = routes.load_model({"model": (custom or "").strip() or model or "toy", "clip_vision": vision})
         with WebuiProgress(shared.state, int(steps)) as progress:
             result = invert(clip, [image], PEZConfig(prompt_len=int(prompt_len), steps=int(steps)), progress)
         p.prompt = result.text

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -29,76 +28,24 @@ import pytest
 from pez_nodes import toyworld as tw
 from pez_nodes.browser import chromium_page, why_no_browser
 from pez_nodes.core import TOY_DIR
-
-ROOT = Path(__file__).resolve().parents[1]
-FLAGS = {  # ../shared/webui/prepare.sh's headless CPU start, API only
-    "forge": ["--always-cpu"],
-    "a1111": ["--skip-torch-cuda-test", "--skip-load-model-at-start", "--use-cpu", "all", "--no-half",
-              "--precision", "full"],
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _call(base: str, path: str, body: dict | None = None, timeout: float = 300) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+from webui_server import NO_CHECKPOINT, ROOT, call, running_webui
 
 
 @pytest.fixture(scope="module", params=["forge", "a1111"])
 def webui(request, tmp_path_factory):
-    """A webui serving its API with this repository as an extension: (base URL, its log)."""
+    """A webui serving its API with this repository as an extension, no checkpoint: (base URL, its log)."""
     where = os.environ.get(f"{request.param.upper()}_DIR")
     if not where:
         pytest.skip(f"{request.param.upper()}_DIR is not set: no {request.param} to host the extension "
                     f"(bash ../shared/webui/prepare.sh {request.param} DEST lays one out)")
     folder = Path(where)
-    link = folder / "extensions" / "pez-under-test"
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(ROOT, target_is_directory=True)
-    port = _free_port()
     log = tmp_path_factory.mktemp(request.param) / "webui.log"
     models = folder / "models" / "open_clip" / f"pez_test_{os.getpid()}"  # a CLIP the tab and routes list
     shutil.copytree(TOY_DIR, models, dirs_exist_ok=True)
-    cmd = [str(folder / "venv" / "bin" / "python"), "launch.py", "--skip-prepare-environment", *FLAGS[request.param],
-           "--api", "--skip-version-check", "--no-download-sd-model", "--server-name", "127.0.0.1",
-           "--port", str(port)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ""}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=folder, stdout=out, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                # ready when the extension's routes answer (the page and /sdapi come up a moment before them)
-                if _call(base, "/sdapi/v1/scripts", timeout=5)[0] == 200 and _call(base, "/pez/v1/distill", {},
-                                                                                      timeout=5)[0] == 400:
-                    break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail(f"{request.param} did not serve its API within 180 s:\n" + log.read_text()[-3000:])
-        yield base, log
+        with running_webui(request.param, folder, log, NO_CHECKPOINT[request.param]) as base:
+            yield base, log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        link.unlink()
         shutil.rmtree(models, ignore_errors=True)
 
 
@@ -110,18 +57,18 @@ def _png(scene: tw.Scene) -> str:
 
 def test_the_extension_loads_and_lists_its_txt2img_script(webui):
     base, log = webui
-    status, scripts = _call(base, "/sdapi/v1/scripts")
+    status, scripts = call(base, "/sdapi/v1/scripts")
     assert status == 200 and "pez: prompt from image" in scripts["txt2img"], (scripts, log.read_text()[-2000:])
 
 
 def test_the_routes_learn_prompts_on_the_toy_model(webui):
     base, _ = webui
-    status, out = _call(base, "/pez/v1/distill", {"text": "a large red circle on grass", "prompt_len": 4, "steps": 40})
+    status, out = call(base, "/pez/v1/distill", {"text": "a large red circle on grass", "prompt_len": 4, "steps": 40})
     assert status == 200 and out["prompt"] and out["similarity"] > 0.5 and out["model"] == "toy", out
-    status, out = _call(base, "/pez/v1/invert", {"images": [_png(tw.Scene("star", "blue", "small", "night"))],
+    status, out = call(base, "/pez/v1/invert", {"images": [_png(tw.Scene("star", "blue", "small", "night"))],
                                                   "prompt_len": 6, "steps": 60, "seed": 1})
     assert status == 200 and out["prompt"] and out["steps"] == 60, out
-    status, out = _call(base, "/pez/v1/concat", {"texts": ["a red circle", "on grass"], "prompt_len": 4, "steps": 20})
+    status, out = call(base, "/pez/v1/concat", {"texts": ["a red circle", "on grass"], "prompt_len": 4, "steps": 20})
     assert status == 200 and out["prompt"], out
 
 
@@ -129,12 +76,12 @@ def test_progress_moves_and_interrupt_stops_within_a_step(webui):
     base, _ = webui
     result = {}
     body = {"images": [_png(tw.Scene("ring", "white", "small", "sand"))], "steps": 100000, "patience": 0}
-    worker = threading.Thread(target=lambda: result.update(out=_call(base, "/pez/v1/invert", body)))
+    worker = threading.Thread(target=lambda: result.update(out=call(base, "/pez/v1/invert", body)))
     worker.start()
     seen = None
     deadline = time.time() + 120
     while time.time() < deadline:
-        _, progress = _call(base, "/sdapi/v1/progress?skip_current_image=true")
+        _, progress = call(base, "/sdapi/v1/progress?skip_current_image=true")
         state = progress.get("state", {})
         if state.get("sampling_step", 0) > 5 and "PEZ" in (progress.get("textinfo") or ""):
             seen = state
@@ -142,7 +89,7 @@ def test_progress_moves_and_interrupt_stops_within_a_step(webui):
         time.sleep(0.2)
     assert seen, "the webui's progress never showed PEZ's steps"
     started = time.time()
-    _call(base, "/sdapi/v1/interrupt", {})
+    call(base, "/sdapi/v1/interrupt", {})
     worker.join(timeout=60)
     status, out = result["out"]
     assert status == 200 and out["stop_reason"] == "interrupted" and out["steps"] < 100000, out
@@ -160,14 +107,14 @@ def test_progress_moves_and_interrupt_stops_within_a_step(webui):
 ])
 def test_bad_input_is_a_400_with_one_line_and_the_webui_keeps_serving(webui, path, body, message):
     base, _ = webui
-    status, out = _call(base, path, body)
+    status, out = call(base, path, body)
     assert status == 400 and message in out["error"] and "\n" not in out["error"], out
-    assert _call(base, "/sdapi/v1/scripts")[0] == 200
+    assert call(base, "/sdapi/v1/scripts")[0] == 200
 
 
 def test_a_clip_in_models_open_clip_is_listed_and_used(webui):
     base, _ = webui
-    status, out = _call(base, "/pez/v1/distill", {"text": "a red circle", "model": f"pez_test_{os.getpid()}/",
+    status, out = call(base, "/pez/v1/distill", {"text": "a red circle", "model": f"pez_test_{os.getpid()}/",
                                                    "prompt_len": 3, "steps": 10})
     assert status == 200 and out["prompt"], out
 

@@ -7,15 +7,16 @@ import shutil
 from pez_nodes.core import TOY_DIR, load_clip
 from pez_nodes.model_choices import PRESETS, TOY
 from pez_nodes.webui import models, tab
+from pez_nodes.webui.checkpoint_clip import CHOICE as CHECKPOINT
 
 
 def test_listed_clips_are_the_toy_the_folders_files_and_the_presets(tmp_path):
     folder = models.models_folder(tmp_path)
-    assert models.choices(folder) == [TOY, *PRESETS]  # no folder yet: nothing listed, no error
+    assert models.choices(folder) == [TOY, CHECKPOINT, *PRESETS]  # no folder yet: nothing listed, no error
     shutil.copytree(TOY_DIR, folder / "mine")
     shutil.copy(TOY_DIR / "open_clip_model.safetensors", folder / "bare.safetensors")
     (folder / "notes.txt").write_text("not a model")
-    assert models.choices(folder) == [TOY, "mine/", "bare.safetensors", *PRESETS]
+    assert models.choices(folder) == [TOY, CHECKPOINT, "mine/", "bare.safetensors", *PRESETS]
     assert models.resolve("mine/", None, folder) == (str(folder / "mine"), None)
     assert models.resolve(TOY, None, folder) == ("toy", None) == models.resolve("", None, folder)
     assert models.resolve("ViT-L-14 / openai (SD 1.5, downloads)") == ("ViT-L-14", "openai")

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 
 from ..core import ClipBackbone, text_backbone_from_hf
+from ..model_choices import TEXT_KIND as KIND
 
 TOWER_NAMES = ("clip_l", "clip_h", "clip_g")
-KIND = {768: "CLIP-L (OpenAI ViT-L/14)", 1024: "OpenCLIP ViT-H/14", 1280: "OpenCLIP ViT-bigG/14"}
 _PROJECTION_KEY = "text_projection.weight"
 _FLAG = "_pez_has_text_projection"
 

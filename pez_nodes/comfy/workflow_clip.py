@@ -15,7 +15,7 @@ import torch
 
 from ..core import JointClip, Tower
 from . import native_text, native_vision
-from .native_vision import KIND_OF_TEXT, MATCHING_VISION
+from ..model_choices import KIND_OF_TEXT, MATCHING_VISION
 
 PROJECTION_FOLDERS = ("clip_vision", "text_encoders")
 NO_PROJECTION = "none"

@@ -21,6 +21,7 @@ Key mapping (per layer ``i``)::
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 from typing import Mapping
 
@@ -94,9 +95,22 @@ def text_tower_from_hf(state: Mapping[str, torch.Tensor], heads: int, activation
         projection: a text projection to use instead of (or in the absence of) ``text_projection.weight``.
         device: where the tower lives.
     """
+    return text_tower_from_open_clip(convert_hf_text_state(state, projection, device=device), heads, activation, device)
+
+
+def text_tower_from_open_clip(state: Mapping[str, torch.Tensor], heads: int, activation: str,
+                              device: torch.device | str = "cpu") -> nn.Module:
+    """An fp32 open_clip ``TextTransformer`` holding a copy of open_clip-layout text weights (``token_embedding.*``,
+    ``positional_embedding``, ``transformer.*``, ``ln_final.*``, optional ``text_projection`` [width, out]) — the
+    text half of an open_clip ``CLIP`` as hosts keep SD 2.x's ViT-H and SDXL's bigG. Other keys are ignored."""
     from open_clip.transformer import TextTransformer
 
-    weights = convert_hf_text_state(state, projection, device=device)
+    names = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
+    weights = {k: v.detach().to(device, torch.float32, copy=True) for k, v in state.items() if k.startswith(names)}
+    missing = [k for k in ("token_embedding.weight", "positional_embedding", "ln_final.weight",
+                           "transformer.resblocks.0.mlp.c_fc.weight") if k not in weights]
+    if missing:
+        raise ValueError(f"the text encoder's weights have no {missing[0]!r}; it is not an open_clip text tower.")
     vocab, width = weights["token_embedding.weight"].shape
     proj = weights.get("text_projection")
     if proj is not None and proj.shape[0] != width:
@@ -104,12 +118,22 @@ def text_tower_from_hf(state: Mapping[str, torch.Tensor], heads: int, activation
                          "use the projection of this same CLIP model.")
     if width % heads:
         raise ValueError(f"{heads} attention heads do not divide the text encoder's width {width}.")
+    layers = 1 + max(int(k.split(".")[2]) for k in weights if k.startswith("transformer.resblocks."))
+    mlp_ratio = weights["transformer.resblocks.0.mlp.c_fc.weight"].shape[0] / width
+    options = {}
+    if "mlp_ratio" in inspect.signature(TextTransformer).parameters:
+        options["mlp_ratio"] = mlp_ratio
+    elif mlp_ratio != 4:  # open_clip 2.20 (the webuis' pin) builds every text tower with 4× MLPs
+        raise ValueError(f"this open_clip builds text towers with 4x MLPs, but the text encoder's is {mlp_ratio:g}x; "
+                         "upgrade open_clip_torch.")
     with torch.device("meta"):
         tower = TextTransformer(
             context_length=weights["positional_embedding"].shape[0], vocab_size=vocab, width=width, heads=heads,
-            layers=count_layers(state), mlp_ratio=weights["transformer.resblocks.0.mlp.c_fc.weight"].shape[0] / width,
-            output_dim=proj.shape[1] if proj is not None else None, act_layer=_act_layer(activation),
+            layers=layers, output_dim=proj.shape[1] if proj is not None else width, act_layer=_act_layer(activation),
+            **options,
         )
+    if proj is None:
+        tower.text_projection = None  # the pooled output is the feature (open_clip 2.20 cannot build one without)
     tower.load_state_dict(weights, strict=True, assign=True)
     build_mask = getattr(tower, "build_causal_mask", None) or tower.build_attention_mask  # open_clip 3.x / 2.x
     tower.attn_mask = build_mask().to(device)  # a non-persistent buffer: built here, not on meta
@@ -128,3 +152,13 @@ def text_backbone_from_hf(state: Mapping[str, torch.Tensor], heads: int, activat
 
     tower = text_tower_from_hf(state, heads, activation, projection, device)
     return ClipBackbone(tower, tokenizer or SimpleTokenizer(), name)
+
+
+def text_backbone_from_open_clip(state: Mapping[str, torch.Tensor], heads: int, activation: str, name: str,
+                                 device: torch.device | str = "cpu", tokenizer=None) -> "ClipBackbone":
+    """:func:`text_backbone_from_hf` for open_clip-layout weights (:func:`text_tower_from_open_clip`)."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    from .backbone import ClipBackbone
+
+    return ClipBackbone(text_tower_from_open_clip(state, heads, activation, device), tokenizer or SimpleTokenizer(), name)

@@ -1,11 +1,13 @@
-"""The CLIPs the webui side offers: the bundled toy, files in the webui's ``models/open_clip`` folder, the
-presets — or anything ``core.load_clip`` takes, typed in (an open_clip name, ``hf-hub:``, a path)."""
+"""The CLIPs the webui side offers: the bundled toy, the webui's loaded checkpoint (``checkpoint_clip.py``),
+files in the webui's ``models/open_clip`` folder, the presets — or anything ``core.load_clip`` takes, typed in
+(an open_clip name, ``hf-hub:``, a path)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..model_choices import PRESETS, TOY, resolve_entry, scan
+from .checkpoint_clip import CHOICE as CHECKPOINT
 
 FOLDER = "open_clip"
 
@@ -16,7 +18,7 @@ def models_folder(models_path: str | Path) -> Path:
 
 
 def choices(folder: str | Path | None) -> list[str]:
-    return [TOY, *(scan(folder) if folder else []), *PRESETS]
+    return [TOY, CHECKPOINT, *(scan(folder) if folder else []), *PRESETS]
 
 
 def resolve(choice: str, pretrained: str | None = None, folder: str | Path | None = None) -> tuple[str, str | None]:

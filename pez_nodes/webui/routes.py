@@ -2,7 +2,9 @@
 
 Request: ``{"images": [base64 or data URL or a path, ...]}`` (invert), ``{"text": "..."}`` (distill) or
 ``{"texts": ["...", "..."]}`` (concat), plus ``"model"`` (default ``toy``; a file or folder in the webui's
-``models/open_clip``, a preset, an open_clip name, ``hf-hub:``, a path), ``"pretrained"`` and any ``PEZConfig`` field (``prompt_len``, ``steps``, ``seed``, ...). Response:
+``models/open_clip``, a preset, an open_clip name, ``hf-hub:``, a path; ``"webui"``: the loaded checkpoint's
+own text encoder(s), with ``"clip_vision"`` / ``"clip_vision_2"`` files from ``models/clip_vision`` for
+images — ``checkpoint_clip.py``), ``"pretrained"`` and any ``PEZConfig`` field (``prompt_len``, ``steps``, ``seed``, ...). Response:
 ``{"prompt", "similarity", "steps", "stop_reason", "model", "notes"}``. Bad input is a 400 with
 ``{"error": "one clear line"}``, and the webui keeps serving. Runs in FastAPI's thread pool; progress and
 Interrupt through ``shared.state`` (``progress.WebuiProgress``).
@@ -17,22 +19,32 @@ from dataclasses import fields
 
 from ..core import PEZConfig, concat, distill, invert, load_clip
 from ..core.images import load_image
-from . import models
+from . import checkpoint_clip, models
 from .progress import WebuiProgress
 
 CONFIG_KEYS = {f.name for f in fields(PEZConfig)} - {"device"}
-REQUEST_KEYS = {"images", "text", "texts", "model", "pretrained"} | CONFIG_KEYS
+VISION_KEYS = ("clip_vision", "clip_vision_2")
+REQUEST_KEYS = {"images", "text", "texts", "model", "pretrained", *VISION_KEYS} | CONFIG_KEYS
 _models: dict = {}
 _lock = threading.Lock()  # one optimisation at a time, as the webui runs one job at a time
 MODELS_FOLDER: list = [None]  # the webui's models/open_clip, set by mount()
+VISION_FOLDER: list = [None]  # the webui's models/clip_vision, set by mount()
 
 
 def load_model(body: dict):
     """The CLIP a request (or the tab) names, loaded once and kept while the same one is asked for."""
-    key = models.resolve(str(body.get("model") or "toy"), body.get("pretrained"), MODELS_FOLDER[0])
+    choice = str(body.get("model") or "toy").strip()
+    if choice in checkpoint_clip.ALIASES:
+        sd_model = checkpoint_clip.loaded_model()
+        visions = [str(body.get(k) or "none") for k in VISION_KEYS]
+        key = ("webui", id(sd_model), getattr(sd_model, "filename", None), *visions)
+        make = lambda: checkpoint_clip.load(sd_model, visions, VISION_FOLDER[0])  # noqa: E731
+    else:
+        key = models.resolve(choice, body.get("pretrained"), MODELS_FOLDER[0])
+        make = lambda: load_clip(key[0], key[1])  # noqa: E731
     if key not in _models:
-        _models.clear()  # keep one CLIP in memory
-        _models[key] = load_clip(key[0], key[1])
+        _models.clear()  # keep one model in memory
+        _models[key] = make()
     return _models[key]
 
 
@@ -56,7 +68,7 @@ def decode_image(value, index: int):
 def config_of(body: dict) -> PEZConfig:
     unknown = sorted(set(body) - REQUEST_KEYS)
     if unknown:
-        raise ValueError(f"unknown field(s) {unknown}; known: images/text/texts, model, pretrained and PEZConfig's "
+        raise ValueError(f"unknown field(s) {unknown}; known: images/text/texts, model, pretrained, clip_vision(_2) and PEZConfig's "
                          f"fields ({', '.join(sorted(CONFIG_KEYS))}).")
     return PEZConfig(**{k: v for k, v in body.items() if k in CONFIG_KEYS}).validate()
 
@@ -91,9 +103,10 @@ def run(kind: str, body: dict, state) -> dict:
             "notes": result.notes}
 
 
-def mount(app, state, models_folder=None) -> None:
-    """Add the three routes to the webui's FastAPI ``app``; ``models_folder`` is where listed CLIPs live."""
-    MODELS_FOLDER[0] = models_folder
+def mount(app, state, models_folder=None, vision_folder=None) -> None:
+    """Add the three routes to the webui's FastAPI ``app``; ``models_folder`` is where listed CLIPs live,
+    ``vision_folder`` the CLIP Vision files for the webui's own checkpoint."""
+    MODELS_FOLDER[0], VISION_FOLDER[0] = models_folder, vision_folder
     from fastapi import Body
     from fastapi.responses import JSONResponse
 

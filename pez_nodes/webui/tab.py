@@ -14,7 +14,7 @@ from dataclasses import fields
 
 from ..core import PEZConfig
 from ..core.methods import METHODS
-from . import models, routes
+from . import clip_vision, models, routes
 
 DEFAULTS = {f.name: f.default for f in fields(PEZConfig)}
 # (field, label, kind, extra): the controls under "Settings", in order; every PEZConfig field a user sets
@@ -42,15 +42,19 @@ VISIBLE = 4  # prompt_len, steps, seed, restarts: shown; the rest under "More se
 KINDS = ("invert", "distill", "concat")
 
 
-def request_body(kind: str, model: str, pretrained: str, source, *values) -> dict:
+def request_body(kind: str, model: str, pretrained: str, source, *values, visions=()) -> dict:
     """The ``/pez/v1/<kind>`` request the tab's inputs make (empty text fields left out: the core's default).
 
     ``source``: invert — uploaded files (paths, or Gradio 3's temp-file objects); distill — the text;
-    concat — the prompts, one a line. ``values`` follow :data:`CONTROLS`.
+    concat — the prompts, one a line. ``values`` follow :data:`CONTROLS`. ``visions``: the two CLIP Vision
+    choices (used with the webui's checkpoint).
     """
     body: dict = {"model": model or "toy"}
     if pretrained and pretrained.strip():
         body["pretrained"] = pretrained.strip()
+    for key, choice in zip(routes.VISION_KEYS, visions):
+        if choice and choice != clip_vision.NONE:
+            body[key] = choice
     if kind == "invert":
         files = source if isinstance(source, list) else [source] if source else []
         body["images"] = [getattr(f, "name", None) or (f.get("path") if isinstance(f, dict) else f) for f in files]
@@ -119,10 +123,10 @@ def _control(gr, name: str, label: str, control: str, extra):
     return gr.Textbox(value="", label=label, lines=3 if control == "lines" else 1, elem_id=f"pez_{name}")
 
 
-def build(state, folder=None, add_send_buttons=None, tasks=None):
+def build(state, folder=None, add_send_buttons=None, tasks=None, vision_folder=None):
     """The tab's ``gr.Blocks``. ``add_send_buttons(prompt_box)`` (the webui's paste buttons) is called inside
-    it; ``folder`` is the webui's ``models/open_clip``; ``tasks`` is the webui's ``modules.progress`` (its
-    progress bar then follows each run, through ``javascript/pez.js``)."""
+    it; ``folder`` is the webui's ``models/open_clip``, ``vision_folder`` its ``models/clip_vision``; ``tasks``
+    is the webui's ``modules.progress`` (its progress bar then follows each run, through ``javascript/pez.js``)."""
     import gradio as gr
 
     with gr.Blocks(analytics_enabled=False) as tab:
@@ -134,7 +138,13 @@ def build(state, folder=None, add_send_buttons=None, tasks=None):
                                 elem_id="pez_custom_model")
             pretrained = gr.Textbox(label="pretrained tag (for a name)", elem_id="pez_pretrained")
             refresh = gr.Button("Refresh list", elem_id="pez_refresh")
-        refresh.click(lambda: gr.update(choices=models.choices(folder)), outputs=[model])
+        with gr.Row():  # for the webui's checkpoint: the image encoder(s) that match its text encoder(s)
+            visions = [gr.Dropdown(clip_vision.choices(vision_folder), value=clip_vision.NONE, elem_id=f"pez_{key}",
+                                   label=f"CLIP Vision{' 2 (SDXL: one per text encoder)' if i else ''} for "
+                                         "the webui checkpoint (models/clip_vision)")
+                       for i, key in enumerate(routes.VISION_KEYS)]
+        refresh.click(lambda: [gr.update(choices=models.choices(folder))]
+                      + [gr.update(choices=clip_vision.choices(vision_folder))] * 2, outputs=[model, *visions])
         sources = {}
         with gr.Tabs():
             with gr.Tab("Invert", elem_id="pez_tab_invert"):
@@ -160,16 +170,17 @@ def build(state, folder=None, add_send_buttons=None, tasks=None):
                 add_send_buttons(prompt)
 
         for kind in KINDS:
-            def run(task, model_choice, custom_model, tag, source, *values, kind=kind):
+            def run(task, model_choice, custom_model, tag, vision, vision_2, source, *values, kind=kind):
                 try:
-                    body = request_body(kind, (custom_model or "").strip() or model_choice, tag, source, *values)
+                    body = request_body(kind, (custom_model or "").strip() or model_choice, tag, source, *values,
+                                        visions=(vision, vision_2))
                 except (TypeError, ValueError) as e:  # e.g. a number box left empty
                     yield "", "", f"Error: a setting is not a number ({e}); fill in every number box."
                     return
                 yield from learn(kind, body, state, tasks=tasks, task_id=task)
 
             buttons[kind].click(run, _js="pez_submit" if tasks is not None else None,
-                                inputs=[task_id, model, custom, pretrained, sources[kind], *controls],
+                                inputs=[task_id, model, custom, pretrained, *visions, sources[kind], *controls],
                                 outputs=[live, prompt, info])
         stop.click(lambda: state.interrupt(), inputs=[], outputs=[])
     return tab

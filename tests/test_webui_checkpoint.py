@@ -1,0 +1,147 @@
+"""PEZ on the webui's own loaded checkpoint: real Forge (and AUTOMATIC1111) loading full-size SD checkpoints.
+
+Each webui is started headless with ``--ckpt`` on a full-size checkpoint written by ``webui_checkpoints``
+(UNet/VAE zeros, random text encoders), a CLIP Vision file in its ``models/clip_vision`` and the probe
+extension ``tests/webui_probe`` (the webui's own tokenizer, modules and conditioning next to PEZ's copy).
+PEZ's features must equal the webui's within 1e-4; ``/pez/v1/*`` learns prompts on it, and every wrong
+pairing is one 400 line. ``FORGE_DIR`` / ``A1111_DIR`` as in ``test_webui_host.py``; skipped when unset.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from pez_nodes import toyworld as tw
+from webui_checkpoints import write_checkpoint
+from webui_server import call, running_webui
+
+# (with these random weights Forge's fp16 CPU conditioning overflows to NaN in the padding of some prompts —
+# "8k" does it — and its emphasis step spreads that to every position; these three stay finite)
+TEXTS = ["a photo of a red fox in the snow", "cat, oil painting", "x"]
+TOL = dict(rtol=1e-4, atol=1e-4)
+KINDS = ["sd15", "sd2", "sdxl"]
+
+
+def _vision_file(path: Path, width: int, layers: int, heads: int, dim: int, act: str, text_width: int | None, seed: int):
+    """A CLIP Vision file in the Hugging Face layout (random weights, fp16); with ``text_width``, a whole-CLIPModel
+    file's ``text_projection.weight`` too. Returns the file's weights as fp32 (what a reader gets back)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    config = CLIPVisionConfig(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
+                              num_attention_heads=heads, image_size=224, patch_size=14, projection_dim=dim,
+                              hidden_act=act, layer_norm_eps=1e-5)
+    state = {k: v.half() for k, v in CLIPVisionModelWithProjection(config).state_dict().items()
+             if not k.endswith("position_ids")}
+    if text_width:
+        state["text_projection.weight"] = (torch.randn(dim, text_width) * text_width ** -0.5).half()
+    save_file(state, str(path))
+    return config, {k: v.float() for k, v in state.items()}
+
+
+def _reference_image_features(config, state, image) -> torch.Tensor:
+    """CLIP's image feature of a 224×224 image (no resize or crop needed), computed here by transformers."""
+    from transformers import CLIPVisionModelWithProjection
+
+    model = CLIPVisionModelWithProjection(config).eval()
+    model.load_state_dict({k: v for k, v in state.items() if k != "text_projection.weight"}, strict=False)
+    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    mean, std = np.array([0.48145466, 0.4578275, 0.40821073]), np.array([0.26862954, 0.26130258, 0.27577711])
+    x = torch.from_numpy(((pixels - mean) / std).astype(np.float32)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        return model(pixel_values=x).image_embeds[0]
+
+
+@pytest.fixture(scope="module", params=["forge", "a1111"])
+def sd_webui(request, tmp_path_factory):
+    """A webui whose checkpoints folder holds SD 1.5 / 2.x / SDXL files, started on the SD 1.5 one, with two
+    CLIP Vision files and the probe: (base URL, webui name, {kind: checkpoint title}, vision files, log)."""
+    where = os.environ.get(f"{request.param.upper()}_DIR")
+    if not where:
+        pytest.skip(f"{request.param.upper()}_DIR is not set: no {request.param} to load a checkpoint "
+                    f"(bash ../shared/webui/prepare.sh {request.param} DEST lays one out)")
+    folder = Path(where)
+    forge = Path(os.environ.get("FORGE_DIR") or folder)  # the diffusers configs the checkpoints are written from
+    tag = f"pez_test_{os.getpid()}"
+    ckpts = folder / "models" / "Stable-diffusion" / tag
+    visions = folder / "models" / "clip_vision" / tag
+    probe = folder / "extensions" / f"pez-probe-{os.getpid()}"
+    tmp = tmp_path_factory.mktemp(f"{request.param}_ckpt")
+    try:
+        ckpts.mkdir(parents=True, exist_ok=True)
+        visions.mkdir(parents=True, exist_ok=True)
+        files = {"sd15": write_checkpoint("sd15", ckpts / "sd15.safetensors", forge, seed=0)}
+        vision = {  # whole OpenAI ViT-L/14 (with CLIP-L's text projection), the same vision-only, a small 1024-wide one
+            "vitl": _vision_file(visions / "vitl_whole.safetensors", 1024, 24, 16, 768, "quick_gelu", 768, 1),
+            "vitl_only": _vision_file(visions / "vitl_vision_only.safetensors", 1024, 2, 16, 768, "quick_gelu", None, 2),
+            "h_small": _vision_file(visions / "h_small.safetensors", 256, 2, 4, 1024, "gelu", None, 3),
+        }
+        probe.symlink_to(Path(__file__).parent / "webui_probe", target_is_directory=True)
+        log = tmp / "webui.log"
+        with running_webui(request.param, folder, log, ["--ckpt", str(files["sd15"])], start_s=300) as base:
+            yield base, request.param, files, {k: f"{tag}/{n}" for k, n in (
+                ("vitl", "vitl_whole.safetensors"), ("vitl_only", "vitl_vision_only.safetensors"),
+                ("h_small", "h_small.safetensors"))}, vision, log
+    finally:
+        if probe.is_symlink():
+            probe.unlink()
+        shutil.rmtree(ckpts, ignore_errors=True)
+        shutil.rmtree(visions, ignore_errors=True)
+
+
+def _png(image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _close(a, b) -> bool:
+    return torch.allclose(torch.tensor(a), torch.tensor(b), **TOL)
+
+
+def test_pez_reads_the_loaded_sd15_text_encoder_exactly_as_the_webui_encodes(sd_webui):
+    base, name, _, names, vision, log = sd_webui
+    image = tw.render(tw.Scene("star", "blue", "small", "night"), 224, 0)
+    status, out = call(base, "/pez-probe/v1/features", {"texts": TEXTS, "clip_vision": names["vitl"],
+                                                         "image": _png(image)}, timeout=600)
+    assert status == 200, (out, log.read_text()[-3000:])
+    (tower,) = out["towers"]
+    assert tower["name"] == "clip_l" and "sd15" in out["name"], out["name"]
+    assert tower["pez_ids"] == tower["webui_ids"]  # PEZ tokenizes as the webui does
+    config, state = vision["vitl"]
+    projection = state["text_projection.weight"]
+    for pez, pooled, cond in zip(tower["pez"], tower["webui_pooled"], tower["webui_cond_eot"]):
+        # the conditioning the webui hands its UNet, at the end token, is CLIP-L's pooled output: PEZ's feature is
+        # exactly it, projected (the module called directly agrees to its storage precision: Forge keeps fp16)
+        assert torch.allclose(torch.tensor(pooled), torch.tensor(cond), atol=2e-2, rtol=1e-2)
+        assert _close(pez, (torch.tensor(cond) @ projection.T).tolist())
+    reference = _reference_image_features(config, state, image)
+    assert torch.allclose(torch.tensor(tower["pez_image"]), reference, **TOL)
+
+
+def test_the_routes_learn_on_the_webuis_checkpoint_and_mismatches_are_one_line(sd_webui):
+    base, _, _, names, _, _ = sd_webui
+    image = _png(tw.render(tw.Scene("ring", "white", "small", "sand"), 96, 0))
+    status, out = call(base, "/pez/v1/invert", {"model": "webui", "clip_vision": names["vitl"], "images": [image],
+                                                "prompt_len": 4, "steps": 8})
+    assert status == 200 and out["prompt"] and out["steps"] == 8 and "clip_l" in out["model"], out
+    status, out = call(base, "/pez/v1/distill", {"model": "webui", "text": "a red fox in the snow", "prompt_len": 4,
+                                                 "steps": 8})
+    assert status == 200 and out["prompt"] and any("pooled space" in n for n in out["notes"]), out
+    for body, message in [
+        ({"clip_vision": names["vitl_only"]}, "has no text_projection"),
+        ({"clip_vision": names["h_small"]}, "does not match"),
+        ({"clip_vision": "missing.safetensors"}, "is not in"),
+        ({}, "has no image encoder"),
+    ]:
+        status, out = call(base, "/pez/v1/invert", {"model": "webui", "images": [image], "steps": 2, **body})
+        assert status == 400 and message in out["error"] and "\n" not in out["error"], (body, out)

@@ -1,0 +1,84 @@
+"""Test helper: full-size Stable Diffusion checkpoints (SD 1.5, SD 2.x, SDXL) with the layout users download.
+
+No pretrained weights can be downloaded here, so each ``.safetensors`` is written from the real
+architectures: the UNet and VAE shapes come from the diffusers configs the webui (Forge) ships, built on
+the ``meta`` device and renamed to the original (LDM) layout by the webui's own converter
+(``huggingface_guess.diffusers_convert``); they are stored as fp16 zeros (their values play no part in
+PEZ). The text encoders are random, full-size open_clip towers (seeded), in the layouts the checkpoints
+use: CLIP-L in the Hugging Face layout (``cond_stage_model.transformer.text_model.*`` / SDXL's
+``conditioner.embedders.0.transformer.*``, no ``text_projection``), ViT-H and bigG in open_clip's
+(``cond_stage_model.model.*`` / ``conditioner.embedders.1.model.*``, with ``text_projection``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from hf_layout import hf_text_state
+
+REPOS = {"sd15": "runwayml/stable-diffusion-v1-5", "sd2": "stabilityai/stable-diffusion-2-1",
+         "sdxl": "stabilityai/stable-diffusion-xl-base-1.0"}
+TEXT_TOWERS = {  # open_clip architecture of each checkpoint's text encoders, and where they sit
+    "sd15": [("ViT-L-14-quickgelu", "cond_stage_model.transformer.", "hf")],
+    "sd2": [("ViT-H-14", "cond_stage_model.model.", "open_clip")],
+    "sdxl": [("ViT-L-14-quickgelu", "conditioner.embedders.0.transformer.", "hf"),
+             ("ViT-bigG-14", "conditioner.embedders.1.model.", "open_clip")],
+}
+
+
+def _zeros_like(shapes: dict) -> dict:
+    return {k: torch.zeros(v.shape, dtype=torch.float16) for k, v in shapes.items()}
+
+
+def _unet_and_vae(kind: str, forge_dir: Path) -> dict:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    sys.path.insert(0, str(forge_dir / "repositories" / "huggingface_guess"))
+    try:
+        from huggingface_guess import diffusers_convert
+    finally:
+        sys.path.pop(0)
+    repo = forge_dir / "backend" / "huggingface" / REPOS[kind]
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(json.loads((repo / "unet" / "config.json").read_text()))
+        vae = AutoencoderKL.from_config(json.loads((repo / "vae" / "config.json").read_text()))
+    prefix = "model.diffusion_model."
+    out = {prefix + k: v for k, v in _zeros_like(diffusers_convert.convert_unet_state_dict(unet.state_dict())).items()}
+    out.update({"first_stage_model." + k: v for k, v in
+                _zeros_like(diffusers_convert.convert_vae_state_dict(vae.state_dict())).items()})
+    return out
+
+
+def text_towers(kind: str, seed: int) -> list[torch.nn.Module]:
+    """The random open_clip text towers a checkpoint of ``kind`` is written with (same seed → same weights)."""
+    from open_clip.transformer import QuickGELU, TextTransformer
+
+    import open_clip
+
+    towers = []
+    for i, (name, _, _) in enumerate(TEXT_TOWERS[kind]):
+        cfg = open_clip.get_model_config(name)["text_cfg"]
+        torch.manual_seed(seed + i)
+        embed = open_clip.get_model_config(name)["embed_dim"]
+        act = QuickGELU if name.endswith("quickgelu") else torch.nn.GELU
+        towers.append(TextTransformer(width=cfg["width"], heads=cfg["heads"], layers=cfg["layers"],
+                                      output_dim=embed, act_layer=act).eval())
+    return towers
+
+
+def write_checkpoint(kind: str, path: Path, forge_dir: Path, seed: int = 0) -> Path:
+    """A ``kind`` (sd15 / sd2 / sdxl) checkpoint at ``path`` (see the module docstring)."""
+    state = _unet_and_vae(kind, Path(forge_dir))
+    for tower, (_, prefix, layout) in zip(text_towers(kind, seed), TEXT_TOWERS[kind]):
+        if layout == "hf":
+            part = hf_text_state(tower, with_projection=False)
+        else:
+            part = {k: v for k, v in tower.state_dict().items() if k != "attn_mask"}
+        state.update({prefix + k: v.detach().half().contiguous() for k, v in part.items()})
+    save_file(state, str(path))
+    return path

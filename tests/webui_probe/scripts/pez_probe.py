@@ -1,0 +1,79 @@
+"""Test probe, linked into a webui's ``extensions/`` by ``tests/test_webui_checkpoint.py`` (never shipped as a
+webui script: it sits under ``tests/``): ``POST /pez-probe/v1/features`` answers, for the webui's loaded
+checkpoint, each text encoder's features as the webui itself computes them (its own tokenizer, its own
+modules, its own conditioning) next to PEZ's copy of the same encoder, and PEZ's image features."""
+
+import base64
+import io
+
+import torch
+from fastapi import Body
+from modules import script_callbacks
+
+
+def _webui_ids(sd_model, part, text):
+    """The ids the webui's own tokenizer gives ``text`` (Forge: its CLIP's tokenizers; A1111: the wrapped ones)."""
+    forge = getattr(sd_model, "forge_objects", None)
+    if forge is not None:
+        return getattr(forge.clip.tokenizer, part.name)(text)["input_ids"]
+    holders = list(sd_model.conditioner.embedders) if hasattr(sd_model, "conditioner") else [sd_model.cond_stage_model]
+    for holder in holders:
+        inner = getattr(holder, "wrapped", holder)
+        if part.module in (getattr(inner, "transformer", None), getattr(inner, "model", None)):
+            if part.layout == "hf":
+                return inner.tokenizer(text)["input_ids"]
+            import open_clip
+
+            row = open_clip.tokenize([text])[0].tolist()
+            return row[: row.index(max(row)) + 1]  # up to the end token (the largest id)
+    raise AssertionError("text encoder not found in the webui's model")
+
+
+def _webui_feature(part, ids, text):
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        if part.layout == "hf":
+            pooled = part.module(input_ids=x).pooler_output
+            return pooled, (part.module.text_projection(pooled) if part.has_projection else None)
+        import open_clip  # A1111's ViT-H / bigG: an open_clip CLIP, its own encode_text (projected)
+
+        return None, part.module.encode_text(open_clip.tokenize([text]))
+
+
+def _features(body: dict = Body(...)):
+    from PIL import Image
+
+    from pez_nodes.core import encode_token_ids
+    from pez_nodes.webui import checkpoint_clip, routes
+
+    model = routes.load_model({"model": "webui", "clip_vision": body.get("clip_vision")})
+    sd_model = checkpoint_clip.loaded_model()
+    out = {"name": model.name, "notes": model.notes, "towers": []}
+    for tower, part in zip(model.towers, checkpoint_clip.text_parts(sd_model)):
+        row = {"name": tower.name, "webui_ids": [], "pez_ids": [], "webui_pooled": [], "webui_projected": [],
+               "pez": [], "webui_cond_eot": []}
+        for text in body["texts"]:
+            ids = [int(i) for i in _webui_ids(sd_model, part, text)]
+            pez_ids = tower.text.tokenize(text)
+            pooled, projected = _webui_feature(part, ids, text)
+            row["webui_ids"].append(ids)
+            row["pez_ids"].append([tower.text.sot_id, *pez_ids, tower.text.eot_id])
+            row["webui_pooled"].append(None if pooled is None else pooled[0].float().tolist())
+            row["webui_projected"].append(None if projected is None else projected[0].float().tolist())
+            row["pez"].append(encode_token_ids(tower.text, [pez_ids])[0].tolist())
+            if not hasattr(sd_model, "conditioner") and len(model.towers) == 1:  # SD 1.x / 2.x: the UNet's context
+                cond = sd_model.get_learned_conditioning([text])
+                cond = cond["crossattn"] if isinstance(cond, dict) else cond
+                row["webui_cond_eot"].append(cond[0, len(ids) - 1].float().tolist())
+        if body.get("image") and tower.images is not None:
+            image = Image.open(io.BytesIO(base64.b64decode(body["image"]))).convert("RGB")
+            row["pez_image"] = tower.images([image])[0].tolist()
+        out["towers"].append(row)
+    return out
+
+
+def _started(demo, app):
+    app.add_api_route("/pez-probe/v1/features", _features, methods=["POST"])
+
+
+script_callbacks.on_app_started(_started)
