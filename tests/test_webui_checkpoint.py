@@ -70,7 +70,9 @@ def sd_webui(request, tmp_path_factory):
         pytest.skip(f"{request.param.upper()}_DIR is not set: no {request.param} to load a checkpoint "
                     f"(bash ../shared/webui/prepare.sh {request.param} DEST lays one out)")
     folder = Path(where)
-    forge = Path(os.environ.get("FORGE_DIR") or folder)  # the diffusers configs the checkpoints are written from
+    if not os.environ.get("FORGE_DIR"):
+        pytest.skip("FORGE_DIR is not set: the checkpoints are written from Forge's diffusers configs")
+    forge = Path(os.environ["FORGE_DIR"])
     tag = f"pez_test_{os.getpid()}"
     ckpts = folder / "models" / "Stable-diffusion" / tag
     visions = folder / "models" / "clip_vision" / tag
@@ -79,7 +81,7 @@ def sd_webui(request, tmp_path_factory):
     try:
         ckpts.mkdir(parents=True, exist_ok=True)
         visions.mkdir(parents=True, exist_ok=True)
-        files = {"sd15": write_checkpoint("sd15", ckpts / "sd15.safetensors", forge, seed=0)}
+        files = {"sd15": write_checkpoint("sd15", ckpts / "sd15.safetensors", forge, seed=0), "forge": forge}
         vision = {  # whole OpenAI ViT-L/14 (with CLIP-L's text projection), the same vision-only, a small 1024-wide one
             "vitl": _vision_file(visions / "vitl_whole.safetensors", 1024, 24, 16, 768, "quick_gelu", 768, 1),
             "vitl_only": _vision_file(visions / "vitl_vision_only.safetensors", 1024, 2, 16, 768, "quick_gelu", None, 2),
@@ -145,3 +147,41 @@ def test_the_routes_learn_on_the_webuis_checkpoint_and_mismatches_are_one_line(s
     ]:
         status, out = call(base, "/pez/v1/invert", {"model": "webui", "images": [image], "steps": 2, **body})
         assert status == 400 and message in out["error"] and "\n" not in out["error"], (body, out)
+
+
+def test_sd2_and_sdxl_checkpoints_one_prompt_for_both_sdxl_encoders(sd_webui):
+    """Switch the webui to SD 2.x, then SDXL (``/sdapi/v1/options``, as its checkpoint menu does): PEZ follows the
+    loaded model; ViT-H and bigG are read with their projections (bigG's equals the pooled vector SDXL conditions
+    on); on SDXL one prompt is learned for CLIP-L and bigG together, each scored with its own CLIP Vision."""
+    base, _, files, names, _, log = sd_webui
+    folder = files["sd15"].parent
+    for kind, seed in (("sd2", 10), ("sdxl", 20)):
+        write_checkpoint(kind, folder / f"{kind}.safetensors", files["forge"], seed)
+    assert call(base, "/sdapi/v1/refresh-checkpoints", {})[0] == 200
+    titles = {m["title"].split(" ")[0]: m["title"] for m in call(base, "/sdapi/v1/sd-models")[1]}
+    tag = folder.name
+    _vision_file(folder.parents[1] / "clip_vision" / tag / "g_small.safetensors", 256, 2, 4, 1280, "gelu", None, 4)
+
+    assert call(base, "/sdapi/v1/options", {"sd_model_checkpoint": titles[f"{tag}/sd2.safetensors"]})[0] == 200
+    status, out = call(base, "/pez-probe/v1/features", {"texts": TEXTS}, timeout=600)
+    assert status == 200 and [t["name"] for t in out["towers"]] == ["clip_h"], (out, log.read_text()[-2000:])
+    (h,) = out["towers"]
+    assert h["pez_ids"] == h["webui_ids"]
+    assert all(_close(a, b) for a, b in zip(h["pez"], h["webui_projected"]))
+
+    assert call(base, "/sdapi/v1/options", {"sd_model_checkpoint": titles[f"{tag}/sdxl.safetensors"]})[0] == 200
+    status, out = call(base, "/pez-probe/v1/features", {"texts": TEXTS}, timeout=900)
+    assert status == 200 and [t["name"] for t in out["towers"]] == ["clip_l", "clip_g"], (out, log.read_text()[-2000:])
+    l_tower, g_tower = out["towers"]
+    assert l_tower["pez_ids"] == l_tower["webui_ids"] == g_tower["webui_ids"]
+    assert all(_close(a, b) for a, b in zip(l_tower["pez"], l_tower["webui_pooled"]))
+    assert all(_close(a, b) for a, b in zip(g_tower["pez"], g_tower["webui_projected"]))
+    assert all(_close(a, b) for a, b in zip(g_tower["pez"], out["webui_vector_g"]))  # SDXL's own pooled vector
+
+    image = _png(tw.render(tw.Scene("star", "blue", "small", "night"), 96, 0))
+    body = {"model": "webui", "clip_vision": names["vitl"], "clip_vision_2": f"{tag}/g_small.safetensors",
+            "images": [image], "prompt_len": 4, "steps": 6}
+    status, out = call(base, "/pez/v1/invert", body, timeout=900)
+    assert status == 200 and out["prompt"] and "clip_l + clip_g" in out["model"], out
+    status, out = call(base, "/pez/v1/invert", {**body, "clip_vision_2": "none"}, timeout=900)
+    assert status == 200 and any("clip_g has no matching image encoder" in n for n in out["notes"]), out

@@ -3,7 +3,7 @@
 No pretrained weights can be downloaded here, so each ``.safetensors`` is written from the real
 architectures: the UNet and VAE shapes come from the diffusers configs the webui (Forge) ships, built on
 the ``meta`` device and renamed to the original (LDM) layout by the webui's own converter
-(``huggingface_guess.diffusers_convert``); they are stored as fp16 zeros (their values play no part in
+(``huggingface_guess``: ``unet_to_diffusers``, ``convert_vae_state_dict``); they are stored as fp16 zeros (their values play no part in
 PEZ). The text encoders are random, full-size open_clip towers (seeded), in the layouts the checkpoints
 use: CLIP-L in the Hugging Face layout (``cond_stage_model.transformer.text_model.*`` / SDXL's
 ``conditioner.embedders.0.transformer.*``, no ``text_projection``), ViT-H and bigG in open_clip's
@@ -31,26 +31,24 @@ TEXT_TOWERS = {  # open_clip architecture of each checkpoint's text encoders, an
 }
 
 
-def _zeros_like(shapes: dict) -> dict:
-    return {k: torch.zeros(v.shape, dtype=torch.float16) for k, v in shapes.items()}
-
-
 def _unet_and_vae(kind: str, forge_dir: Path) -> dict:
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     sys.path.insert(0, str(forge_dir / "repositories" / "huggingface_guess"))
     try:
-        from huggingface_guess import diffusers_convert
+        from huggingface_guess import detection, diffusers_convert, utils
     finally:
         sys.path.pop(0)
     repo = forge_dir / "backend" / "huggingface" / REPOS[kind]
     with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(json.loads((repo / "unet" / "config.json").read_text()))
-        vae = AutoencoderKL.from_config(json.loads((repo / "vae" / "config.json").read_text()))
-    prefix = "model.diffusion_model."
-    out = {prefix + k: v for k, v in _zeros_like(diffusers_convert.convert_unet_state_dict(unet.state_dict())).items()}
-    out.update({"first_stage_model." + k: v for k, v in
-                _zeros_like(diffusers_convert.convert_vae_state_dict(vae.state_dict())).items()})
+        unet = UNet2DConditionModel.from_config(json.loads((repo / "unet" / "config.json").read_text())).state_dict()
+        vae = AutoencoderKL.from_config(json.loads((repo / "vae" / "config.json").read_text())).state_dict()
+    to_ldm = utils.unet_to_diffusers(detection.unet_config_from_diffusers_unet(unet))  # {diffusers key: LDM key}
+    missing = sorted(set(unet) - set(to_ldm))
+    assert not missing, f"no LDM name for {missing[:3]}"
+    out = {"model.diffusion_model." + to_ldm[k]: torch.zeros(v.shape, dtype=torch.float16) for k, v in unet.items()}
+    out.update({"first_stage_model." + k: torch.zeros(v.shape, dtype=torch.float16) for k, v in
+                diffusers_convert.convert_vae_state_dict(vae).items()})
     return out
 
 

@@ -49,6 +49,9 @@ def _features(body: dict = Body(...)):
     model = routes.load_model({"model": "webui", "clip_vision": body.get("clip_vision")})
     sd_model = checkpoint_clip.loaded_model()
     out = {"name": model.name, "notes": model.notes, "towers": []}
+    conds = sd_model.get_learned_conditioning(list(body["texts"]))  # what Generate hands the UNet
+    if isinstance(conds, dict) and "vector" in conds:  # SDXL: the vector starts with bigG's projected pooled output
+        out["webui_vector_g"] = conds["vector"][:, :1280].float().tolist()
     for tower, part in zip(model.towers, checkpoint_clip.text_parts(sd_model)):
         row = {"name": tower.name, "webui_ids": [], "pez_ids": [], "webui_pooled": [], "webui_projected": [],
                "pez": [], "webui_cond_eot": []}
