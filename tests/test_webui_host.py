@@ -104,6 +104,7 @@ def test_progress_moves_and_interrupt_stops_within_a_step(webui):
     ("/pez/v1/distill", {"text": "a cat", "colour": "red"}, "unknown field(s) ['colour']"),
     ("/pez/v1/concat", {"texts": ["only one"]}, "two or more"),
     ("/pez/v1/distill", {"text": "a cat", "model": "not-a-clip"}, "not-a-clip"),
+    ("/pez/v1/distill", {"text": "a cat", "model": "webui"}, "models/Stable-diffusion"),  # no checkpoint here
 ])
 def test_bad_input_is_a_400_with_one_line_and_the_webui_keeps_serving(webui, path, body, message):
     base, _ = webui

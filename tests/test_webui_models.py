@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+import torch
+from PIL import Image
+
 from pez_nodes.core import TOY_DIR, load_clip
 from pez_nodes.model_choices import PRESETS, TOY
 from pez_nodes.webui import models, tab
@@ -38,3 +42,41 @@ def test_tab_request_matches_the_routes_fields():
     assert config_of(body) == config_of({})  # the tab's defaults are the core's
     files = tab.request_body("invert", "x", " tag ", ["/a.png", {"path": "/b.png"}], *values)
     assert files["images"] == ["/a.png", "/b.png"] and files["pretrained"] == "tag"
+
+
+def test_clip_vision_files_are_listed_read_and_refused_with_one_line(tmp_path):
+    """``models/clip_vision``: listing, a Hugging Face CLIP vision file read from its shapes, and every bad file."""
+    transformers = pytest.importorskip("transformers")
+    from safetensors.torch import save_file
+
+    from pez_nodes.webui import clip_vision
+
+    folder = clip_vision.folder(tmp_path)
+    assert clip_vision.choices(folder) == [clip_vision.NONE] and clip_vision.load("none", folder) is None
+    torch.manual_seed(0)
+    config = transformers.CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                           num_attention_heads=1, image_size=56, patch_size=14, projection_dim=32,
+                                           hidden_act="gelu")  # what the reader assumes for an unknown width
+    model = transformers.CLIPVisionModelWithProjection(config).eval()
+    (folder / "sub").mkdir(parents=True)
+    save_file({k: v for k, v in model.state_dict().items() if not k.endswith("position_ids")},
+              str(folder / "sub" / "v.safetensors"))
+    (folder / "broken.safetensors").write_bytes(b"not a safetensors file")
+    shutil.copy(TOY_DIR / "open_clip_model.safetensors", folder / "open_clip_layout.safetensors")
+    assert clip_vision.choices(folder) == ["none", "broken.safetensors", "open_clip_layout.safetensors", "sub/v.safetensors"]
+
+    vision = clip_vision.load("sub/v.safetensors", folder)
+    assert (vision.dim, vision.image_size, vision.text_projection) == (32, 56, None)
+    assert vision.notes and "64-wide" in vision.notes[0]  # not a known CLIP: the guess is said
+    image = Image.new("RGB", (56, 56), (200, 30, 90))
+    pixels = (torch.tensor([200, 30, 90]) / 255 - torch.tensor(clip_vision.OPENAI_MEAN)) / torch.tensor(clip_vision.OPENAI_STD)
+    pixels = pixels[:, None, None]  # a flat colour: CLIP's preprocessing by hand
+    with torch.no_grad():
+        want = model(pixel_values=pixels.expand(3, 56, 56)[None]).image_embeds
+    assert torch.allclose(vision.encode([image]), want, atol=1e-5)
+
+    for name, message in [("missing.safetensors", "is not in"), ("broken.safetensors", "could not be read"),
+                          ("open_clip_layout.safetensors", "not a CLIP vision model in the Hugging Face layout")]:
+        with pytest.raises(ValueError, match=message) as caught:
+            clip_vision.load(name, folder)
+        assert "\n" not in str(caught.value)

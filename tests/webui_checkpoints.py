@@ -80,3 +80,44 @@ def write_checkpoint(kind: str, path: Path, forge_dir: Path, seed: int = 0) -> P
         state.update({prefix + k: v.detach().half().contiguous() for k, v in part.items()})
     save_file(state, str(path))
     return path
+
+
+def write_hf_clip_l_cache(hf_home: Path) -> Path:
+    """What AUTOMATIC1111 reads from the Hugging Face cache to build SD 1.x / SDXL's CLIP-L (its tokenizer and the
+    config of ``openai/clip-vit-large-patch14``; no weights — the checkpoint brings them), as any user who once ran
+    it online has it. Written from open_clip's BPE vocabulary and CLIP ViT-L/14's published config."""
+    from transformers import CLIPConfig
+
+    from pez_nodes.lm.clip_tokenizer import write_clip_tokenizer
+
+    repo = Path(hf_home) / "hub" / "models--openai--clip-vit-large-patch14"
+    revision = "0" * 40
+    snapshot = repo / "snapshots" / revision
+    write_clip_tokenizer(snapshot)
+    (snapshot / "tokenizer_config.json").write_text(json.dumps(
+        {"model_max_length": 77, "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+         "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "do_lower_case": True}))
+    (snapshot / "special_tokens_map.json").write_text(json.dumps(
+        {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+         "pad_token": "<|endoftext|>"}))
+    CLIPConfig(
+        text_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                         max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768),
+        vision_config=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                           image_size=224, patch_size=14, hidden_act="quick_gelu", projection_dim=768),
+        projection_dim=768).to_json_file(str(snapshot / "config.json"))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    return Path(hf_home)
+
+
+def write_in_subprocess(kind: str, path: Path, forge_dir: Path, seed: int = 0) -> Path:
+    """:func:`write_checkpoint` in a child process, so the caller never holds the checkpoint (SDXL: 7 GB) — a
+    webui loading an SDXL checkpoint in fp32 on the CPU needs most of a 24 GB machine by itself."""
+    import subprocess
+
+    code = "import sys, webui_checkpoints as w; from pathlib import Path; w.write_checkpoint(sys.argv[1], " \
+           "Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))"
+    subprocess.run([sys.executable, "-c", code, kind, str(path), str(forge_dir), str(seed)], check=True,
+                   cwd=Path(__file__).parent)
+    return path

@@ -95,18 +95,20 @@ def text_tower_from_hf(state: Mapping[str, torch.Tensor], heads: int, activation
         projection: a text projection to use instead of (or in the absence of) ``text_projection.weight``.
         device: where the tower lives.
     """
-    return text_tower_from_open_clip(convert_hf_text_state(state, projection, device=device), heads, activation, device)
+    weights = convert_hf_text_state(state, projection, device=device)  # fresh fp32 copies: used as they are
+    return text_tower_from_open_clip(weights, heads, activation, device, copy=False)
 
 
 def text_tower_from_open_clip(state: Mapping[str, torch.Tensor], heads: int, activation: str,
-                              device: torch.device | str = "cpu") -> nn.Module:
+                              device: torch.device | str = "cpu", copy: bool = True) -> nn.Module:
     """An fp32 open_clip ``TextTransformer`` holding a copy of open_clip-layout text weights (``token_embedding.*``,
     ``positional_embedding``, ``transformer.*``, ``ln_final.*``, optional ``text_projection`` [width, out]) — the
-    text half of an open_clip ``CLIP`` as hosts keep SD 2.x's ViT-H and SDXL's bigG. Other keys are ignored."""
+    text half of an open_clip ``CLIP`` as hosts keep SD 2.x's ViT-H and SDXL's bigG. Other keys are ignored.
+    ``copy=False`` only for tensors made for this tower (fp32, on ``device``): the tower then holds them as they are."""
     from open_clip.transformer import TextTransformer
 
     names = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
-    weights = {k: v.detach().to(device, torch.float32, copy=True) for k, v in state.items() if k.startswith(names)}
+    weights = {k: v.detach().to(device, torch.float32, copy=copy) for k, v in state.items() if k.startswith(names)}
     missing = [k for k in ("token_embedding.weight", "positional_embedding", "ln_final.weight",
                            "transformer.resblocks.0.mlp.c_fc.weight") if k not in weights]
     if missing:

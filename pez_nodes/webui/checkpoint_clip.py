@@ -7,7 +7,8 @@ Where the text encoders live (read from both webuis' code, checked by ``tests/te
   clip_l and clip_g).
 * AUTOMATIC1111: ``sd_model.cond_stage_model`` (SD 1.x / 2.x) or ``sd_model.conditioner.embedders`` (SDXL),
   each wrapping (``.wrapped``) either a ``CLIPTextModel`` (``.transformer``: CLIP-L) or an open_clip ``CLIP``
-  without its visual half (``.model``: ViT-H, bigG).
+  without its visual half (``.model``: ViT-H, bigG); its token table is wrapped too (``EmbeddingsWithFixes``,
+  for textual inversion), the weights are its ``.wrapped``.
 
 Each is copied once into the core's fp32 text tower (``core.hf_text_tower``), as the ComfyUI side does
 with ComfyUI's CLIP: the webui's model is never touched, and the copy is cached per checkpoint. SD 1.5 and
@@ -96,7 +97,7 @@ def text_parts(sd_model) -> list[TextPart]:
     for module in text_modules(sd_model):
         layout = "hf" if hasattr(module, "text_model") else "open_clip"
         table = module.text_model.embeddings.token_embedding if layout == "hf" else module.token_embedding
-        width = table.weight.shape[1]
+        width = getattr(table, "wrapped", table).weight.shape[1]  # AUTOMATIC1111 wraps it (textual inversion)
         parts.append(TextPart(NAMES.get(width, f"clip_{width}"), module, layout, width))
     return parts
 
@@ -104,17 +105,17 @@ def text_parts(sd_model) -> list[TextPart]:
 def _copy(part: TextPart, projection: torch.Tensor | None, device: torch.device):
     """The core's fp32 copy of one text encoder (outside the webui's inference mode: a plain, frozen copy)."""
     with torch.inference_mode(False), torch.no_grad():
+        state = {k.replace("token_embedding.wrapped.", "token_embedding."): v for k, v in part.module.state_dict().items()}
         if part.layout == "hf":
             m = part.module
-            state = {k: v for k, v in m.state_dict().items() if k.startswith("text_model.")}
+            state = {k: v for k, v in state.items() if k.startswith("text_model.")}
             if projection is None and part.has_projection:
                 projection = m.text_projection.weight
             return text_backbone_from_hf(state, m.config.num_attention_heads, m.config.hidden_act, part.name,
                                          projection, device)
         block = part.module.transformer.resblocks[0]
         activation = "quick_gelu" if type(block.mlp.gelu).__name__ == "QuickGELU" else "gelu"
-        return text_backbone_from_open_clip(part.module.state_dict(), block.attn.num_heads, activation, part.name,
-                                            device)
+        return text_backbone_from_open_clip(state, block.attn.num_heads, activation, part.name, device)
 
 
 def checkpoint_clip(sd_model, visions: list, device: str = "cpu") -> JointClip:

@@ -85,7 +85,11 @@ def load(choice: str, where: str | Path) -> VisionFile | None:
 
 def _build(name: str, state: dict) -> VisionFile:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-    from transformers.modeling_utils import no_init_weights
+
+    try:  # skips the random initialisation the file's weights replace (transformers 4.x / 5.x)
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        from transformers.modeling_utils import no_init_weights
 
     width, _, patch, _ = state["vision_model.embeddings.patch_embedding.weight"].shape
     positions = state["vision_model.embeddings.position_embedding.weight"].shape[0]

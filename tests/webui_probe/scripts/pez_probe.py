@@ -46,7 +46,8 @@ def _features(body: dict = Body(...)):
     from pez_nodes.core import encode_token_ids
     from pez_nodes.webui import checkpoint_clip, routes
 
-    model = routes.load_model({"model": "webui", "clip_vision": body.get("clip_vision")})
+    model = routes.load_model({"model": "webui", "clip_vision": body.get("clip_vision"),
+                               "clip_vision_2": body.get("clip_vision_2")})  # the routes' cached model
     sd_model = checkpoint_clip.loaded_model()
     out = {"name": model.name, "notes": model.notes, "towers": []}
     conds = sd_model.get_learned_conditioning(list(body["texts"]))  # what Generate hands the UNet
