@@ -42,6 +42,9 @@ def test_tab_request_matches_the_routes_fields():
     assert config_of(body) == config_of({})  # the tab's defaults are the core's
     files = tab.request_body("invert", "x", " tag ", ["/a.png", {"path": "/b.png"}], *values)
     assert files["images"] == ["/a.png", "/b.png"] and files["pretrained"] == "tag"
+    assert "clip_vision" not in files and "clip_vision_2" not in files  # "none" chosen: not sent
+    mine = tab.request_body("invert", CHECKPOINT, "", ["/a.png"], *values, visions=("l.safetensors", "none"))
+    assert (mine["model"], mine["clip_vision"], "clip_vision_2" in mine) == (CHECKPOINT, "l.safetensors", False)
 
 
 def test_clip_vision_files_are_listed_read_and_refused_with_one_line(tmp_path):
