@@ -1,6 +1,6 @@
 """The webui's loaded Stable Diffusion checkpoint as the PEZ model: its own CLIP text encoder(s), no CLIP reloaded.
 
-Where the text encoders live (read from both webuis' code, checked by ``tests/test_webui_host.py``):
+Where the text encoders live (read from both webuis' code, checked by ``tests/test_webui_checkpoint.py``):
 
 * Forge: ``sd_model.forge_objects.clip.cond_stage_model.clip_l / clip_h / clip_g`` — ``IntegratedCLIP``
   whose ``transformer`` is a ``transformers`` ``CLIPTextModel`` (SD 1.5: clip_l; SD 2.x: clip_h; SDXL: both

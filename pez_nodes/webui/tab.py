@@ -10,6 +10,7 @@ see the same job.
 from __future__ import annotations
 
 import threading
+import traceback
 from dataclasses import fields
 
 from ..core import PEZConfig
@@ -89,6 +90,8 @@ def learn(kind: str, body: dict, state, poll_s: float = 0.5, tasks=None, task_id
             out["result"] = routes.run(kind, body, state)
         except Exception as e:  # noqa: BLE001 — shown to the user as one line, as the API answers
             out["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if not isinstance(e, ValueError):  # not a bad input: the console keeps the traceback for a bug report
+                traceback.print_exc()
         finally:
             if task:
                 tasks.finish_task(task)
