@@ -28,7 +28,6 @@ from webui_server import call, running_webui
 # "8k" does it — and its emphasis step spreads that to every position; these three stay finite)
 TEXTS = ["a photo of a red fox in the snow", "cat, oil painting", "x"]
 TOL = dict(rtol=1e-4, atol=1e-4)
-KINDS = ["sd15", "sd2", "sdxl"]
 
 
 def _vision_file(path: Path, width: int, layers: int, heads: int, dim: int, act: str, text_width: int | None, seed: int):
@@ -85,7 +84,9 @@ def sd_webui(request, tmp_path_factory):
     try:
         ckpts.mkdir(parents=True, exist_ok=True)
         visions.mkdir(parents=True, exist_ok=True)
-        files = {"sd15": write_in_subprocess("sd15", ckpts / "sd15.safetensors", forge, seed=0), "forge": forge}
+        # all three written before the webui starts (sparse files: SDXL's 7 GB take 1.6 GB of disk)
+        files = {kind: write_in_subprocess(kind, ckpts / f"{kind}.safetensors", forge, seed)
+                 for kind, seed in (("sd15", 0), ("sd2", 10), ("sdxl", 20))}
         vision = {  # whole OpenAI ViT-L/14 (with CLIP-L's text projection), the same vision-only, a small 1024-wide one
             "vitl": _vision_file(visions / "vitl_whole.safetensors", 1024, 24, 16, 768, "quick_gelu", 768, 1),
             "vitl_only": _vision_file(visions / "vitl_vision_only.safetensors", 1024, 2, 16, 768, "quick_gelu", None, 2),
@@ -96,7 +97,9 @@ def sd_webui(request, tmp_path_factory):
         log = tmp / "webui.log"
         # AUTOMATIC1111 builds CLIP-L from openai/clip-vit-large-patch14's config and tokenizer in the HF cache
         env = {"HF_HOME": str(write_hf_clip_l_cache(tmp / "hf")), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-        with running_webui(request.param, folder, log, ["--ckpt", str(files["sd15"])], env, start_s=300) as base:
+        # Forge: the UNet (never run here) stored in fp8 — SDXL's is 10 GB in fp32 on a CPU, 2.6 GB so
+        flags = ["--ckpt", str(files["sd15"])] + (["--unet-in-fp8-e4m3fn"] if request.param == "forge" else [])
+        with running_webui(request.param, folder, log, flags, env, start_s=300) as base:
             yield base, request.param, files, {k: f"{tag}/{n}" for k, n in (
                 ("vitl", "vitl_whole.safetensors"), ("vitl_only", "vitl_vision_only.safetensors"),
                 ("h_small", "h_small.safetensors"), ("vitl_small", "vitl_small.safetensors"))}, vision, log
@@ -162,9 +165,6 @@ def test_sd2_and_sdxl_checkpoints_one_prompt_for_both_sdxl_encoders(sd_webui):
     on); on SDXL one prompt is learned for CLIP-L and bigG together, each scored with its own CLIP Vision."""
     base, _, files, names, vision, log = sd_webui
     folder = files["sd15"].parent
-    for kind, seed in (("sd2", 10), ("sdxl", 20)):
-        write_in_subprocess(kind, folder / f"{kind}.safetensors", files["forge"], seed)
-    assert call(base, "/sdapi/v1/refresh-checkpoints", {})[0] == 200
     titles = {m["title"].split(" ")[0]: m["title"] for m in call(base, "/sdapi/v1/sd-models")[1]}
     tag = folder.name
     _vision_file(folder.parents[1] / "clip_vision" / tag / "g_small.safetensors", 256, 2, 4, 1280, "gelu", None, 4)

@@ -3,8 +3,9 @@
 No pretrained weights can be downloaded here, so each ``.safetensors`` is written from the real
 architectures: the UNet and VAE shapes come from the diffusers configs the webui (Forge) ships, built on
 the ``meta`` device and renamed to the original (LDM) layout by the webui's own converter
-(``huggingface_guess``: ``unet_to_diffusers``, ``convert_vae_state_dict``); they are stored as fp16 zeros (their values play no part in
-PEZ). The text encoders are random, full-size open_clip towers (seeded), in the layouts the checkpoints
+(``huggingface_guess``: ``unet_to_diffusers``, ``convert_vae_state_dict``); they are fp16 zeros (their values
+play no part in PEZ), left as holes of a sparse file, so writing SDXL's 7 GB takes seconds and almost no
+memory or disk. The text encoders are random, full-size open_clip towers (seeded), in the layouts the checkpoints
 use: CLIP-L in the Hugging Face layout (``cond_stage_model.transformer.text_model.*`` / SDXL's
 ``conditioner.embedders.0.transformer.*``, no ``text_projection``), ViT-H and bigG in open_clip's
 (``cond_stage_model.model.*`` / ``conditioner.embedders.1.model.*``, with ``text_projection``).
@@ -13,11 +14,12 @@ use: CLIP-L in the Hugging Face layout (``cond_stage_model.transformer.text_mode
 from __future__ import annotations
 
 import json
+import math
+import struct
 import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from hf_layout import hf_text_state
 
@@ -29,6 +31,27 @@ TEXT_TOWERS = {  # open_clip architecture of each checkpoint's text encoders, an
     "sdxl": [("ViT-L-14-quickgelu", "conditioner.embedders.0.transformer.", "hf"),
              ("ViT-bigG-14", "conditioner.embedders.1.model.", "open_clip")],
 }
+
+
+def save_sparse(entries: dict, path: Path) -> Path:
+    """A ``.safetensors`` file of fp16 tensors: each entry a tensor, or a shape for zeros (left as a file hole)."""
+    shapes = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else tuple(v) for k, v in entries.items()}
+    header, offset = {}, 0
+    for name in sorted(entries):
+        size = 2 * math.prod(shapes[name])
+        header[name] = {"dtype": "F16", "shape": list(shapes[name]), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the format pads its header with spaces to 8 bytes
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        start = f.tell()
+        for name, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                f.seek(start + header[name]["data_offsets"][0])
+                f.write(value.detach().to(torch.float16).contiguous().numpy().tobytes())
+        f.truncate(start + offset)
+    return path
 
 
 def _unet_and_vae(kind: str, forge_dir: Path) -> dict:
@@ -46,10 +69,9 @@ def _unet_and_vae(kind: str, forge_dir: Path) -> dict:
     to_ldm = utils.unet_to_diffusers(detection.unet_config_from_diffusers_unet(unet))  # {diffusers key: LDM key}
     missing = sorted(set(unet) - set(to_ldm))
     assert not missing, f"no LDM name for {missing[:3]}"
-    out = {"model.diffusion_model." + to_ldm[k]: torch.zeros(v.shape, dtype=torch.float16) for k, v in unet.items()}
-    out.update({"first_stage_model." + k: torch.zeros(v.shape, dtype=torch.float16) for k, v in
-                diffusers_convert.convert_vae_state_dict(vae).items()})
-    return out
+    out = {"model.diffusion_model." + to_ldm[k]: tuple(v.shape) for k, v in unet.items()}
+    out.update({"first_stage_model." + k: tuple(v.shape) for k, v in diffusers_convert.convert_vae_state_dict(vae).items()})
+    return out  # {key: shape}: zeros
 
 
 def text_towers(kind: str, seed: int) -> list[torch.nn.Module]:
@@ -77,9 +99,8 @@ def write_checkpoint(kind: str, path: Path, forge_dir: Path, seed: int = 0) -> P
             part = hf_text_state(tower, with_projection=False)
         else:
             part = {k: v for k, v in tower.state_dict().items() if k != "attn_mask"}
-        state.update({prefix + k: v.detach().half().contiguous() for k, v in part.items()})
-    save_file(state, str(path))
-    return path
+        state.update({prefix + k: v for k, v in part.items()})
+    return save_sparse(state, path)
 
 
 def write_hf_clip_l_cache(hf_home: Path) -> Path:
