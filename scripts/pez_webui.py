@@ -75,7 +75,7 @@ class PEZPromptFromImage(scripts.Script):
         clip = routes.load_model({"model": (custom or "").strip() or model or "toy", "clip_vision": vision})
         with WebuiProgress(shared.state, int(steps)) as progress:
             result = invert(clip, [image], PEZConfig(prompt_len=int(prompt_len), steps=int(steps)), progress)
-        p.prompt = result.text
+        p.prompt = routes.for_webui_prompt(result.text)  # its ( ) [ ] are not emphasis
         p.all_prompts = None
         processed = processing.process_images(p)
         processed.info = f"PEZ prompt: {result.text} (similarity {result.similarity:.4f})\n" + (processed.info or "")

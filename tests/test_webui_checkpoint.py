@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pez_nodes import toyworld as tw
+from pez_nodes.webui.routes import for_webui_prompt
 from webui_checkpoints import write_hf_clip_l_cache, write_in_subprocess
 from webui_server import call, running_webui
 
@@ -66,8 +67,9 @@ def _reference_image_features(config, path, image) -> torch.Tensor:
 
 @pytest.fixture(scope="module", params=["forge", "a1111"])
 def sd_webui(request, tmp_path_factory):
-    """A webui whose checkpoints folder holds SD 1.5 / 2.x / SDXL files, started on the SD 1.5 one, with two
-    CLIP Vision files and the probe: (base URL, webui name, {kind: checkpoint title}, vision files, log)."""
+    """A webui whose checkpoints folder holds SD 1.5 / 2.x / SDXL files, started on the SD 1.5 one, with four
+    CLIP Vision files and the probe: (base URL, webui name, {kind: checkpoint path}, {vision: its choice name},
+    {vision: (config, path)}, log)."""
     where = os.environ.get(f"{request.param.upper()}_DIR")
     if not where:
         pytest.skip(f"{request.param.upper()}_DIR is not set: no {request.param} to load a checkpoint "
@@ -87,12 +89,13 @@ def sd_webui(request, tmp_path_factory):
         # all three written before the webui starts (sparse files: SDXL's 7 GB take 1.6 GB of disk)
         files = {kind: write_in_subprocess(kind, ckpts / f"{kind}.safetensors", forge, seed)
                  for kind, seed in (("sd15", 0), ("sd2", 10), ("sdxl", 20))}
-        vision = {  # whole OpenAI ViT-L/14 (with CLIP-L's text projection), the same vision-only, a small 1024-wide one
+        vision = {  # (config, path): whole OpenAI ViT-L/14 (it lends CLIP-L its text projection), the same
+            # vision-only, a small 1024-wide one (ViT-H's features), a small whole 768-wide one
             "vitl": _vision_file(visions / "vitl_whole.safetensors", 1024, 24, 16, 768, "quick_gelu", 768, 1),
             "vitl_only": _vision_file(visions / "vitl_vision_only.safetensors", 1024, 2, 16, 768, "quick_gelu", None, 2),
             "h_small": _vision_file(visions / "h_small.safetensors", 256, 2, 4, 1024, "gelu", None, 3),
+            "vitl_small": _vision_file(visions / "vitl_small.safetensors", 256, 2, 4, 768, "gelu", 768, 5),
         }
-        vision["vitl_small"] = _vision_file(visions / "vitl_small.safetensors", 256, 2, 4, 768, "gelu", 768, 5)
         probe.symlink_to(Path(__file__).parent / "webui_probe", target_is_directory=True)
         log = tmp / "webui.log"
         # AUTOMATIC1111 builds CLIP-L from openai/clip-vit-large-patch14's config and tokenizer in the HF cache
@@ -100,9 +103,8 @@ def sd_webui(request, tmp_path_factory):
         # Forge: the UNet (never run here) stored in fp8 — SDXL's is 10 GB in fp32 on a CPU, 2.6 GB so
         flags = ["--ckpt", str(files["sd15"])] + (["--unet-in-fp8-e4m3fn"] if request.param == "forge" else [])
         with running_webui(request.param, folder, log, flags, env, start_s=300) as base:
-            yield base, request.param, files, {k: f"{tag}/{n}" for k, n in (
-                ("vitl", "vitl_whole.safetensors"), ("vitl_only", "vitl_vision_only.safetensors"),
-                ("h_small", "h_small.safetensors"), ("vitl_small", "vitl_small.safetensors"))}, vision, log
+            names = {k: f"{tag}/{path.name}" for k, (_, path) in vision.items()}  # as models/clip_vision lists them
+            yield base, request.param, files, names, vision, log
     finally:
         if probe.is_symlink():
             probe.unlink()
@@ -123,9 +125,13 @@ def _close(a, b) -> bool:
 def test_pez_reads_the_loaded_sd15_text_encoder_exactly_as_the_webui_encodes(sd_webui):
     base, name, _, names, vision, log = sd_webui
     image = tw.render(tw.Scene("star", "blue", "small", "night"), 224, 0)
+    syntax = ["a (red) [fox] \\ x: 1.2", "(masterpiece:1.3) cat", "[a:b:0.5]"]  # CLIP tokens can be all of these
     status, out = call(base, "/pez-probe/v1/features", {"texts": TEXTS, "clip_vision": names["vitl"],
-                                                         "image": _png(image)}, timeout=600)
+                                                         "image": _png(image), "syntax": syntax}, timeout=600)
     assert status == 200, (out, log.read_text()[-3000:])
+    # escaped, the webui reads a learned prompt as plain text: no prompt editing, no emphasis
+    assert out["scheduled"] == [[[10, for_webui_prompt(t)]] for t in syntax]
+    assert out["parsed"] == [[[t, 1.0]] for t in syntax]
     (tower,) = out["towers"]
     assert tower["name"] == "clip_l" and "sd15" in out["name"], out["name"]
     assert tower["pez_ids"] == tower["webui_ids"]  # PEZ tokenizes as the webui does

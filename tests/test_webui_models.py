@@ -83,3 +83,12 @@ def test_clip_vision_files_are_listed_read_and_refused_with_one_line(tmp_path):
         with pytest.raises(ValueError, match=message) as caught:
             clip_vision.load(name, folder)
         assert "\n" not in str(caught.value)
+
+
+def test_learned_prompts_are_escaped_for_the_webuis_prompt_box():
+    """Emphasis and prompt-editing characters are escaped (checked against the webuis' own parsers in
+    test_webui_checkpoint.py); the plain text is kept beside it."""
+    from pez_nodes.webui.routes import for_webui_prompt
+
+    assert for_webui_prompt("a red fox") == "a red fox"
+    assert for_webui_prompt("a (red) [fox] \\ x: 1.2") == "a \\(red\\) \\[fox\\] \\\\ x: 1.2"

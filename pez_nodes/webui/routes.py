@@ -5,7 +5,8 @@ Request: ``{"images": [base64 or data URL or a path, ...]}`` (invert), ``{"text"
 ``models/open_clip``, a preset, an open_clip name, ``hf-hub:``, a path; ``"webui"``: the loaded checkpoint's
 own text encoder(s), with ``"clip_vision"`` / ``"clip_vision_2"`` files from ``models/clip_vision`` for
 images — ``checkpoint_clip.py``), ``"pretrained"`` and any ``PEZConfig`` field (``prompt_len``, ``steps``, ``seed``, ...). Response:
-``{"prompt", "similarity", "steps", "stop_reason", "model", "notes"}``. Bad input is a 400 with
+``{"prompt", "text", "similarity", "steps", "stop_reason", "model", "notes"}`` — ``prompt`` is ``text`` (the
+learned prompt) written for the webuis' prompt box (:func:`for_webui_prompt`). Bad input is a 400 with
 ``{"error": "one clear line"}``, and the webui keeps serving. Runs in FastAPI's thread pool; progress and
 Interrupt through ``shared.state`` (``progress.WebuiProgress``).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import threading
 from dataclasses import fields
 
@@ -29,6 +31,12 @@ _models: dict = {}
 _lock = threading.Lock()  # one optimisation at a time, as the webui runs one job at a time
 MODELS_FOLDER: list = [None]  # the webui's models/open_clip, set by mount()
 VISION_FOLDER: list = [None]  # the webui's models/clip_vision, set by mount()
+
+
+def for_webui_prompt(text: str) -> str:
+    """A learned prompt as the webuis' prompt box must receive it: ``\\``, ``(``, ``)``, ``[``, ``]`` escaped, or
+    they read them as emphasis and prompt editing — escaped, the webui encodes exactly the tokens PEZ scored."""
+    return re.sub(r"([\\()\[\]])", r"\\\1", text)
 
 
 def load_model(body: dict):
@@ -98,9 +106,9 @@ def run(kind: str, body: dict, state) -> dict:
             else:
                 result = concat(model, body["texts"], config, progress)
             stopped = bool(state.interrupted)
-    return {"prompt": result.text, "similarity": result.similarity, "steps": result.steps,
-            "stop_reason": "interrupted" if stopped else result.stop_reason, "model": result.model,
-            "notes": result.notes}
+    return {"prompt": for_webui_prompt(result.text), "text": result.text, "similarity": result.similarity,
+            "steps": result.steps, "stop_reason": "interrupted" if stopped else result.stop_reason,
+            "model": result.model, "notes": result.notes}
 
 
 def mount(app, state, models_folder=None, vision_folder=None) -> None:

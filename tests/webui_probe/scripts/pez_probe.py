@@ -8,7 +8,7 @@ import io
 
 import torch
 from fastapi import Body
-from modules import script_callbacks
+from modules import prompt_parser, script_callbacks
 
 
 def _webui_ids(sd_model, part, text):
@@ -40,6 +40,18 @@ def _webui_feature(part, ids, text):
         return None, part.module.encode_text(open_clip.tokenize([text]))
 
 
+def _parse(text):
+    """The webui's own reading of a prompt's emphasis: Forge's text engine, or AUTOMATIC1111's prompt parser."""
+    try:
+        from backend.text_processing.parsing import parse_prompt_attention
+
+        return parse_prompt_attention(text, "Original")
+    except ImportError:
+        from modules.prompt_parser import parse_prompt_attention
+
+        return parse_prompt_attention(text)
+
+
 def _features(body: dict = Body(...)):
     from PIL import Image
 
@@ -49,7 +61,10 @@ def _features(body: dict = Body(...)):
     model = routes.load_model({"model": "webui", "clip_vision": body.get("clip_vision"),
                                "clip_vision_2": body.get("clip_vision_2")})  # the routes' cached model
     sd_model = checkpoint_clip.loaded_model()
-    out = {"name": model.name, "notes": model.notes, "towers": []}
+    out = {"name": model.name, "notes": model.notes, "towers": [],
+           "parsed": [_parse(routes.for_webui_prompt(t)) for t in body.get("syntax", [])],
+           "scheduled": [prompt_parser.get_learned_conditioning_prompt_schedules([routes.for_webui_prompt(t)], 10)[0]
+                         for t in body.get("syntax", [])]}
     conds = sd_model.get_learned_conditioning(list(body["texts"]))  # what Generate hands the UNet
     if isinstance(conds, dict) and "vector" in conds:  # SDXL: the vector starts with bigG's projected pooled output
         out["webui_vector_g"] = conds["vector"][:, :1280].float().tolist()
