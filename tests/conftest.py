@@ -31,14 +31,24 @@ def toy_declared():
 
 @pytest.fixture(scope="session")
 def comfy_model_files(tmp_path_factory):
-    """Full-size CLIP files with random weights (``comfy_files``), written once per session (~30 s, 4.5 GB):
+    """Full-size CLIP files with random weights (``comfy_files``), written once per session (~30 s, 4.5 GB of disk,
+    removed when the session ends, passed or not):
     ``vit_l`` (open_clip ViT-L-14-quickgelu, text + vision), ``sd15`` (its text half as SD 1.5 holds it: no
     text_projection), ``vit_h`` (open_clip ViT-H-14, text + vision), ``g`` (bigG's text tower)."""
+    import shutil
+
+    d = tmp_path_factory.mktemp("comfy_models")
+    try:
+        yield _write_comfy_model_files(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _write_comfy_model_files(d):
     from types import SimpleNamespace
 
     from comfy_files import write_bigg_text_encoder, write_open_clip, write_sd15_text_encoder
 
-    d = tmp_path_factory.mktemp("comfy_models")
     vit_l, l_model = write_open_clip("ViT-L-14-quickgelu", d / "vit_l_14.safetensors", seed=1)
     sd15 = write_sd15_text_encoder(l_model, d / "clip_l_sd15.safetensors")
     del l_model
