@@ -134,6 +134,8 @@ def test_pez_reads_the_loaded_sd15_text_encoder_exactly_as_the_webui_encodes(sd_
     assert out["parsed"] == [[[t, 1.0]] for t in syntax]
     (tower,) = out["towers"]
     assert tower["name"] == "clip_l" and "sd15" in out["name"], out["name"]
+    # device "auto" (the default) is the webui's own device, read from the webui itself
+    assert out["pez_sees"] == out["webui_device"] == out["device"], out
     assert tower["pez_ids"] == tower["webui_ids"]  # PEZ tokenizes as the webui does
     config, path = vision["vitl"]
     projection = _weights(path)["text_projection.weight"]

@@ -65,6 +65,7 @@ def test_the_routes_learn_prompts_on_the_toy_model(webui):
     base, _ = webui
     status, out = call(base, "/pez/v1/distill", {"text": "a large red circle on grass", "prompt_len": 4, "steps": 40})
     assert status == 200 and out["prompt"] and out["similarity"] > 0.5 and out["model"] == "toy", out
+    assert out["device"] == "cpu", out  # "auto": the webui's device, the CPU for these webuis
     status, out = call(base, "/pez/v1/invert", {"images": [_png(tw.Scene("star", "blue", "small", "night"))],
                                                   "prompt_len": 6, "steps": 60, "seed": 1})
     assert status == 200 and out["prompt"] and out["steps"] == 60, out
@@ -105,6 +106,7 @@ def test_progress_moves_and_interrupt_stops_within_a_step(webui):
     ("/pez/v1/concat", {"texts": ["only one"]}, "two or more"),
     ("/pez/v1/distill", {"text": "a cat", "model": "not-a-clip"}, "not-a-clip"),
     ("/pez/v1/distill", {"text": "a cat", "model": "webui"}, "models/Stable-diffusion"),  # no checkpoint here
+    ("/pez/v1/distill", {"text": "a cat", "device": "gpu"}, "use device \"auto\" (the webui's) or \"cpu\""),
 ])
 def test_bad_input_is_a_400_with_one_line_and_the_webui_keeps_serving(webui, path, body, message):
     base, _ = webui
@@ -196,6 +198,7 @@ def test_pez_tab_learns_a_prompt_live_and_sends_it_to_txt2img(page):
     prompt = _wait_value(page, "#pez_prompt", bool)
     info = page.locator("#pez_info textarea").input_value()
     assert info.startswith("similarity ") and "60 steps" in info and "completed" in info, info
+    assert " · toy on cpu" in info, info  # the Device dropdown's "auto": the webui's device, the CPU here
     assert len(prompt.split()) >= 1
     page.locator("#tab_pez #txt2img_tab").click()
     page.wait_for_timeout(1000)

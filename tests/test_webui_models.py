@@ -92,3 +92,31 @@ def test_learned_prompts_are_escaped_for_the_webuis_prompt_box():
 
     assert for_webui_prompt("a red fox") == "a red fox"
     assert for_webui_prompt("a (red) [fox] \\ x: 1.2") == "a \\(red\\) \\[fox\\] \\\\ x: 1.2"
+
+
+def test_device_auto_is_the_webuis_and_a_bad_device_is_one_line_naming_the_field(monkeypatch):
+    """Outside a webui ``auto`` is the CPU; inside, the webui's device (checked against real webuis in
+    test_webui_checkpoint); one PEZ cannot run on (DirectML, XPU) falls back to the CPU with a note."""
+    from pez_nodes.webui import device, routes
+
+    assert device.webui_device() is None and device.pick("auto") == (torch.device("cpu"), ())
+    assert device.pick("") == device.pick(None) == (torch.device("cpu"), ())
+    assert device.pick("cpu") == (torch.device("cpu"), ())
+    with pytest.raises(ValueError, match=r"'gpu' is not a device name; use device \"auto\" \(the webui's\) or \"cpu\"\.$"):
+        device.pick("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"CUDA is not available here; use device \"auto\""):
+            routes.run("distill", {"text": "a cat", "device": "cuda", "steps": 1}, state=None)
+    monkeypatch.setattr(device, "webui_device", lambda: torch.device("xpu"))
+    where, notes = device.pick("auto")
+    assert where == torch.device("cpu") and "xpu is not one PEZ runs on" in notes[0]
+    monkeypatch.setattr(device, "webui_device", lambda: torch.device("cpu"))
+    assert device.pick("auto") == (torch.device("cpu"), ())
+
+
+def test_one_model_is_cached_per_device():
+    """The toy loaded for ``auto`` (the CPU outside a webui) is the one ``cpu`` reuses; it lives there."""
+    from pez_nodes.webui import routes
+
+    first = routes.load_model({"model": "toy", "device": "auto"})
+    assert routes.load_model({"model": "toy", "device": "cpu"}) is first and first.device == torch.device("cpu")

@@ -118,7 +118,7 @@ def _copy(part: TextPart, projection: torch.Tensor | None, device: torch.device)
         return text_backbone_from_open_clip(state, block.attn.num_heads, activation, part.name, device)
 
 
-def checkpoint_clip(sd_model, visions: list, device: str = "cpu") -> JointClip:
+def checkpoint_clip(sd_model, visions: list, device: str | torch.device = "cpu") -> JointClip:
     """PEZ over the webui's ``sd_model`` text encoder(s), with ``visions`` (loaded ``VisionFile`` s, or None)."""
     parts = text_parts(sd_model)
     if not parts:
@@ -153,6 +153,7 @@ def checkpoint_clip(sd_model, visions: list, device: str = "cpu") -> JointClip:
     return JointClip(towers, f"{title} ({' + '.join(p.name for p in parts)})", notes, image_hint=hint)
 
 
-def load(sd_model, vision_choices: list[str], vision_folder) -> JointClip:
-    """:func:`checkpoint_clip` with the chosen ``models/clip_vision`` files (``none`` / empty skipped)."""
-    return checkpoint_clip(sd_model, [clip_vision.load(c, vision_folder) for c in vision_choices])
+def load(sd_model, vision_choices: list[str], vision_folder, device: str | torch.device = "cpu") -> JointClip:
+    """:func:`checkpoint_clip` with the chosen ``models/clip_vision`` files (``none`` / empty skipped), all on
+    ``device``."""
+    return checkpoint_clip(sd_model, [clip_vision.load(c, vision_folder, device) for c in vision_choices], device)

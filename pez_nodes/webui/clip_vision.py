@@ -55,13 +55,13 @@ class VisionFile:
         return VISION_KIND.get(self.dim, f"a CLIP vision model with {self.dim}-wide features")
 
     def encode(self, images: list) -> torch.Tensor:
-        pixels = preprocess(images, self.image_size, OPENAI_MEAN, OPENAI_STD)
+        pixels = preprocess(images, self.image_size, OPENAI_MEAN, OPENAI_STD).to(self.model.device)
         with torch.no_grad():
             return self.model(pixel_values=pixels).image_embeds.float()
 
 
-def load(choice: str, where: str | Path) -> VisionFile | None:
-    """The CLIP Vision file ``choice`` (a name under ``where``), or None for ``none`` / empty."""
+def load(choice: str, where: str | Path, device: str | torch.device = "cpu") -> VisionFile | None:
+    """The CLIP Vision file ``choice`` (a name under ``where``) on ``device``, or None for ``none`` / empty."""
     if not choice or choice == NONE:
         return None
     from safetensors import SafetensorError, safe_open
@@ -80,10 +80,10 @@ def load(choice: str, where: str | Path) -> VisionFile | None:
         raise ValueError(f"clip_vision {choice!r} is not a CLIP vision model in the Hugging Face layout (no "
                          "vision_model.* / visual_projection.weight); use a CLIPVisionModelWithProjection or "
                          "CLIPModel .safetensors, e.g. an IP-Adapter image encoder.")
-    return _build(choice, state)
+    return _build(choice, state, torch.device(device))
 
 
-def _build(name: str, state: dict) -> VisionFile:
+def _build(name: str, state: dict, device: torch.device) -> VisionFile:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     try:  # skips the random initialisation the file's weights replace (transformers 4.x / 5.x)
@@ -113,5 +113,5 @@ def _build(name: str, state: dict) -> VisionFile:
     notes = () if width in HEADS else (f"{name}: an unknown {width}-wide vision tower; read with {heads} heads "
                                        "and GELU.",)
     projection = state.get("text_projection.weight")
-    return VisionFile(name, model.eval().requires_grad_(False), dim, image_size,
+    return VisionFile(name, model.to(device).eval().requires_grad_(False), dim, image_size,
                       None if projection is None else projection.float(), notes)

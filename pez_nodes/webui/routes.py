@@ -4,8 +4,9 @@ Request: ``{"images": [base64 or data URL or a path, ...]}`` (invert), ``{"text"
 ``{"texts": ["...", "..."]}`` (concat), plus ``"model"`` (default ``toy``; a file or folder in the webui's
 ``models/open_clip``, a preset, an open_clip name, ``hf-hub:``, a path; ``"webui"``: the loaded checkpoint's
 own text encoder(s), with ``"clip_vision"`` / ``"clip_vision_2"`` files from ``models/clip_vision`` for
-images — ``checkpoint_clip.py``), ``"pretrained"`` and any ``PEZConfig`` field (``prompt_len``, ``steps``, ``seed``, ...). Response:
-``{"prompt", "text", "similarity", "steps", "stop_reason", "model", "notes"}`` — ``prompt`` is ``text`` (the
+images — ``checkpoint_clip.py``), ``"pretrained"``, ``"device"`` (``auto``: the webui's own — ``device.py``; ``cpu``, ``cuda``, ``cuda:N``) and any
+``PEZConfig`` field (``prompt_len``, ``steps``, ``seed``, ...). Response:
+``{"prompt", "text", "similarity", "steps", "stop_reason", "model", "device", "notes"}`` — ``prompt`` is ``text`` (the
 learned prompt) written for the webuis' prompt box (:func:`for_webui_prompt`). Bad input is a 400 with
 ``{"error": "one clear line"}``, and the webui keeps serving. Runs in FastAPI's thread pool; progress and
 Interrupt through ``shared.state`` (``progress.WebuiProgress``).
@@ -21,12 +22,12 @@ from dataclasses import fields
 
 from ..core import PEZConfig, concat, distill, invert, load_clip
 from ..core.images import load_image
-from . import checkpoint_clip, models
+from . import checkpoint_clip, device, models
 from .progress import WebuiProgress
 
 CONFIG_KEYS = {f.name for f in fields(PEZConfig)} - {"device"}
 VISION_KEYS = ("clip_vision", "clip_vision_2")
-REQUEST_KEYS = {"images", "text", "texts", "model", "pretrained", *VISION_KEYS} | CONFIG_KEYS
+REQUEST_KEYS = {"images", "text", "texts", "model", "pretrained", "device", *VISION_KEYS} | CONFIG_KEYS
 _models: dict = {}
 _lock = threading.Lock()  # one optimisation at a time, as the webui runs one job at a time
 MODELS_FOLDER: list = [None]  # the webui's models/open_clip, set by mount()
@@ -39,17 +40,20 @@ def for_webui_prompt(text: str) -> str:
     return re.sub(r"([\\()\[\]])", r"\\\1", text)
 
 
-def load_model(body: dict):
-    """The CLIP a request (or the tab) names, loaded once and kept while the same one is asked for."""
+def load_model(body: dict, target=None):
+    """The CLIP a request (or the tab) names, on ``target`` (default: the request's ``device``), loaded once and
+    kept while the same one is asked for."""
+    target = target if target is not None else device.pick(body.get("device"))[0]
     choice = str(body.get("model") or "toy").strip()
     if choice in checkpoint_clip.ALIASES:
         sd_model = checkpoint_clip.loaded_model()
         visions = [str(body.get(k) or "none") for k in VISION_KEYS]
-        key = ("webui", id(sd_model), getattr(sd_model, "filename", None), *visions)
-        make = lambda: checkpoint_clip.load(sd_model, visions, VISION_FOLDER[0])  # noqa: E731
+        key = ("webui", id(sd_model), getattr(sd_model, "filename", None), *visions, str(target))
+        make = lambda: checkpoint_clip.load(sd_model, visions, VISION_FOLDER[0], target)  # noqa: E731
     else:
-        key = models.resolve(choice, body.get("pretrained"), MODELS_FOLDER[0])
-        make = lambda: load_clip(key[0], key[1])  # noqa: E731
+        source, tag = models.resolve(choice, body.get("pretrained"), MODELS_FOLDER[0])
+        key = (source, tag, str(target))
+        make = lambda: load_clip(source, tag, device=target)  # noqa: E731
     if key not in _models:
         _models.clear()  # keep one model in memory
         _models[key] = make()
@@ -76,7 +80,7 @@ def decode_image(value, index: int):
 def config_of(body: dict) -> PEZConfig:
     unknown = sorted(set(body) - REQUEST_KEYS)
     if unknown:
-        raise ValueError(f"unknown field(s) {unknown}; known: images/text/texts, model, pretrained, clip_vision(_2) and PEZConfig's "
+        raise ValueError(f"unknown field(s) {unknown}; known: images/text/texts, model, pretrained, device, clip_vision(_2) and PEZConfig's "
                          f"fields ({', '.join(sorted(CONFIG_KEYS))}).")
     return PEZConfig(**{k: v for k, v in body.items() if k in CONFIG_KEYS}).validate()
 
@@ -96,8 +100,9 @@ def run(kind: str, body: dict, state) -> dict:
             raise ValueError("text is missing or empty; give the prompt to distill.")
     elif not isinstance(body.get("texts"), list):
         raise ValueError("texts is missing; give a list of two or more prompts.")
+    target, device_notes = device.pick(body.get("device"))
     with _lock:
-        model = load_model(body)
+        model = load_model(body, target)
         with WebuiProgress(state, config.steps) as progress:
             if kind == "invert":
                 result = invert(model, inputs, config, progress)
@@ -108,7 +113,7 @@ def run(kind: str, body: dict, state) -> dict:
             stopped = bool(state.interrupted)
     return {"prompt": for_webui_prompt(result.text), "text": result.text, "similarity": result.similarity,
             "steps": result.steps, "stop_reason": "interrupted" if stopped else result.stop_reason,
-            "model": result.model, "notes": result.notes}
+            "model": result.model, "device": str(target), "notes": [*result.notes, *device_notes]}
 
 
 def mount(app, state, models_folder=None, vision_folder=None) -> None:

@@ -15,7 +15,7 @@ from dataclasses import fields
 
 from ..core import PEZConfig
 from ..core.methods import METHODS
-from . import clip_vision, models, routes
+from . import clip_vision, device, models, routes
 
 DEFAULTS = {f.name: f.default for f in fields(PEZConfig)}
 # (field, label, kind, extra): the controls under "Settings", in order; every PEZConfig field a user sets
@@ -43,14 +43,14 @@ VISIBLE = 4  # prompt_len, steps, seed, restarts: shown; the rest under "More se
 KINDS = ("invert", "distill", "concat")
 
 
-def request_body(kind: str, model: str, pretrained: str, source, *values, visions=()) -> dict:
+def request_body(kind: str, model: str, pretrained: str, source, *values, visions=(), where: str = "auto") -> dict:
     """The ``/pez/v1/<kind>`` request the tab's inputs make (empty text fields left out: the core's default).
 
     ``source``: invert — uploaded files (paths, or Gradio 3's temp-file objects); distill — the text;
     concat — the prompts, one a line. ``values`` follow :data:`CONTROLS`. ``visions``: the two CLIP Vision
-    choices (used with the webui's checkpoint).
+    choices (used with the webui's checkpoint). ``where``: the device (``auto``: the webui's).
     """
-    body: dict = {"model": model or "toy"}
+    body: dict = {"model": model or "toy", "device": where or "auto"}
     if pretrained and pretrained.strip():
         body["pretrained"] = pretrained.strip()
     for key, choice in zip(routes.VISION_KEYS, visions):
@@ -107,7 +107,7 @@ def learn(kind: str, body: dict, state, poll_s: float = 0.5, tasks=None, task_id
     r = out["result"]
     notes = "".join(f"\n· {n}" for n in r["notes"])
     yield (state.textinfo or ""), r["prompt"], (f"similarity {r['similarity']:.4f} · {r['steps']} steps · "
-                                               f"{r['stop_reason']} · {r['model']}{notes}")
+                                               f"{r['stop_reason']} · {r['model']} on {r['device']}{notes}")
 
 
 def _control(gr, name: str, label: str, control: str, extra):
@@ -140,6 +140,8 @@ def build(state, folder=None, add_send_buttons=None, tasks=None, vision_folder=N
             custom = gr.Textbox(label="…or an open_clip name, hf-hub:org/repo or a path (overrides the list)",
                                 elem_id="pez_custom_model")
             pretrained = gr.Textbox(label="pretrained tag (for a name)", elem_id="pez_pretrained")
+            where = gr.Dropdown(list(device.CHOICES), value="auto", label="Device (auto: the webui's)",
+                                elem_id="pez_device")
             refresh = gr.Button("Refresh list", elem_id="pez_refresh")
         with gr.Row():  # for the webui's checkpoint: the image encoder(s) that match its text encoder(s)
             visions = [gr.Dropdown(clip_vision.choices(vision_folder), value=clip_vision.NONE, elem_id=f"pez_{key}",
@@ -173,17 +175,17 @@ def build(state, folder=None, add_send_buttons=None, tasks=None, vision_folder=N
                 add_send_buttons(prompt)
 
         for kind in KINDS:
-            def run(task, model_choice, custom_model, tag, vision, vision_2, source, *values, kind=kind):
+            def run(task, model_choice, custom_model, tag, on, vision, vision_2, source, *values, kind=kind):
                 try:
                     body = request_body(kind, (custom_model or "").strip() or model_choice, tag, source, *values,
-                                        visions=(vision, vision_2))
+                                        visions=(vision, vision_2), where=on)
                 except (TypeError, ValueError) as e:  # e.g. a number box left empty
                     yield "", "", f"Error: a setting is not a number ({e}); fill in every number box."
                     return
                 yield from learn(kind, body, state, tasks=tasks, task_id=task)
 
             buttons[kind].click(run, _js="pez_submit" if tasks is not None else None,
-                                inputs=[task_id, model, custom, pretrained, *visions, sources[kind], *controls],
+                                inputs=[task_id, model, custom, pretrained, where, *visions, sources[kind], *controls],
                                 outputs=[live, prompt, info])
         stop.click(lambda: state.interrupt(), inputs=[], outputs=[])
     return tab

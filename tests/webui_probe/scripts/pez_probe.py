@@ -8,7 +8,7 @@ import io
 
 import torch
 from fastapi import Body
-from modules import prompt_parser, script_callbacks
+from modules import devices, prompt_parser, script_callbacks
 
 
 def _webui_ids(sd_model, part, text):
@@ -56,12 +56,13 @@ def _features(body: dict = Body(...)):
     from PIL import Image
 
     from pez_nodes.core import encode_token_ids
-    from pez_nodes.webui import checkpoint_clip, routes
+    from pez_nodes.webui import checkpoint_clip, device, routes
 
     model = routes.load_model({"model": "webui", "clip_vision": body.get("clip_vision"),
                                "clip_vision_2": body.get("clip_vision_2")})  # the routes' cached model
     sd_model = checkpoint_clip.loaded_model()
-    out = {"name": model.name, "notes": model.notes, "towers": [],
+    out = {"name": model.name, "notes": model.notes, "towers": [], "device": str(model.device),
+           "webui_device": str(devices.device), "pez_sees": str(device.webui_device()),
            "parsed": [_parse(routes.for_webui_prompt(t)) for t in body.get("syntax", [])],
            "scheduled": [prompt_parser.get_learned_conditioning_prompt_schedules([routes.for_webui_prompt(t)], 10)[0]
                          for t in body.get("syntax", [])]}
