@@ -4,10 +4,10 @@ Request: ``{"images": [base64 or data URL or a path, ...]}`` (invert), ``{"text"
 ``{"texts": ["...", "..."]}`` (concat), plus ``"model"`` (default ``toy``; a file or folder in the webui's
 ``models/open_clip``, a preset, an open_clip name, ``hf-hub:``, a path; ``"webui"``: the loaded checkpoint's
 own text encoder(s), with ``"clip_vision"`` / ``"clip_vision_2"`` files from ``models/clip_vision`` for
-images — ``checkpoint_clip.py``), ``"pretrained"``, ``"device"`` (``auto``: the webui's own — ``device.py``; ``cpu``, ``cuda``, ``cuda:N``) and any
-``PEZConfig`` field (``prompt_len``, ``steps``, ``seed``, ...). Response:
-``{"prompt", "text", "similarity", "steps", "stop_reason", "model", "device", "notes"}`` — ``prompt`` is ``text`` (the
-learned prompt) written for the webuis' prompt box (:func:`for_webui_prompt`). Bad input is a 400 with
+images — ``checkpoint_clip.py``), ``"pretrained"``, ``"device"`` (``auto``: the webui's own — ``device.py``;
+``cpu``, ``cuda``, ``cuda:N``) and any ``PEZConfig`` field (``prompt_len``, ``steps``, ``seed``, ...). Response:
+``{"prompt", "text", "similarity", "steps", "stop_reason", "model", "device", "notes"}`` — ``prompt`` is
+``text`` (the learned prompt) written for the webuis' prompt box (:func:`for_webui_prompt`). Bad input is a 400 with
 ``{"error": "one clear line"}``, and the webui keeps serving. Runs in FastAPI's thread pool; progress and
 Interrupt through ``shared.state`` (``progress.WebuiProgress``).
 """
@@ -80,8 +80,8 @@ def decode_image(value, index: int):
 def config_of(body: dict) -> PEZConfig:
     unknown = sorted(set(body) - REQUEST_KEYS)
     if unknown:
-        raise ValueError(f"unknown field(s) {unknown}; known: images/text/texts, model, pretrained, device, clip_vision(_2) and PEZConfig's "
-                         f"fields ({', '.join(sorted(CONFIG_KEYS))}).")
+        raise ValueError(f"unknown field(s) {unknown}; known: images/text/texts, model, pretrained, device, "
+                         f"clip_vision(_2) and PEZConfig's fields ({', '.join(sorted(CONFIG_KEYS))}).")
     return PEZConfig(**{k: v for k, v in body.items() if k in CONFIG_KEYS}).validate()
 
 
