@@ -1,8 +1,10 @@
 """PEZ as an AUTOMATIC1111 / Forge extension: this is the only file the webui loads from ``scripts/``.
 
-It adds the PEZ tab (``pez_nodes/webui/tab.py``), mounts ``/pez/v1/invert``, ``/pez/v1/distill`` and
-``/pez/v1/concat`` on the webui's API (``pez_nodes/webui/routes.py``) and adds the txt2img script
-"PEZ: prompt from image". CLIPs are listed from ``models/open_clip``, and the webui's own checkpoint can
+It adds the PEZ tab (``pez_nodes/webui/tab.py``), mounts ``/pez/v1/invert``, ``/pez/v1/distill``,
+``/pez/v1/concat`` and ``/pez/v1/unload`` beside the webui's API when it serves one (``--api``; with
+``--api-auth``'s check — ``pez_nodes/webui/routes.py``), adds the owner's limits to Settings → PEZ
+(``limits.py``) and adds the txt2img script "PEZ: prompt from image". Every PEZ run holds the webui's queue
+lock, as a generation does. CLIPs are listed from ``models/open_clip``, and the webui's own checkpoint can
 serve as the CLIP with an image encoder from ``models/clip_vision``. The work is the core's.
 """
 
@@ -14,9 +16,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import gradio as gr  # noqa: E402
-from modules import paths, processing, progress, script_callbacks, scripts, shared  # noqa: E402
+from modules import call_queue, paths, processing, progress, script_callbacks, scripts, shared  # noqa: E402
 
-from pez_nodes.webui import clip_vision, models, routes, tab  # noqa: E402
+from pez_nodes.webui import clip_vision, limits, models, routes, tab  # noqa: E402
 from pez_nodes.webui.progress import WebuiProgress  # noqa: E402
 
 try:  # AUTOMATIC1111 >= 1.8 and Forge; older AUTOMATIC1111 names it generation_parameters_copypaste
@@ -26,10 +28,15 @@ except ImportError:  # pragma: no cover - older webuis
 
 FOLDER = models.models_folder(paths.models_path)
 VISION_FOLDER = clip_vision.folder(paths.models_path)
+routes.configure(shared.state, FOLDER, VISION_FOLDER, call_queue.queue_lock, lambda: limits.from_options(shared.opts))
 
 
 def _on_app_started(demo, app):
-    routes.mount(app, shared.state, FOLDER, VISION_FOLDER)
+    routes.mount(app, api_auth=bool(getattr(shared.cmd_opts, "api_auth", None)))
+
+
+def _on_ui_settings():
+    limits.register(shared)
 
 
 def _send_buttons(prompt_box):
@@ -44,6 +51,7 @@ def _on_ui_tabs():
 
 
 script_callbacks.on_app_started(_on_app_started)
+script_callbacks.on_ui_settings(_on_ui_settings)
 script_callbacks.on_ui_tabs(_on_ui_tabs)
 
 
@@ -69,12 +77,24 @@ class PEZPromptFromImage(scripts.Script):
 
     def run(self, p, image, model, prompt_len, steps, custom="", vision=clip_vision.NONE):
         from pez_nodes.core import PEZConfig, invert
+        from pez_nodes.webui.request import check_model
+
+        from PIL import Image
 
         if image is None:
             raise ValueError("PEZ: give an image to learn the prompt from.")
-        clip = routes.load_model({"model": (custom or "").strip() or model or "toy", "clip_vision": vision})
-        with WebuiProgress(shared.state, int(steps)) as progress:
-            result = invert(clip, [image], PEZConfig(prompt_len=int(prompt_len), steps=int(steps)), progress)
+        if not isinstance(image, Image.Image):  # script_args from the API: a picture only, never a path
+            raise ValueError("PEZ: the image must be a picture given in the txt2img page; use /pez/v1/invert from "
+                             "the API.")
+        owner = limits.from_options(shared.opts)
+        choice = check_model({"model": (custom or "").strip() or model or "toy", "clip_vision": vision}, owner,
+                             FOLDER, VISION_FOLDER)  # script_args reach the API too: the same rule as the routes
+        config = PEZConfig(prompt_len=int(prompt_len), steps=min(int(steps), owner.max_steps)).validate()
+        # txt2img already holds the webui's queue: PEZ runs inside its job, and holds the model while it does
+        with routes.model_lock():
+            clip = routes.load_model(choice)
+            with WebuiProgress(shared.state, config.steps, own_job=False) as progress:
+                result = invert(clip, [image], config, progress)
         p.prompt = routes.for_webui_prompt(result.text)  # its ( ) [ ] are not emphasis
         p.all_prompts = None
         processed = processing.process_images(p)

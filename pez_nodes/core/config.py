@@ -94,7 +94,8 @@ class PEZConfig:
             _int_in("targets_per_step", self.targets_per_step, 1, None, "None uses every target each step")
         for name in ("lr", "weight_decay"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 \
+                    or (name == "lr" and value == 0):
                 raise ValueError(f"{name}={value!r} must be a finite number {'> 0' if name == 'lr' else '>= 0'}.")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"precision={self.precision!r} is unknown; use auto, fp32, bf16 or fp16.")
@@ -105,7 +106,10 @@ class PEZConfig:
                                  "(e.g. 'a photo of {} in the style of {}') or use prompt_len.")
         if self.template is not None and (not isinstance(self.template, str) or "{}" not in self.template):
             raise ValueError(f"template {self.template!r} has no '{{}}' slot; write e.g. 'a photo of {{}} in the style of {{}}'.")
-        if not isinstance(self.seed, int):
+        for name in ("compile", "blocklist_substring", "ascii_only"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be true or false.")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed={self.seed!r} must be an integer.")
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is unknown; use one of {', '.join(METHODS)}.")
@@ -131,6 +135,8 @@ class PEZConfig:
         return asdict(self)
 
     def _normalised(self) -> "PEZConfig":
+        for name, what in (("blocklist", "words"), ("allowlist", "words"), ("bank", "phrases")):
+            _check_texts(name, getattr(self, name), what)
         changes = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -151,6 +157,16 @@ class PEZConfig:
         elif self.bank is not None and not isinstance(self.bank, tuple):
             changes["bank"] = tuple(str(p).strip() for p in self.bank if str(p).strip())
         return replace(self, **changes) if changes else self
+
+
+def _check_texts(name: str, value, what: str) -> None:
+    """A word / phrase list must be a string or a list of strings (never a number, a mapping or mixed types)."""
+    if value is None or isinstance(value, str):
+        return
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return
+    raise ValueError(f"{name}={value!r} must be a string or a list of strings ({what}); "
+                     f"e.g. {name}=\"{'one a line' if name == 'bank' else 'red, blue'}\".")
 
 
 def _words(text: str, separator: str) -> tuple[str, ...]:

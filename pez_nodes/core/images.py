@@ -11,6 +11,7 @@ normalise with the model's mean and std.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Iterable, Sequence, Union
 
@@ -38,19 +39,28 @@ def load_image(path: str | Path, max_side: int | None = None) -> Image.Image:
         raise ValueError(f"image {str(path)!r} is a directory; give the path of an image file.")
     if not p.is_file():
         raise ValueError(f"image {str(path)!r} does not exist; give the path of an image file.")
+    with open(p, "rb") as f:
+        return _decode(f, f"image {str(path)!r}", max_side)
+
+
+def decode_image(data: bytes, label: str, max_side: int | None = None) -> Image.Image:
+    """:func:`load_image` for an image file's bytes (an upload, a base64 payload); errors begin with ``label``."""
+    return _decode(io.BytesIO(data), label, max_side)
+
+
+def _decode(f, label: str, max_side: int | None) -> Image.Image:
     try:
-        with open(p, "rb") as f:
-            image = Image.open(f)
-            if max_side:
-                image.draft(None, (2 * max_side, 2 * max_side))  # only JPEG decoders act on it
-            image.load()
-            return to_rgb(image, max_side) if max_side else image
+        image = Image.open(f)
+        if max_side:
+            image.draft(None, (2 * max_side, 2 * max_side))  # only JPEG decoders act on it
+        image.load()
+        return to_rgb(image, max_side) if max_side else image
     except Image.DecompressionBombError as e:
-        raise ValueError(f"image {str(path)!r} is too large for Pillow's safety limit ({e}); downscale it first.") from e
+        raise ValueError(f"{label} is too large for Pillow's safety limit ({e}); downscale it first.") from e
     except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"image {str(path)!r} could not be read as an image ({e}); give a PNG, JPEG or WebP file.") from e
+        raise ValueError(f"{label} could not be read as an image ({e}); give a PNG, JPEG or WebP file.") from e
     except ValueError as e:  # from to_rgb: name the file too
-        raise ValueError(f"image {str(path)!r}: {e}") from e
+        raise ValueError(f"{label}: {e}") from e
 
 
 def _reducible(image: Image.Image) -> Image.Image:

@@ -57,8 +57,11 @@ class TextPart:
 
 def loaded_model():
     """The webui's current SD model, loading the selected checkpoint as Generate would when none is loaded."""
-    from modules import sd_models, shared
-
+    try:
+        from modules import sd_models, shared
+    except ImportError:
+        raise ValueError("model \"webui\" is the webui's loaded checkpoint, and PEZ is not running inside a webui "
+                         "here; choose a CLIP (e.g. \"toy\").") from None
     reload = getattr(sd_models, "forge_model_reload", None)  # Forge loads on demand
     try:
         if reload is not None:
@@ -71,6 +74,28 @@ def loaded_model():
         raise ValueError("the webui has no Stable Diffusion checkpoint loaded; put one in models/Stable-diffusion and "
                          "select it (or choose a CLIP from the list).")
     return model
+
+
+def identity(sd_model) -> tuple:
+    """What tells one loaded checkpoint from another: its file, its hash and a fingerprint of its first text
+    encoder's token table. AUTOMATIC1111 loads a same-architecture checkpoint into the same model object (and
+    never sets ``sd_model.filename``), so neither the object nor a name alone says which weights it holds."""
+    info = getattr(sd_model, "sd_checkpoint_info", None)
+    file = getattr(info, "filename", None) or getattr(sd_model, "filename", None)
+    digest = getattr(info, "sha256", None) or getattr(info, "shorthash", None) or getattr(info, "hash", None)
+    modules, fingerprint = text_modules(sd_model), None
+    try:
+        table = _token_table(modules[0])
+        with torch.inference_mode(False), torch.no_grad():
+            fingerprint = float(table[:64].double().sum()) + float(table[-64:].double().abs().sum())
+    except (IndexError, AttributeError, RuntimeError, NotImplementedError):  # no encoder, or weights not in memory
+        pass
+    return id(sd_model), file, digest, fingerprint
+
+
+def _token_table(module) -> torch.Tensor:
+    table = module.text_model.embeddings.token_embedding if hasattr(module, "text_model") else module.token_embedding
+    return getattr(table, "wrapped", table).weight
 
 
 def text_modules(sd_model) -> list:
@@ -96,8 +121,7 @@ def text_parts(sd_model) -> list[TextPart]:
     parts = []
     for module in text_modules(sd_model):
         layout = "hf" if hasattr(module, "text_model") else "open_clip"
-        table = module.text_model.embeddings.token_embedding if layout == "hf" else module.token_embedding
-        width = getattr(table, "wrapped", table).weight.shape[1]  # AUTOMATIC1111 wraps it (textual inversion)
+        width = _token_table(module).shape[1]  # AUTOMATIC1111 wraps the table (textual inversion)
         parts.append(TextPart(NAMES.get(width, f"clip_{width}"), module, layout, width))
     return parts
 

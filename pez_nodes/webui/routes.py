@@ -1,37 +1,77 @@
-"""``/pez/v1/invert``, ``/pez/v1/distill``, ``/pez/v1/concat``: PEZ for the webuis' headless users, JSON in and out.
+"""``/pez/v1/invert``, ``/pez/v1/distill``, ``/pez/v1/concat``, ``/pez/v1/unload``: PEZ for the webuis' headless
+users, JSON in and out, registered as the webui registers its own API.
 
-Request: ``{"images": [base64 or data URL or a path, ...]}`` (invert), ``{"text": "..."}`` (distill) or
-``{"texts": ["...", "..."]}`` (concat), plus ``"model"`` (default ``toy``; a file or folder in the webui's
-``models/open_clip``, a preset, an open_clip name, ``hf-hub:``, a path; ``"webui"``: the loaded checkpoint's
-own text encoder(s), with ``"clip_vision"`` / ``"clip_vision_2"`` files from ``models/clip_vision`` for
-images — ``checkpoint_clip.py``), ``"pretrained"``, ``"device"`` (``auto``: the webui's own — ``device.py``;
-``cpu``, ``cuda``, ``cuda:N``) and any ``PEZConfig`` field (``prompt_len``, ``steps``, ``seed``, ...). Response:
-``{"prompt", "text", "similarity", "steps", "stop_reason", "model", "device", "notes"}`` — ``prompt`` is
-``text`` (the learned prompt) written for the webuis' prompt box (:func:`for_webui_prompt`). Bad input is a 400 with
-``{"error": "one clear line"}``, and the webui keeps serving. Runs in FastAPI's thread pool; progress and
-Interrupt through ``shared.state`` (``progress.WebuiProgress``).
+Request: ``{"images": [base64 or data URL, ...]}`` (invert), ``{"text": "..."}`` (distill) or
+``{"texts": ["...", "..."]}`` (concat), plus ``"model"`` (default ``toy``; one of the CLIPs the PEZ tab lists: a
+file or folder in the webui's ``models/open_clip``, a preset; ``"webui"``: the loaded checkpoint's own text
+encoder(s), with ``"clip_vision"`` / ``"clip_vision_2"`` files from ``models/clip_vision`` for images —
+``checkpoint_clip.py``), ``"device"`` (``auto``: the webui's own — ``device.py``; ``cpu``, ``cuda``, ``cuda:N``)
+and any ``PEZConfig`` field (``prompt_len``, ``steps``, ``seed``, ...) within the owner's limits
+(``limits.py``; what is checked: ``request.py``). Response: ``{"prompt", "text", "similarity", "steps",
+"stop_reason", "model", "device", "notes"}`` — ``prompt`` is ``text`` (the learned prompt) written for the webuis'
+prompt box (:func:`for_webui_prompt`). Bad input is a 400 with ``{"error": "one clear line"}``, a bug a 500 with
+one line (the traceback on the webui's console), and the webui keeps serving.
+
+The routes exist only when the webui serves its API (``--api``), and carry the same dependencies as the
+webui's own ``/sdapi/v1/*`` routes, so ``--api-auth`` guards them too. A run holds the webui's queue lock
+(``modules.call_queue.queue_lock``) for its whole length: PEZ waits behind generation and generation behind PEZ,
+exactly as two webui jobs do; progress and Interrupt go through ``shared.state`` (``progress.WebuiProgress``).
 """
 
 from __future__ import annotations
 
 import base64
-import io
+import gc
+import json
 import re
 import threading
-from dataclasses import fields
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from ..core import PEZConfig, concat, distill, invert, load_clip
-from ..core.images import load_image
+from ..core import concat, distill, invert, load_clip
+from ..core.images import decode_image
 from . import checkpoint_clip, device, models
+from .limits import Limits
 from .progress import WebuiProgress
+from .request import VISION_KEYS, PEZRequest, parse
 
-CONFIG_KEYS = {f.name for f in fields(PEZConfig)} - {"device"}
-VISION_KEYS = ("clip_vision", "clip_vision_2")
-REQUEST_KEYS = {"images", "text", "texts", "model", "pretrained", "device", *VISION_KEYS} | CONFIG_KEYS
+__all__ = ["HOST", "VISION_KEYS", "Job", "configure", "for_webui_prompt", "load_model", "mount", "run", "unload"]
+
 _models: dict = {}
-_lock = threading.Lock()  # one optimisation at a time, as the webui runs one job at a time
-MODELS_FOLDER: list = [None]  # the webui's models/open_clip, set by mount()
-VISION_FOLDER: list = [None]  # the webui's models/clip_vision, set by mount()
+_lock = threading.Lock()  # the cached model: held by a run (and the txt2img script) while it uses it
+DEFAULT_MAX_SIDE = 224  # images decoded for a model of unknown input size: short side 448 px or more
+
+
+@dataclass
+class Host:
+    """What ``mount`` learns from the webui (defaults: outside a webui, as in the no-webui tests)."""
+
+    state: object = None
+    queue_lock: object = field(default_factory=threading.Lock)  # the webui's call_queue.queue_lock
+    models_folder: Path | None = None  # <webui>/models/open_clip
+    vision_folder: Path | None = None  # <webui>/models/clip_vision
+    limits: object = Limits  # () -> Limits: the owner's Settings → PEZ
+
+
+HOST = Host()
+
+
+class Job:
+    """One PEZ run as the webui's queue sees it: ``cancel()`` before it starts keeps it from running, after
+    it starts interrupts it (through ``state``); ``on_start`` runs when it takes the queue lock."""
+
+    def __init__(self, on_start=None):
+        self.on_start = on_start
+        self.started, self.finished, self.cancelled = threading.Event(), threading.Event(), threading.Event()
+
+    def cancel(self, state) -> None:
+        """Drop the run if it waits; interrupt it if it runs; nothing once it has ended (nor to another job)."""
+        if self.finished.is_set():
+            return
+        self.cancelled.set()
+        if self.started.is_set() and state is not None:
+            state.interrupt()
 
 
 def for_webui_prompt(text: str) -> str:
@@ -41,96 +81,193 @@ def for_webui_prompt(text: str) -> str:
 
 
 def load_model(body: dict, target=None):
-    """The CLIP a request (or the tab) names, on ``target`` (default: the request's ``device``), loaded once and
-    kept while the same one is asked for."""
+    """The CLIP a (checked) request or the txt2img script names, on ``target`` (default: the request's
+    ``device``), loaded once and kept while the same one is asked for. The webui's checkpoint is keyed on its
+    identity (file, hash and a fingerprint of its weights: AUTOMATIC1111 loads a same-architecture checkpoint
+    into the same model object)."""
     target = target if target is not None else device.pick(body.get("device"))[0]
     choice = str(body.get("model") or "toy").strip()
     if choice in checkpoint_clip.ALIASES:
         sd_model = checkpoint_clip.loaded_model()
         visions = [str(body.get(k) or "none") for k in VISION_KEYS]
-        key = ("webui", id(sd_model), getattr(sd_model, "filename", None), *visions, str(target))
-        make = lambda: checkpoint_clip.load(sd_model, visions, VISION_FOLDER[0], target)  # noqa: E731
+        key = ("webui", *checkpoint_clip.identity(sd_model), *visions, str(target))
+        make = lambda: checkpoint_clip.load(sd_model, visions, HOST.vision_folder, target)  # noqa: E731
     else:
-        source, tag = models.resolve(choice, body.get("pretrained"), MODELS_FOLDER[0])
+        source, tag = models.resolve(choice, body.get("pretrained"), HOST.models_folder)
         key = (source, tag, str(target))
         make = lambda: load_clip(source, tag, device=target)  # noqa: E731
     if key not in _models:
-        _models.clear()  # keep one model in memory
+        _free()  # keep one model in memory
         _models[key] = make()
     return _models[key]
 
 
-def decode_image(value, index: int):
-    """A PIL image from base64 (optionally a ``data:image/...;base64,`` URL) or a file path on the server."""
-    from PIL import Image
+def model_lock():
+    """Hold the cached model (for a run already inside a webui job: the txt2img script)."""
+    return _lock
 
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"images[{index}] is empty; give a base64 PNG/JPEG or a path.")
-    text = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+
+def unload() -> dict:
+    """Release the cached model (RAM, and VRAM on a GPU); a ``RuntimeError`` while a run holds it."""
+    if not _lock.acquire(blocking=False):
+        raise RuntimeError("a PEZ run is using the model; unload after it ends (or interrupt it).")
     try:
-        raw = base64.b64decode(text, validate=True)
-    except ValueError:
-        return load_image(value)
+        names = [getattr(m, "name", str(k[0])) for k, m in _models.items()]
+        _free()
+        return {"unloaded": names}
+    finally:
+        _lock.release()
+
+
+def _free() -> None:
+    _models.clear()
+    gc.collect()
     try:
-        return Image.open(io.BytesIO(raw)).convert("RGB")
-    except OSError as e:
-        raise ValueError(f"images[{index}] is base64 but not an image ({e}); send a PNG or JPEG.") from e
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 — freeing is best effort
+        pass
+    _trim_heap()
 
 
-def config_of(body: dict) -> PEZConfig:
-    unknown = sorted(set(body) - REQUEST_KEYS)
-    if unknown:
-        raise ValueError(f"unknown field(s) {unknown}; known: images/text/texts, model, pretrained, device, "
-                         f"clip_vision(_2) and PEZConfig's fields ({', '.join(sorted(CONFIG_KEYS))}).")
-    return PEZConfig(**{k: v for k, v in body.items() if k in CONFIG_KEYS}).validate()
+def _trim_heap() -> None:
+    """Return freed heap pages to the system (glibc keeps them otherwise, and the process's RSS stays up)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
-def run(kind: str, body: dict, state) -> dict:
-    """One request: parse, load (cached), optimise with the webui's progress; the result as JSON."""
-    if not isinstance(body, dict):
-        raise ValueError("the request body must be a JSON object.")
-    config = config_of(body)
-    if kind == "invert":
-        images = body.get("images")
-        if not isinstance(images, list) or not images:
-            raise ValueError("images is missing or empty; give a list of base64 images (or server paths).")
-        inputs = [decode_image(v, i) for i, v in enumerate(images)]
-    elif kind == "distill":
-        if not isinstance(body.get("text"), str) or not body["text"].strip():
-            raise ValueError("text is missing or empty; give the prompt to distill.")
-    elif not isinstance(body.get("texts"), list):
-        raise ValueError("texts is missing; give a list of two or more prompts.")
-    target, device_notes = device.pick(body.get("device"))
-    with _lock:
-        model = load_model(body, target)
-        with WebuiProgress(state, config.steps) as progress:
-            if kind == "invert":
-                result = invert(model, inputs, config, progress)
-            elif kind == "distill":
-                result = distill(model, body["text"], config, progress)
-            else:
-                result = concat(model, body["texts"], config, progress)
-            stopped = bool(state.interrupted)
+def run(kind: str, body, job: Job | None = None) -> dict:
+    """One request: check it (400s before waiting), wait for the webui's queue, load (cached), optimise with
+    the webui's progress; the result as JSON."""
+    request = parse(kind, body, HOST.limits(), HOST.models_folder, HOST.vision_folder)
+    target, device_notes = device.pick(request.device)
+    job = job or Job()
+    state = HOST.state
+    with HOST.queue_lock:
+        if job.cancelled.is_set():
+            job.finished.set()
+            return {"prompt": "", "text": "", "similarity": 0.0, "steps": 0, "stop_reason": "interrupted",
+                    "model": request.model.get("model") or "toy", "device": str(target),
+                    "notes": ["interrupted before it started"]}
+        job.started.set()
+        try:
+            if job.on_start is not None:
+                job.on_start()
+            with _lock:
+                model = load_model({**request.model, "device": request.device}, target)
+                with WebuiProgress(state, request.config.steps, stop=job.cancelled.is_set) as progress:
+                    result = _optimise(model, request, progress)
+                    stopped = bool(getattr(state, "interrupted", False)) or job.cancelled.is_set()
+        finally:
+            job.finished.set()
     return {"prompt": for_webui_prompt(result.text), "text": result.text, "similarity": result.similarity,
             "steps": result.steps, "stop_reason": "interrupted" if stopped else result.stop_reason,
             "model": result.model, "device": str(target), "notes": [*result.notes, *device_notes]}
 
 
-def mount(app, state, models_folder=None, vision_folder=None) -> None:
-    """Add the three routes to the webui's FastAPI ``app``; ``models_folder`` is where listed CLIPs live,
-    ``vision_folder`` the CLIP Vision files for the webui's own checkpoint."""
-    MODELS_FOLDER[0], VISION_FOLDER[0] = models_folder, vision_folder
-    from fastapi import Body
-    from fastapi.responses import JSONResponse
+def _optimise(model, request: PEZRequest, progress):
+    if request.kind == "invert":
+        side = getattr(model, "image_size", None) or DEFAULT_MAX_SIDE
+        images = [decode_image(raw, f"images[{i}]", side) for i, raw in enumerate(request.images)]
+        return invert(model, images, request.config, progress)
+    if request.kind == "distill":
+        return distill(model, request.text, request.config, progress)
+    return concat(model, request.texts, request.config, progress)
 
-    def endpoint(kind: str):
-        def handler(body: dict = Body(...)):
+
+def image_field(data: bytes) -> str:
+    """An image file's bytes as a request's ``images`` entry (base64)."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def api_dependencies(app) -> list | None:
+    """The dependencies the webui's own ``/sdapi/v1/*`` routes carry (its ``--api-auth`` check; none without
+    it), or None when the webui does not serve its API (started without ``--api``)."""
+    for route in getattr(app, "routes", []):
+        if str(getattr(route, "path", "")).startswith("/sdapi/v1/") and hasattr(route, "dependencies"):
+            return list(route.dependencies)
+    return None
+
+
+def configure(state, models_folder=None, vision_folder=None, queue_lock=None, limits=None) -> None:
+    """What every PEZ run in this webui uses (routes, tab, txt2img script): ``state`` (``shared.state``), the
+    CLIP folders, the webui's ``queue_lock`` and ``limits`` (() -> the owner's ``Limits``)."""
+    HOST.state, HOST.models_folder, HOST.vision_folder = state, models_folder, vision_folder
+    if queue_lock is not None:
+        HOST.queue_lock = queue_lock
+    if limits is not None:
+        HOST.limits = limits
+
+
+def mount(app, api_auth: bool = False) -> bool:
+    """Add the routes to the webui's FastAPI ``app`` beside its own API, with the same dependencies; not at all
+    when the webui serves no API. ``api_auth``: the webui was started with ``--api-auth`` (then the routes are
+    added only with its check). Returns whether they were added."""
+    dependencies = api_dependencies(app)
+    if dependencies is None:
+        print("[pez] the webui serves no API (start it with --api for /pez/v1/*); the PEZ tab works without it")
+        return False
+    if api_auth and not dependencies:
+        print("[pez] --api-auth is set but the webui's API routes carry no check: /pez/v1/* not added")
+        return False
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+    from starlette.concurrency import run_in_threadpool
+
+    def answer(work):
+        async def handler(request: Request):
             try:
-                return run(kind, body, state)
+                body = await _json_body(request, HOST.limits().max_request_bytes)
+                return await run_in_threadpool(work, body)
             except ValueError as e:
-                return JSONResponse({"error": str(e).splitlines()[0]}, status_code=400)
-        handler.__name__ = f"pez_{kind}"
+                return JSONResponse({"error": _line(e)}, status_code=400)
+            except RuntimeError as e:
+                return JSONResponse({"error": _line(e)}, status_code=409)
+            except Exception as e:  # noqa: BLE001 — a bug: one line to the caller, the traceback on the console
+                traceback.print_exc()
+                return JSONResponse({"error": f"PEZ failed ({type(e).__name__}: {_line(e)}); the webui's console has "
+                                              "the traceback — please report it."}, status_code=500)
         return handler
 
     for kind in ("invert", "distill", "concat"):
-        app.add_api_route(f"/pez/v1/{kind}", endpoint(kind), methods=["POST"])
+        handler = answer(lambda body, kind=kind: run(kind, body))
+        handler.__name__ = f"pez_{kind}"
+        app.add_api_route(f"/pez/v1/{kind}", handler, methods=["POST"], dependencies=dependencies)
+    unload_handler = answer(lambda body: unload())
+    unload_handler.__name__ = "pez_unload"
+    app.add_api_route("/pez/v1/unload", unload_handler, methods=["POST"], dependencies=dependencies)
+    return True
+
+
+async def _json_body(request, limit: int):
+    """The request's JSON, read up to ``limit`` bytes (a larger body is refused before it is all in memory)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ValueError(f"the request is {int(declared) / 2**20:.0f} MB, more than this webui takes "
+                         f"({limit / 2**20:.0f} MB); send fewer or smaller images.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ValueError(f"the request is more than this webui takes ({limit / 2**20:.0f} MB); send fewer or "
+                             "smaller images.")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"the request body is not JSON ({e.__class__.__name__} at byte {getattr(e, 'pos', 0)}); "
+                         "send a JSON object.") from None
+
+
+def _line(e: BaseException) -> str:
+    text = str(e)
+    return text.splitlines()[0] if text.strip() else type(e).__name__

@@ -4,7 +4,10 @@ of the core, the live best prompt, Interrupt, and "send to txt2img / img2img".
 Gradio is imported only in :func:`build` (AUTOMATIC1111 ships Gradio 3.41, Forge 4.40; only components
 both have are used). A click runs the same request as ``POST /pez/v1/<kind>`` (``routes.run``) in a
 thread and streams what ``shared.state`` shows while it runs — the webui's progress API and its Interrupt
-see the same job.
+see the same job. The tab asks no more than a request may (the owner's limits, the listed CLIPs), since
+Gradio's own API lets other machines drive it too. Its Interrupt reaches only the run it started (a run
+still waiting for the webui's queue is dropped, a generation in progress is left alone); "Free PEZ's model"
+releases the cached CLIP.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import threading
 import traceback
 from dataclasses import fields
+from pathlib import Path
 
 from ..core import PEZConfig
 from ..core.methods import METHODS
@@ -41,6 +45,7 @@ CONTROLS = [
 ]
 VISIBLE = 4  # prompt_len, steps, seed, restarts: shown; the rest under "More settings"
 KINDS = ("invert", "distill", "concat")
+JOBS: dict = {}  # task id (or "last") → the tab's routes.Job, for its Interrupt button
 
 
 def request_body(kind: str, model: str, pretrained: str, source, *values, visions=(), where: str = "auto") -> dict:
@@ -56,9 +61,10 @@ def request_body(kind: str, model: str, pretrained: str, source, *values, vision
     for key, choice in zip(routes.VISION_KEYS, visions):
         if choice and choice != clip_vision.NONE:
             body[key] = choice
-    if kind == "invert":
+    if kind == "invert":  # the uploads' bytes, as a request sends them (a request never names a file)
         files = source if isinstance(source, list) else [source] if source else []
-        body["images"] = [getattr(f, "name", None) or (f.get("path") if isinstance(f, dict) else f) for f in files]
+        paths = [getattr(f, "name", None) or (f.get("path") if isinstance(f, dict) else f) for f in files]
+        body["images"] = [routes.image_field(Path(p).read_bytes()) for p in paths]
     elif kind == "distill":
         body["text"] = source or ""
     else:
@@ -76,18 +82,18 @@ def learn(kind: str, body: dict, state, poll_s: float = 0.5, tasks=None, task_id
     """Run one request in a thread; yield (live text, prompt, result line) while it runs and once at the end.
 
     ``tasks`` (the webui's ``modules.progress``) and ``task_id`` (made by ``javascript/pez.js`` on the click)
-    make the run the webui's current task, so its own progress bar follows it. A bad input ends as one line
-    in the result box (as the API's 400), never as a Gradio error."""
+    make the run the webui's current task once it holds the webui's queue, so its own progress bar follows
+    it. A bad input ends as one line in the result box (as the API's 400), never as a Gradio error."""
     out: dict = {}
     task = task_id if tasks is not None and task_id and task_id.startswith("task(") else None
     if task:
         tasks.add_task_to_queue(task)
+    job = routes.Job(on_start=(lambda: tasks.start_task(task)) if task else None)
+    JOBS[task or "last"] = JOBS["last"] = job
 
     def work():
         try:
-            if task:
-                tasks.start_task(task)
-            out["result"] = routes.run(kind, body, state)
+            out["result"] = routes.run(kind, body, job)
         except Exception as e:  # noqa: BLE001 — shown to the user as one line, as the API answers
             out["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
             if not isinstance(e, ValueError):  # not a bad input: the console keeps the traceback for a bug report
@@ -95,12 +101,15 @@ def learn(kind: str, body: dict, state, poll_s: float = 0.5, tasks=None, task_id
         finally:
             if task:
                 tasks.finish_task(task)
+            for key in [k for k, v in JOBS.items() if v is job and k != "last"]:
+                del JOBS[key]
 
     worker = threading.Thread(target=work, name=f"pez-{kind}", daemon=True)
     worker.start()
     while worker.is_alive():
         worker.join(poll_s)
-        yield state.textinfo or "", "", "running…"
+        waiting = not job.started.is_set()
+        yield ("" if waiting else state.textinfo or ""), "", "waiting for the webui…" if waiting else "running…"
     if "error" in out:
         yield "", "", f"Error: {out['error']}"
         return
@@ -108,6 +117,22 @@ def learn(kind: str, body: dict, state, poll_s: float = 0.5, tasks=None, task_id
     notes = "".join(f"\n· {n}" for n in r["notes"])
     yield (state.textinfo or ""), r["prompt"], (f"similarity {r['similarity']:.4f} · {r['steps']} steps · "
                                                f"{r['stop_reason']} · {r['model']} on {r['device']}{notes}")
+
+
+def interrupt(state, task_id: str | None = None) -> None:
+    """The tab's Interrupt: only the run this page started (``task_id``; else the tab's last run)."""
+    job = JOBS.get(task_id or "") or (None if task_id else JOBS.get("last"))
+    if job is not None:
+        job.cancel(state)
+
+
+def free_model() -> str:
+    """The tab's "Free PEZ's model" button: one result line."""
+    try:
+        names = routes.unload()["unloaded"]
+    except RuntimeError as e:
+        return f"Error: {e}"
+    return f"freed {', '.join(names)}" if names else "no PEZ model was loaded"
 
 
 def _control(gr, name: str, label: str, control: str, extra):
@@ -166,6 +191,7 @@ def build(state, folder=None, add_send_buttons=None, tasks=None, vision_folder=N
         with gr.Row():
             buttons = {k: gr.Button(f"Learn ({k})", variant="primary", elem_id=f"pez_learn_{k}") for k in KINDS}
             stop = gr.Button("Interrupt", elem_id="pez_interrupt")
+            free = gr.Button("Free PEZ's model", elem_id="pez_unload")
         gr.HTML("", elem_id="pez_progress")  # the webui's progress bar appears here during a run
         live = gr.Textbox(label="Live best prompt", interactive=False, elem_id="pez_live")
         prompt = gr.Textbox(label="Prompt", interactive=False, show_copy_button=True, elem_id="pez_prompt")
@@ -187,5 +213,6 @@ def build(state, folder=None, add_send_buttons=None, tasks=None, vision_folder=N
             buttons[kind].click(run, _js="pez_submit" if tasks is not None else None,
                                 inputs=[task_id, model, custom, pretrained, where, *visions, sources[kind], *controls],
                                 outputs=[live, prompt, info])
-        stop.click(lambda: state.interrupt(), inputs=[], outputs=[])
+        stop.click(lambda task: interrupt(state, task), inputs=[task_id], outputs=[])
+        free.click(free_model, inputs=[], outputs=[info])
     return tab
