@@ -75,14 +75,20 @@ def _task(args):
     return Task(args.lm_template, parse_verbalizer(spec))
 
 
-def split(examples, few_shot: int | None, seed: int, has_holdout: bool):
-    """(train, holdout, rest): K per class each with ``few_shot``; else 80 / 20 (no holdout when one is given)."""
+def split(examples, few_shot: int | None, seed: int, has_holdout: bool, what: str = "the data"):
+    """(train, holdout, rest): K per class each with ``few_shot``; else 80 / 20 (no holdout when one is given).
+
+    ``what`` names the data in the errors (e.g. ``"data 'reviews.csv'"``).
+    """
     rng = random.Random(seed)
     pool = list(examples)
     rng.shuffle(pool)
     if few_shot is None:
         if has_holdout:
             return pool, [], []
+        if len(pool) < 2:
+            raise ValueError(f"{what} has {len(pool)} example; without --holdout at least 2 are needed (4 in 5 "
+                             "train the prompt, 1 in 5 picks it): add rows, or give --holdout FILE.")
         cut = max(1, len(pool) // 5)
         return pool[cut:], pool[:cut], []
     if few_shot < 1:
@@ -96,11 +102,19 @@ def split(examples, few_shot: int | None, seed: int, has_holdout: bool):
     short = sorted(label for label, n in taken.items() if n < few_shot * (1 if has_holdout else 2))
     if short:
         raise ValueError(f"--few-shot {few_shot} needs {few_shot * (1 if has_holdout else 2)} examples of each class; "
-                         f"labels {short} have fewer in the data.")
+                         f"labels {short} have fewer in {what}.")
     return train, holdout, rest
 
 
+def _labelled(task, source, what: str, seed: int = 0) -> list:
+    """The examples of ``source``, their labels checked against the verbalizer (before any model loads)."""
+    examples = _data(str(source), seed)
+    task.check_labels(examples, what)
+    return examples
+
+
 def run_lm(args: argparse.Namespace) -> dict:
+    """Every input is read and checked (data, template, verbalizer, labels, splits, settings) before the LM loads."""
     import torch
 
     from .lm.load import load_lm
@@ -108,39 +122,42 @@ def run_lm(args: argparse.Namespace) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = _data(args.data, getattr(args, "seed", 0))
     task = _task(args)
-    task.check_labels(data, f"data {args.data!r}")
-    validation = _data(str(args.validation)) if args.validation else None
-    lm = load_lm(args.model, device=args.device, vocabulary=getattr(args, "vocabulary", "full"))
+    data = _labelled(task, args.data, f"data {args.data!r}", getattr(args, "seed", 0))
+    validation = _labelled(task, args.validation, f"--validation {str(args.validation)!r}") if args.validation else None
     if args.command == "lm-eval":
+        lm = load_lm(args.model, device=args.device, vocabulary="full")
         judge = validation or data
         rows = [{"prompt": p, "accuracy": accuracy(lm, task, p, judge)} for p in ["", *args.prompt]]
         return {"model": lm.name, "examples": len(judge), "rows": rows}
-    return _tune(args, lm, task, data, validation)
+    from .cli import config_from_args
+
+    holdout = _labelled(task, args.holdout, f"--holdout {str(args.holdout)!r}") if args.holdout else []
+    train, drawn, rest = split(data, args.few_shot, args.seed, bool(args.holdout), f"data {args.data!r}")
+    config = config_from_args(args)
+    config.validate(1 << 20)  # bad numbers before the LM loads; tune() checks prompt_len against its window
+    lm = load_lm(args.model, device=args.device, vocabulary=args.vocabulary)
+    return _tune(args, lm, task, train, holdout or drawn, validation or rest, config)
 
 
-def _tune(args, lm, task, data, validation) -> dict:
-    from .cli import ProgressBar, config_from_args
+def _tune(args, lm, task, train, holdout, validation, config) -> dict:
+    from .cli import ProgressBar
     from .lm.objective import accuracy
     from .lm.tune import tune
 
-    holdout = _data(str(args.holdout)) if args.holdout else []
-    train, drawn, rest = split(data, args.few_shot, args.seed, bool(holdout))
-    holdout = holdout or drawn
-    validation = validation or rest
     bar = ProgressBar(not args.quiet, label="p(right)")
     previous = signal.signal(signal.SIGINT, bar.interrupt)
     try:
-        result = tune(lm, task, train, holdout, config_from_args(args), bar)
+        result = tune(lm, task, train, holdout, config, bar)
     finally:
         signal.signal(signal.SIGINT, previous)
         bar.close()
     out = result.to_dict()
     out.update(train_examples=len(train), holdout_examples=len(holdout),
                validation_accuracy=accuracy(lm, task, result.prompt, validation) if validation else None,
-               template_validation_accuracy=accuracy(lm, task, "", validation) if validation else None,
-               stop_reason="interrupted" if bar.stop else "completed")
+               template_validation_accuracy=accuracy(lm, task, "", validation) if validation else None)
+    if bar.stop:  # the loop reports "callback"; on the command line that is Ctrl-C
+        out["stop_reason"] = "interrupted"
     out["candidates"] = out["candidates"][: max(1, args.top_k)]
     return out
 
@@ -157,5 +174,6 @@ def print_lm(out: dict, command: str) -> None:
         parts.append(f"holdout {out['holdout_accuracy']:.3f}")
     if out["validation_accuracy"] is not None:
         parts.append(f"validation {out['validation_accuracy']:.3f} (empty template {out['template_validation_accuracy']:.3f})")
-    parts.append(f"perplexity {out['perplexity']:.1f}  steps {out['steps']}  {out['seconds']:.1f}s")
+    stopped = "  (stopped: no gain for --patience steps)" if out["stop_reason"] == "patience" else ""
+    parts.append(f"perplexity {out['perplexity']:.1f}  steps {out['steps']}{stopped}  {out['seconds']:.1f}s")
     print("accuracy " + "  ".join(parts), file=sys.stderr)

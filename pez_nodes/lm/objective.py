@@ -45,6 +45,12 @@ class LMClassificationObjective:
         self.task = task
         self.labels = list(task.verbalizer)
         self.word_ids = [self._single_token(label, word) for label, word in task.verbalizer.items()]
+        for i, token in enumerate(self.word_ids):
+            first = self.word_ids.index(token)
+            if first != i:  # e.g. "Good" and "good" for a lower-casing tokenizer
+                (a, b), verbalizer = (self.labels[first], self.labels[i]), task.verbalizer
+                raise ValueError(f"verbalizer words {verbalizer[a]!r} (label {a!r}) and {verbalizer[b]!r} (label {b!r}) "
+                                 "are the same token for this tokenizer; give each label a word of its own.")
         self.examples = list(examples)
         self.contexts = [self.encode(" " + task.context(e.text)) for e in self.examples]
         self.targets = torch.tensor([self.labels.index(e.label) for e in self.examples])

@@ -35,6 +35,7 @@ class LMResult:
     steps: int
     seconds: float
     model: str
+    stop_reason: str = "completed"  # the loop's: "completed", "patience" (no gain in config.patience steps), "callback"
     candidates: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -69,4 +70,5 @@ def tune(lm: CausalLM, task: Task, train: Sequence[Example], holdout: Sequence[E
     return LMResult(prompt=best, train_accuracy=accuracy(lm, task, best, train),
                     holdout_accuracy=scored[0][0] if holdout else None, perplexity=perplexity, method=config.method,
                     fluency=config.fluency, steps=result.steps, seconds=result.seconds, model=lm.name,
+                    stop_reason=result.stop_reason,
                     candidates=[{"prompt": t, "accuracy": a} for a, _, t in scored])
