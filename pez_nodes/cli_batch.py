@@ -5,8 +5,9 @@
     pez batch photos/ --ray auto                   # the same job on Ray Data (pip install 'pez-hard-prompts[ray]')
 
 Each image's seed comes from its file name, so results do not depend on order, batch size or workers. A
-re-run skips images already in the journal; a killed run loses at most the batch in flight. Progress with
-an ETA goes to stderr; the counts to stdout (one JSON object with ``--json``).
+re-run skips images that already have a prompt in the journal and tries the ones that failed again; a killed
+run (or one stopped with Ctrl-C, locally or on Ray) loses at most the batch in flight. Progress with an ETA goes
+to stderr; the counts to stdout (one JSON object with ``--json``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 
@@ -48,11 +50,12 @@ class BatchProgress:
         self.stop = True
         print("pez: stopping after this batch (Ctrl-C again aborts; finished images are kept)", file=sys.stderr)
 
-    def __call__(self, done: int, total: int, seconds: float) -> bool:
+    def __call__(self, done: int, total: int, seconds: float, retried: int = 0) -> bool:
         if self.enabled:
             eta = seconds / done * (total - done) if done else 0.0
-            print(f"{done}/{total} images  {seconds / max(done, 1):.1f} s/image  ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}",
-                  file=sys.stderr, flush=True)
+            again = f" ({retried} of them retried after an earlier error)" if retried else ""
+            print(f"{done}/{total} images{again}  {seconds / max(done, 1):.1f} s/image  "
+                  f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}", file=sys.stderr, flush=True)
         return self.stop
 
 
@@ -60,37 +63,45 @@ def run_batch(args: argparse.Namespace) -> dict:
     import torch
 
     from . import core
-    from .batch.jobs import jobs_for, list_images
+    from .batch.jobs import check_sidecars, jobs_for, list_images
     from .batch.journal import Journal
     from .batch.local import check_sidecars_writable, run_local, settings_of
     from .cli import check_device, config_from_args
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size {args.batch_size} must be 1 or more.")
-    check_device(args.device)
+    if args.ray and args.workers < 1:
+        raise ValueError(f"--workers {args.workers} must be 1 or more.")
+    if not args.ray:
+        check_device(args.device)  # with --ray, each worker resolves the device on its own machine
     if args.threads:
         torch.set_num_threads(args.threads)
     config = config_from_args(args).validate()
     source = args.source.expanduser()
     jobs = jobs_for(list_images(source), config.seed)
-    out = args.out or ((source if source.is_dir() else source.parent) / "prompts.jsonl")
+    out = args.out.expanduser() if args.out else ((source if source.is_dir() else source.parent) / "prompts.jsonl")
     if args.sidecar:
+        others = {str(out): "the journal"} if source.is_dir() else {str(source): "the list", str(out): "the journal"}
+        check_sidecars([j.path for j in jobs], others)
         check_sidecars_writable(jobs)
     model_name = args.model.strip()
     with Journal(out, _journal_model(model_name, args), settings_of(config), args.force) as journal:
         bar = BatchProgress(not args.quiet)
         if args.ray:
-            from .batch.ray_data import run_ray
+            from .batch.ray_data import connect, load_args, run_ray
 
-            counts = run_ray(args.ray, jobs, config, journal, args, args.workers, bar)
+            load_args(args)  # a bad --device is refused before a cluster starts
+            connect(args.ray)
+            run = partial(run_ray, args.ray, jobs, config, journal, args, args.workers, bar)
         else:
             model = core.load_clip(args.model, args.pretrained, device=args.device, activation=args.activation,
                                    vocabulary=args.vocabulary)
-            previous = signal.signal(signal.SIGINT, bar.interrupt)
-            try:
-                counts = run_local(model, jobs, config, journal, args.batch_size, args.sidecar, args.overwrite, bar)
-            finally:
-                signal.signal(signal.SIGINT, previous)
+            run = partial(run_local, model, jobs, config, journal, args.batch_size, args.sidecar, args.overwrite, bar)
+        previous = signal.signal(signal.SIGINT, bar.interrupt)  # from here Ctrl-C stops after the batch in flight
+        try:
+            counts = run()
+        finally:
+            signal.signal(signal.SIGINT, previous)
         counts.update(out=str(journal.path), repaired_partial_line=journal.repaired)
     return counts
 
@@ -101,5 +112,7 @@ def _journal_model(name: str, args) -> str:
 
 
 def print_counts(counts: dict) -> None:
-    print(f"{counts['written']} prompts written, {counts['errors']} errors, {counts['skipped']} already done "
-          f"(of {counts['images']} images); {counts['sidecars']} captions written; journal {counts['out']}")
+    retried = f", {counts['retried']} retried after an earlier error" if counts.get("retried") else ""
+    line = (f"{counts['written']} prompts written, {counts['errors']} errors, {counts['skipped']} already done{retried} "
+            f"(of {counts['images']} images); {counts['sidecars']} captions written; journal {counts['out']}")
+    print(line.encode("utf-8", "backslashreplace").decode("utf-8"))  # a path that is not UTF-8 shown escaped

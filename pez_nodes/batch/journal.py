@@ -1,10 +1,13 @@
 """``prompts.jsonl``: one line per finished image, appended atomically, so a killed run loses at most its batch.
 
 Each line is one JSON object: ``path``, ``prompt``, ``similarity``, ``seed``, ``model``, ``settings``,
-``seconds`` — or ``path``, ``error`` for an image that could not be read. A line is written with one
-``write`` of the whole line and flushed to disk, so a crash leaves at most a partial *last* line, which
-opening the journal again repairs (cuts). A journal belongs to one model and one set of settings: another
-run is refused unless forced, so prompts of different models never mix in one file.
+``seconds`` — or ``path``, ``error`` for an image that could not be read. An image with a prompt line is done;
+one with only error lines is tried again by the next run (fix the file, run again), which appends its new line,
+so a path's last line is its current state. A line is written with one ``write`` of the whole line and flushed
+to disk, so a crash leaves at most a partial *last* line, which opening the journal again repairs (cuts). The
+file is UTF-8; a path that is not valid UTF-8 is written with JSON's ``\\u`` escapes. A journal belongs to one
+model and one set of settings: another run is refused unless forced, so prompts of different models never mix
+in one file.
 """
 
 from __future__ import annotations
@@ -44,11 +47,19 @@ class Journal:
                                  "another --out, or --force to add to it.")
 
     def done(self) -> set[str]:
-        """Paths with a line (a prompt or an error): a re-run skips them."""
-        return {row["path"] for row in self.rows if "path" in row}
+        """Paths with a prompt line: a re-run skips them."""
+        return {row["path"] for row in self.rows if "prompt" in row}
+
+    def failed(self) -> set[str]:
+        """Paths with error lines only: a re-run tries them again."""
+        return {row["path"] for row in self.rows} - self.done()
 
     def append(self, row: dict) -> None:
         line = json.dumps(row, ensure_ascii=False) + "\n"
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a file name that is not UTF-8: JSON escapes (\udcff), read back as the same str
+            line = json.dumps(row) + "\n"
         self._file.write(line)
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -77,15 +88,26 @@ def _cut_partial_line(path: Path) -> bool:
 
 
 def _read(path: Path) -> list[dict]:
+    """The journal's rows; anything else (not UTF-8, not JSON, JSON that is not a row) is refused in one line."""
     if not path.is_file():
         return []
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not UTF-8 text (byte {e.start}); it is not a pez batch journal — "
+                         "choose another --out.") from e
     rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+    for i, line in enumerate(text.splitlines()):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{str(path)!r} line {i + 1} is not JSON ({e.msg}); it is not a pez batch journal — "
                              "choose another --out.") from e
+        if not (isinstance(row, dict) and isinstance(row.get("path"), str)
+                and isinstance(row.get("settings", {}), dict)):
+            raise ValueError(f"{str(path)!r} line {i + 1} is JSON but not an image's line (an object with a "
+                             '"path"); it is not a pez batch journal — choose another --out.')
+        rows.append(row)
     return rows

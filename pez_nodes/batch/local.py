@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -14,7 +15,9 @@ from ..core.images import load_image
 from .jobs import Job, sidecar_for
 from .journal import Journal
 
-MAX_SIDE = 4096  # a larger picture is reduced on load: CLIP sees 224 px anyway
+Progress = Callable[[int, int, float, int], bool]
+"""``progress(done, total, seconds, retried)``: images done of ``total`` to do (``retried`` of them had only an
+error line before); True asks to stop after the batch in flight is recorded."""
 
 
 def settings_of(config: PEZConfig) -> dict:
@@ -23,16 +26,23 @@ def settings_of(config: PEZConfig) -> dict:
     return json.loads(json.dumps(settings))
 
 
-def invert_batch(model, jobs: Sequence[Job], config: PEZConfig, model_name: str, callback=None) -> list[dict]:
-    """One journal row per job: its prompt (images of a batch optimised together), or the error reading it."""
-    rows: dict[str, dict] = {}
-    images, ready = [], []
+def read_images(model, jobs: Sequence[Job]) -> tuple[list, list[Job], dict[str, dict]]:
+    """The jobs' images, decoded as the core decodes image files for ``model`` (shrunk to 2x-4x its input
+    size, ``core.images.load_image``), the jobs they belong to, and an error row for each one that is unreadable."""
+    max_side = getattr(model, "image_size", None)  # the size core.api.image_features reads files at
+    images, ready, errors = [], [], {}
     for job in jobs:
         try:
-            images.append(load_image(job.path, MAX_SIDE))
+            images.append(load_image(job.path, max_side))
             ready.append(job)
         except (OSError, ValueError) as e:
-            rows[job.path] = {"path": job.path, "error": str(e).splitlines()[0]}
+            errors[job.path] = {"path": job.path, "error": str(e).splitlines()[0]}
+    return images, ready, errors
+
+
+def invert_batch(model, jobs: Sequence[Job], config: PEZConfig, model_name: str, callback=None) -> list[dict]:
+    """One journal row per job: its prompt (images of a batch optimised together), or the error reading it."""
+    images, ready, rows = read_images(model, jobs)
     if ready:
         start = time.perf_counter()
         results = invert_each(model, images, config, callback, seeds=[j.seed for j in ready])
@@ -45,25 +55,37 @@ def invert_batch(model, jobs: Sequence[Job], config: PEZConfig, model_name: str,
     return [rows[j.path] for j in jobs]
 
 
+def pending(jobs: Sequence[Job], journal: Journal) -> tuple[list[Job], dict]:
+    """The jobs still to do (no prompt line yet: new ones and earlier errors, tried again) and the run's counts."""
+    done, failed = journal.done(), journal.failed()
+    todo = [j for j in jobs if j.path not in done]
+    counts = {"images": len(jobs), "skipped": len(jobs) - len(todo), "retried": sum(j.path in failed for j in todo),
+              "written": 0, "errors": 0, "sidecars": 0}
+    return todo, counts
+
+
 def write_sidecar(path: str, prompt: str, overwrite: bool) -> str:
     """Write ``IMAGE.txt`` (atomically) unless one exists and ``overwrite`` is off; say which happened."""
     target = sidecar_for(path)
     if target.exists() and not overwrite:
         return "kept existing"
-    tmp = target.with_name(f".{target.name}.pez-tmp")
-    tmp.write_text(prompt + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    fd, tmp = tempfile.mkstemp(prefix=".pez-", suffix=".tmp", dir=target.parent)  # a name no input can have
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(prompt + "\n")
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return "written"
 
 
 def run_local(model, jobs: Sequence[Job], config: PEZConfig, journal: Journal, batch_size: int = 8,
               sidecar: bool = False, overwrite: bool = False,
-              progress: Callable[[int, int, float], bool] | None = None) -> dict:
-    """Invert every job not yet in ``journal``; ``progress(done, total, seconds)`` may return True to stop
-    (after the batch in flight is recorded). Returns counts."""
-    finished = journal.done()
-    todo = [j for j in jobs if j.path not in finished]
-    counts = {"images": len(jobs), "skipped": len(jobs) - len(todo), "written": 0, "errors": 0, "sidecars": 0}
+              progress: Progress | None = None) -> dict:
+    """Invert every job without a prompt in ``journal`` (earlier errors are tried again); ``progress`` may ask to
+    stop after the batch in flight is recorded. Returns counts."""
+    todo, counts = pending(jobs, journal)
     start = time.perf_counter()
     for i in range(0, len(todo), batch_size):
         for row in invert_batch(model, todo[i : i + batch_size], config, journal.model):
@@ -73,7 +95,7 @@ def run_local(model, jobs: Sequence[Job], config: PEZConfig, journal: Journal, b
             journal.append(row)
             counts["errors" if "error" in row else "written"] += 1
         done = min(i + batch_size, len(todo))
-        if progress is not None and progress(done, len(todo), time.perf_counter() - start):
+        if progress is not None and progress(done, len(todo), time.perf_counter() - start, counts["retried"]):
             counts["stopped"] = True
             break
     counts["seconds"] = round(time.perf_counter() - start, 3)
