@@ -220,6 +220,10 @@ def check_args(args: argparse.Namespace) -> None:
     for what, path, fix in files:
         if path is not None and Path(path).expanduser().is_dir():
             raise ValueError(f"{what} {str(path)!r} is a directory; give {fix}.")
+    if args.command == "eval":  # its images folder, --prompts and generation settings
+        from .cli_eval import eval_inputs
+
+        eval_inputs(args)
 
 
 def check_device(name: str) -> None:

@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="judge prompts by what they generate, with a reference CLIP (the paper's metric)")
     p.add_argument("targets", nargs="?", type=Path, help="a folder of target images")
     p.add_argument("--prompts", type=Path, default=None, help='JSON {"image file name": "prompt"}: score these '
-                                                              "instead of inverting")
+                                                              "instead of inverting (images without one are inverted; "
+                                                              "a key that names no image is an error)")
     p.add_argument("--distill", default=None, metavar="TEXT", help="evaluate distilling TEXT at --ratios instead")
     p.add_argument("--ratios", default="0.7,0.5,0.3,0.1", help="distillation ratios (default: %(default)s)")
     p.add_argument("--generator", default="toy", help="'toy' (bundled) or a Stable Diffusion diffusers folder / "
@@ -37,6 +38,48 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("pez_eval"), help="folder for eval.json and eval.png")
 
 
+def eval_inputs(args: argparse.Namespace) -> tuple[list[Path], dict[str, str] | None]:
+    """The target image files and the given prompts keyed by file name, every setting and file checked.
+
+    Needs no model, so ``pez eval`` calls it before any loads (``cli.check_args``) and again in ``run_eval``.
+    """
+    from .evaluate import run
+    from .generate.toy import check_settings
+
+    if args.seeds < 1:
+        raise ValueError(f"--seeds {args.seeds}: give 1 or more generations per prompt.")
+    if (args.targets is None) == (args.distill is None):
+        raise ValueError("give a folder of target images, or --distill TEXT (not both).")
+    if args.prompts is not None and args.distill is not None:
+        raise ValueError("--prompts gives prompts for target images; --distill learns its own, so drop one of them.")
+    check_settings(args.guidance, args.gen_steps)
+    files = run.image_files(args.targets) if args.targets is not None else []
+    prompts = None
+    if args.prompts is not None:
+        prompts = run.match_prompts(read_prompts(args.prompts), [f.name for f in files],
+                                    f"--prompts {str(args.prompts)!r}", args.targets)
+    return files, prompts
+
+
+def read_prompts(path: Path) -> dict:
+    """The JSON object of ``path`` (a byte-order mark allowed), or one error naming the file and the fix."""
+    what = f"--prompts {str(path)!r}"
+    if not path.is_file():
+        state = "is a folder" if path.is_dir() else "does not exist"
+        raise ValueError(f"{what} {state}; give a JSON file of prompts keyed by image file name.")
+    try:
+        prompts = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} is not UTF-8 text; save it as UTF-8 JSON.") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} is not JSON (line {e.lineno}, column {e.colno}: {e.msg}); write an object such as "
+                         '{"cat.png": "a photo of a cat"}.') from None
+    if prompts == {}:
+        raise ValueError(f'{what} holds no prompts; add "image file name": "prompt" pairs, or leave --prompts out to '
+                         "learn every prompt.")
+    return prompts
+
+
 def run_eval(args: argparse.Namespace, model, config, fluency_lm=None) -> dict:
     """The work behind ``pez eval`` (``model``: the CLIP to optimise against, already loaded)."""
     from . import core
@@ -44,20 +87,8 @@ def run_eval(args: argparse.Namespace, model, config, fluency_lm=None) -> dict:
     from .evaluate.grid import save_grid
     from .generate import load_generator
 
-    if args.seeds < 1:
-        raise ValueError(f"--seeds {args.seeds}: give 1 or more generations per prompt.")
-    if (args.targets is None) == (args.distill is None):
-        raise ValueError("give a folder of target images, or --distill TEXT (not both).")
-    from .generate.toy import check_settings
-
-    check_settings(args.guidance, args.gen_steps)
-    files = run.image_files(args.targets) if args.targets is not None else []
-    targets = [(f.name, core.images.load_image(f)) for f in files]  # every image readable before models load
-    prompts = None
-    if args.prompts is not None:
-        if not args.prompts.is_file():
-            raise ValueError(f"--prompts {str(args.prompts)!r} does not exist; give a JSON file of prompts.")
-        prompts = json.loads(args.prompts.read_text(encoding="utf-8"))
+    files, prompts = eval_inputs(args)
+    targets = [(f.name, core.images.load_image(f)) for f in files]  # every image readable before the generator loads
     judge = _judge(args.judge, args.judge_pretrained, model.device)
     generator = load_generator(args.generator, device=str(model.device), config=args.sd_config)
     seeds = list(range(args.seeds))

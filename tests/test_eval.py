@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ from pez_nodes.core import PEZConfig, invert  # noqa: E402
 from pez_nodes.core.images import preprocess  # noqa: E402
 from pez_nodes.evaluate.metric import image_similarity, paired_similarity  # noqa: E402
 from pez_nodes.evaluate.reference import load_reference_clip  # noqa: E402
+from pez_nodes.evaluate.run import evaluate_inversion, match_prompts  # noqa: E402
 from pez_nodes.generate import load_generator  # noqa: E402
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -80,7 +82,7 @@ def test_pez_eval_writes_a_table_json_and_a_grid(tmp_path):
     assert set(report["timing"]) == {"invert_s", "generate_s", "score_s", "total_s"}
     assert (tmp_path / "out" / "eval.png").is_file() and "±" in out.stdout
     prompts = tmp_path / "prompts.json"
-    prompts.write_text(json.dumps({"t0.png": "a large red circle on grass", "t1.png": "a small yellow star on night"}))
+    prompts.write_text(json.dumps({"t0.png": "a large red circle on grass", "./t1.png": "a small yellow star on night"}))
     given = pez("eval", str(targets), "--prompts", str(prompts), "--seeds", "1", "--out", str(tmp_path / "o2"), "--json")
     assert given.returncode == 0, given.stderr
     assert [r["prompt"] for r in json.loads(given.stdout)["rows"]] == ["a large red circle on grass",
@@ -116,6 +118,8 @@ def test_pez_eval_runs_on_a_stable_diffusion_folder(tmp_path):
     ("no_pipeline", "does not exist; give a diffusers folder"),
     ("guidance", "guidance=0.0 must be a number > 0"),
     ("steps", "steps=0: generation needs at least 1"),
+    ("prompts_list", "--prompts 'PROMPTS' holds a JSON list; write an object of prompts keyed by image file name"),
+    ("prompts_unmatched", "key 'OK.png' names no image in 'FOLDER'; key each prompt by one of the file names ok.png"),
 ])
 def test_bad_eval_inputs_get_one_clear_error(tmp_path, case, message):
     folder = tmp_path / "targets"
@@ -128,9 +132,34 @@ def test_bad_eval_inputs_get_one_clear_error(tmp_path, case, message):
             "--out", str(tmp_path / "out")]
     args += {"no_pipeline": ["--generator", str(tmp_path / "no_sd")], "guidance": ["--guidance", "0"],
              "steps": ["--gen-steps", "0"]}.get(case, [])
+    prompts = tmp_path / "prompts.json"
+    if case.startswith("prompts"):  # --model names no model: the error comes before anything loads
+        prompts.write_text(json.dumps(["a red circle"] if case == "prompts_list" else {"OK.png": "a red circle"}))
+        args += ["--prompts", str(prompts), "--model", str(tmp_path / "no_model")]
     out = pez("eval", *args)
     assert out.returncode == 2, out.stderr
+    message = message.replace("PROMPTS", str(prompts)).replace("FOLDER", str(folder))
     assert out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+
+
+def test_given_prompts_are_matched_as_users_write_their_keys(tmp_path):
+    names = ["a.png", "b.jpg"]
+    for name in names:
+        (tmp_path / name).touch()
+    keys = {"a.png": "one", "./b.jpg": "two"}
+    assert match_prompts(keys, names) == {"a.png": "one", "b.jpg": "two"}
+    assert match_prompts({".\\a.png": "one", str(tmp_path / "b.jpg"): "two"}, names, folder=tmp_path) == \
+        {"a.png": "one", "b.jpg": "two"}
+    for prompts, message in [({"c.png": "x"}, "key 'c.png' names no image; key each prompt by one of the file names "
+                                              "a.png, b.jpg"),
+                             ({"a.png": "x", "./a.png": "y"}, "keys 'a.png' and './a.png' both name a.png"),
+                             ({"a.png": ["x"]}, "the prompt for 'a.png' is ['x']; write each prompt as a non-empty string"),
+                             ("a.png", "holds a JSON string; write an object")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            match_prompts(prompts, names)
+    # the library refuses an unmatched key before it inverts or generates anything (no model is even needed)
+    with pytest.raises(ValueError, match="key 'c.png' names no image"):
+        evaluate_inversion(None, None, None, [("a.png", None)], [0], PEZConfig(), {"c.png": "x"})
 
 
 def test_demo_shows_the_whole_loop(tmp_path):

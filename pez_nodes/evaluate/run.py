@@ -8,6 +8,7 @@ over seeds and images. Distillation: generations from the original prompt and fr
 
 from __future__ import annotations
 
+import posixpath
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -64,19 +65,76 @@ def image_files(folder: Path | str) -> list[Path]:
     return files
 
 
+def match_prompts(prompts, names: Sequence[str], what: str = "prompts",
+                  folder: Path | str | None = None) -> dict[str, str]:
+    """``prompts`` ({key: prompt}) keyed by the target ``names`` they name; every key must name one.
+
+    A key matches a name as a user writes it: the name itself (an image's file name), a relative path from
+    the images folder (``./a.png``, ``sub\\a.png`` → ``sub/a.png``) or, with ``folder``, the path of the file
+    itself (absolute or from the current folder). A key that names no target, two keys for one target, or
+    anything but an object of non-empty strings is one ``ValueError`` naming ``what`` and the fix.
+    """
+    if not isinstance(prompts, dict):
+        raise ValueError(f"{what} holds a JSON {_json_kind(prompts)}; write an object of prompts keyed by image file "
+                         'name, e.g. {"cat.png": "a photo of a cat"}.')
+    names = list(names)
+    files = {} if folder is None else {(Path(folder) / n).resolve(): n for n in names}
+    matched: dict[str, str] = {}
+    keys: dict[str, str] = {}
+    for key, prompt in prompts.items():
+        if not isinstance(key, str):
+            raise ValueError(f"{what}: key {key!r} is not a string; key each prompt by its image's file name.")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"{what}: the prompt for {key!r} is {prompt!r}; write each prompt as a non-empty string "
+                             "(or drop the key to learn that image's prompt).")
+        name = _name_of(key, names, files)
+        if name is None:
+            shown = ", ".join(names[:10]) + (f", ... ({len(names)} images)" if len(names) > 10 else "")
+            where = f" in {str(folder)!r}" if folder is not None else ""
+            raise ValueError(f"{what}: key {key!r} names no image{where}; key each prompt by one of the file names "
+                             f"{shown}.")
+        if name in keys:
+            raise ValueError(f"{what}: keys {keys[name]!r} and {key!r} both name {name}; keep one.")
+        keys[name], matched[name] = key, prompt
+    return matched
+
+
+def _name_of(key: str, names: Sequence[str], files: dict) -> str | None:
+    if key in names:
+        return key
+    relative = posixpath.normpath(key.strip().replace("\\", "/"))
+    if relative in names:
+        return relative
+    try:
+        return files.get(Path(key.strip()).expanduser().resolve())
+    except (OSError, RuntimeError, ValueError):  # not a path this system can resolve
+        return None
+
+
+def _json_kind(value) -> str:
+    kinds = ((bool, "true/false"), (str, "string"), (int, "number"), (float, "number"), (list, "list"),
+             (type(None), "null"))
+    return next((kind for t, kind in kinds if isinstance(value, t)), type(value).__name__)
+
+
 def evaluate_inversion(clip, generator, judge, targets: Sequence[tuple[str, object]], seeds: Sequence[int],
                        config: PEZConfig, prompts: dict[str, str] | None = None, guidance: float | None = None,
                        steps: int | None = None, log: Callable[[str], None] = lambda s: None,
                        fluency_lm=None) -> tuple[list[Row], Timing]:
-    """Invert (or take ``prompts[name]``), generate ``seeds``, score against the target with ``judge``."""
+    """Invert (or take ``prompts[name]``), generate ``seeds``, score against the target with ``judge``.
+
+    ``prompts`` keys are matched to the targets' names as ``match_prompts`` does; one that names no target is
+    an error before anything runs (never a silently learned prompt instead of the given one).
+    """
     from ..core.images import load_image
 
+    prompts = match_prompts(prompts, [name for name, _ in targets]) if prompts is not None else {}
     timing, rows = Timing(), []
     for name, image in targets:
         if isinstance(image, (str, Path)):
             image = load_image(image)
         start = time.perf_counter()
-        prompt = (prompts or {}).get(name)
+        prompt = prompts.get(name)
         if prompt is None:
             prompt = invert(clip, [image], config, fluency_lm=fluency_lm).text
         timing.invert += time.perf_counter() - start
