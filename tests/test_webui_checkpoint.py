@@ -81,7 +81,6 @@ def sd_webui(request, tmp_path_factory):
     tag = f"pez_test_{os.getpid()}"
     ckpts = folder / "models" / "Stable-diffusion" / tag
     visions = folder / "models" / "clip_vision" / tag
-    probe = folder / "extensions" / f"pez-probe-{os.getpid()}"
     tmp = tmp_path_factory.mktemp(f"{request.param}_ckpt")
     try:
         ckpts.mkdir(parents=True, exist_ok=True)
@@ -96,18 +95,15 @@ def sd_webui(request, tmp_path_factory):
             "h_small": _vision_file(visions / "h_small.safetensors", 256, 2, 4, 1024, "gelu", None, 3),
             "vitl_small": _vision_file(visions / "vitl_small.safetensors", 256, 2, 4, 768, "gelu", 768, 5),
         }
-        probe.symlink_to(Path(__file__).parent / "webui_probe", target_is_directory=True)
         log = tmp / "webui.log"
         # AUTOMATIC1111 builds CLIP-L from openai/clip-vit-large-patch14's config and tokenizer in the HF cache
         env = {"HF_HOME": str(write_hf_clip_l_cache(tmp / "hf")), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         # Forge: the UNet (never run here) stored in fp8 — SDXL's is 10 GB in fp32 on a CPU, 2.6 GB so
         flags = ["--ckpt", str(files["sd15"])] + (["--unet-in-fp8-e4m3fn"] if request.param == "forge" else [])
-        with running_webui(request.param, folder, log, flags, env, start_s=300) as base:
+        with running_webui(request.param, folder, log, flags, env, start_s=300, probe=True) as base:
             names = {k: f"{tag}/{path.name}" for k, (_, path) in vision.items()}  # as models/clip_vision lists them
             yield base, request.param, files, names, vision, log
     finally:
-        if probe.is_symlink():
-            probe.unlink()
         shutil.rmtree(ckpts, ignore_errors=True)
         shutil.rmtree(visions, ignore_errors=True)
 

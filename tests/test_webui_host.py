@@ -39,14 +39,68 @@ def webui(request, tmp_path_factory):
         pytest.skip(f"{request.param.upper()}_DIR is not set: no {request.param} to host the extension "
                     f"(bash ../shared/webui/prepare.sh {request.param} DEST lays one out)")
     folder = Path(where)
-    log = tmp_path_factory.mktemp(request.param) / "webui.log"
+    tmp = tmp_path_factory.mktemp(request.param)
+    log = tmp / "webui.log"
     models = folder / "models" / "open_clip" / f"pez_test_{os.getpid()}"  # a CLIP the tab and routes list
     shutil.copytree(TOY_DIR, models, dirs_exist_ok=True)
     try:
-        with running_webui(request.param, folder, log, NO_CHECKPOINT[request.param]) as base:
+        with running_webui(request.param, folder, log, NO_CHECKPOINT[request.param] + _settings(tmp),
+                           probe=True) as base:
             yield base, log
     finally:
         shutil.rmtree(models, ignore_errors=True)
+
+
+def _folder(name: str) -> Path:
+    where = os.environ.get(f"{name.upper()}_DIR")
+    if not where:
+        pytest.skip(f"{name.upper()}_DIR is not set: no {name} to host the extension "
+                    f"(bash ../shared/webui/prepare.sh {name} DEST lays one out)")
+    return Path(where)
+
+
+@pytest.mark.parametrize("name", ["forge", "a1111"])
+def test_with_api_auth_the_routes_want_the_webuis_credentials(name, tmp_path):
+    """Started with ``--api --api-auth``: every PEZ route is a 401 without the credentials (or with wrong ones),
+    as the webui's own ``/sdapi/v1/*``, and works with them — the headless client too (``--auth``)."""
+    with running_webui(name, _folder(name), tmp_path / "webui.log", NO_CHECKPOINT[name] + ["--nowebui"],
+                       auth="pez:s3cret") as base:
+        body = {"text": "a red circle", "prompt_len": 3, "steps": 5}
+        for path in ("/pez/v1/distill", "/pez/v1/invert", "/pez/v1/concat", "/pez/v1/unload", "/sdapi/v1/scripts"):
+            assert call(base, path, body if path != "/sdapi/v1/scripts" else None)[0] == 401, path
+            assert call(base, path, body if path != "/sdapi/v1/scripts" else None, auth="pez:wrong")[0] == 401, path
+        status, out = call(base, "/pez/v1/distill", body, auth="pez:s3cret")
+        assert status == 200 and out["steps"] == 5, out
+        run = _client(base, "distill", "a red circle", "--set", "steps=5", "--set", "prompt_len=3")
+        assert run.returncode == 2 and "--auth USER:PASS" in run.stderr, run.stderr
+        run = _client(base, "distill", "a red circle", "--set", "steps=5", "--set", "prompt_len=3", "--auth", "pez:s3cret")
+        assert run.returncode == 0 and run.stdout.strip(), run.stderr
+
+
+@pytest.mark.parametrize("name", ["forge", "a1111"])
+def test_without_api_there_are_no_routes_and_the_tab_still_works(name, tmp_path):
+    """Started without ``--api`` the webui serves no API, and PEZ adds none; the PEZ tab (in-process) learns."""
+    with running_webui(name, _folder(name), tmp_path / "webui.log", NO_CHECKPOINT[name], api=False) as base:
+        for path in ("/pez/v1/distill", "/pez/v1/unload"):
+            assert call(base, path, {"text": "a cat"})[0] in (404, 405), path
+        if why_no_browser():
+            pytest.skip(f"no browser for the PEZ tab: {why_no_browser()}")
+        with chromium_page(base + "/", {"width": 1400, "height": 1000}) as page:
+            _open_pez_tab(page)
+            page.locator("#pez_tab_distill-button, button:has-text('Distill')").first.click()
+            page.locator("#pez_text textarea").fill("a large red circle on green grass")
+            page.locator("#pez_steps input").fill("20")
+            page.locator("#pez_learn_distill").click()
+            assert _wait_value(page, "#pez_prompt", bool)
+            assert "20 steps" in page.locator("#pez_info textarea").input_value()
+
+
+def _settings(tmp: Path, **options) -> list[str]:
+    """A settings file of the webui's own (``--ui-settings-file``), as the owner's Settings page writes it: the
+    long-run tests need more than the default 3000 steps a request may ask for."""
+    path = tmp / "config.json"
+    path.write_text(json.dumps({"pez_max_steps": 100000, **options}))
+    return ["--ui-settings-file", str(path)]
 
 
 def _png(scene: tw.Scene) -> str:
@@ -104,15 +158,147 @@ def test_progress_moves_and_interrupt_stops_within_a_step(webui):
     ("/pez/v1/distill", {"text": "a cat", "prompt_len": 500}, "prompt_len=500 is out of range"),
     ("/pez/v1/distill", {"text": "a cat", "colour": "red"}, "unknown field(s) ['colour']"),
     ("/pez/v1/concat", {"texts": ["only one"]}, "two or more"),
-    ("/pez/v1/distill", {"text": "a cat", "model": "not-a-clip"}, "not-a-clip"),
+    ("/pez/v1/distill", {"text": "a cat", "model": "not-a-clip"}, "is not one of the CLIPs this webui offers"),
     ("/pez/v1/distill", {"text": "a cat", "model": "webui"}, "models/Stable-diffusion"),  # no checkpoint here
     ("/pez/v1/distill", {"text": "a cat", "device": "gpu"}, "use device \"auto\" (the webui's) or \"cpu\""),
+    # what a security review sent (issue 23): every one a 400 with one line, none a traceback or accepted
+    ("/pez/v1/distill", {"text": "a cat", "blocklist": 5}, "blocklist=5 must be a string or a list of strings"),
+    ("/pez/v1/distill", {"text": "a cat", "bank": 7}, "bank=7 must be a string or a list of strings"),
+    ("/pez/v1/concat", {"texts": ["a", 5]}, "texts[1] is not a text"),
+    ("/pez/v1/distill", {"text": "a cat", "allowlist": {"a": 1}}, "allowlist={'a': 1} must be a string"),
+    ("/pez/v1/distill", {"text": "a cat", "lr": True}, "lr=True must be a finite number"),
+    ("/pez/v1/distill", {"text": "a cat", "steps": 100001}, "steps is 100001, more than this webui allows (100000)"),
+    ("/pez/v1/distill", {"text": "a cat", "restarts": 100000}, "restarts is 100000, more than this webui allows (16)"),
+    ("/pez/v1/distill", {"text": "a cat", "top_k": 1000}, "top_k is 1000, more than this webui allows (16)"),
+    ("/pez/v1/distill", {"text": "a cat", "compile": True}, "compile is not taken from a request"),
+    ("/pez/v1/distill", {"text": "a cat", "model": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"},
+     "is not one of the CLIPs this webui offers"),
+    ("/pez/v1/distill", {"text": "a cat", "model": "hf-hub:timm/ViT-B-16-SigLIP"}, "the webui's owner may allow"),
+    ("/pez/v1/distill", {"text": "a cat", "model": "/etc"}, "is not one of the CLIPs"),
+    ("/pez/v1/distill", {"text": "a cat", "pretrained": "/tmp/x.pt"}, "pretrained is taken only for a CLIP named"),
+    ("/pez/v1/invert", {"images": ["x"], "model": "webui", "clip_vision": "../../../etc/x.safetensors"},
+     "is not in this webui's models/clip_vision"),
+    ("/pez/v1/invert", {"images": ["x"], "model": "webui", "clip_vision": "/etc/x.safetensors"},
+     "is not in this webui's models/clip_vision"),
+    ("/pez/v1/invert", {"images": ["x"] * 17}, "the number of images is 17, more than this webui allows (16)"),
+    ("/pez/v1/distill", {"text": "a" * 20001}, "text has 20001 characters"),
+    ("/pez/v1/distill", ["a", "list"], "the request body must be a JSON object"),
 ])
 def test_bad_input_is_a_400_with_one_line_and_the_webui_keeps_serving(webui, path, body, message):
     base, _ = webui
     status, out = call(base, path, body)
     assert status == 400 and message in out["error"] and "\n" not in out["error"], out
     assert call(base, "/sdapi/v1/scripts")[0] == 200
+
+
+@pytest.mark.parametrize("path", ["/etc/hostname", "/etc/", "/no/such/file.png", "models/open_clip", "README.md"])
+def test_an_image_given_as_a_path_is_refused_without_a_word_about_the_file_system(webui, path):
+    """Images are base64 only: whatever the path (a readable file, a folder, nothing), the same one line, which
+    neither echoes the payload nor says whether it exists (before: the server read it, and told)."""
+    base, _ = webui
+    status, out = call(base, "/pez/v1/invert", {"images": [path]})
+    assert status == 400 and "\n" not in out["error"], out
+    assert path not in out["error"] and not any(w in out["error"] for w in ("exist", "directory", "No such")), out
+    assert out["error"].startswith(("images[0] is not base64", "images[0] is base64 but not an image")), out
+
+
+def test_line_wrapped_base64_and_data_urls_are_images(webui):
+    base, _ = webui
+    png = _png(tw.Scene("star", "blue", "small", "night"))
+    wrapped = "\n".join(png[i:i + 76] for i in range(0, len(png), 76))  # as base64(1) and MIME write it
+    status, out = call(base, "/pez/v1/invert", {"images": [wrapped, "data:image/png;base64," + png],
+                                                  "prompt_len": 3, "steps": 5})
+    assert status == 200 and out["steps"] == 5, out
+
+
+def test_huge_images_and_bodies_are_refused_before_decoding_and_the_owner_setting_is_not_the_apis(webui):
+    """A 60-megapixel PNG (a few hundred kB on the wire) is refused from its header; a body over the limit is
+    refused while it is read; ``/sdapi/v1/options`` cannot lift PEZ's limits or allow other models
+    (``restrict_api``, as the webui's own security settings)."""
+    from PIL import Image
+
+    base, _ = webui
+    buffer = io.BytesIO()
+    Image.new("L", (10000, 6000), 128).save(buffer, format="PNG")
+    status, out = call(base, "/pez/v1/invert", {"images": [base64.b64encode(buffer.getvalue()).decode()]})
+    assert status == 400 and "10000x6000 (60 megapixels), more than this webui takes (40)" in out["error"], out
+    status, out = call(base, "/pez/v1/distill", raw=b'{"text": "' + b"a" * (65 * 2**20) + b'"}')
+    assert status == 400 and "more than this webui takes (64 MB)" in out["error"], out
+    status, out = call(base, "/pez/v1/distill", raw=b"{not json")
+    assert status == 400 and "not JSON" in out["error"], out
+    call(base, "/sdapi/v1/options", {"pez_allow_any_model": True, "pez_max_restarts": 100000})
+    status, out = call(base, "/pez/v1/distill", {"text": "a cat", "model": "ViT-B-32"})
+    assert status == 400 and "not one of the CLIPs" in out["error"], out
+    status, out = call(base, "/pez/v1/distill", {"text": "a cat", "restarts": 17})
+    assert status == 400 and "more than this webui allows (16)" in out["error"], out
+
+
+def test_pez_waits_for_the_webuis_queue_and_an_interrupt_reaches_only_its_own_job(webui):
+    """The webui busy with a job of its own (the probe holds the webui's queue lock as a generation does): a
+    PEZ request waits and leaves the job's state alone; the Interrupt sent for that job stops it, not the PEZ
+    run that follows; then a job queued behind a long PEZ run waits for it, and PEZ's Interrupt stays PEZ's."""
+    base, _ = webui
+    out: dict = {}
+    busy = threading.Thread(target=lambda: out.update(busy=call(base, "/pez-probe/v1/busy", {"seconds": 30})))
+    busy.start()
+    _wait_job(base, "probe-busy")
+    pez = threading.Thread(target=lambda: out.update(pez=call(base, "/pez/v1/distill", {
+        "text": "a red circle", "prompt_len": 3, "steps": 30})))
+    pez.start()
+    time.sleep(3)
+    assert pez.is_alive() and busy.is_alive(), out  # PEZ waits behind the webui's job ...
+    assert _progress(base)["state"]["job"] == "probe-busy"  # ... without touching its state
+    call(base, "/sdapi/v1/interrupt", {})  # meant for the busy job
+    busy.join(60)
+    pez.join(120)
+    assert out["busy"] == (200, {"interrupted": True, "jobs_seen": ["probe-busy"]}), out
+    status, result = out["pez"]
+    assert status == 200 and result["stop_reason"] != "interrupted" and result["steps"] == 30, result
+
+    pez = threading.Thread(target=lambda: out.update(pez=call(base, "/pez/v1/distill", {
+        "text": "a red circle", "steps": 100000, "patience": 0})))
+    pez.start()
+    _wait_job(base, "pez")
+    busy = threading.Thread(target=lambda: out.update(busy=call(base, "/pez-probe/v1/busy", {"seconds": 0.5})))
+    busy.start()
+    time.sleep(3)
+    assert busy.is_alive() and _progress(base)["state"]["job"] == "pez", out  # the job waits behind PEZ
+    call(base, "/sdapi/v1/interrupt", {})  # meant for PEZ
+    pez.join(60)
+    busy.join(60)
+    assert out["pez"][0] == 200 and out["pez"][1]["stop_reason"] == "interrupted", out
+    assert out["busy"] == (200, {"interrupted": False, "jobs_seen": ["probe-busy"]}), out
+
+
+def _progress(base) -> dict:
+    return call(base, "/sdapi/v1/progress?skip_current_image=true")[1]
+
+
+def _wait_job(base, job: str, timeout_s: float = 60) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if _progress(base).get("state", {}).get("job") == job:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the webui never ran job {job!r}: {_progress(base)}")
+
+
+def test_unload_frees_the_model_and_is_a_409_while_a_run_holds_it(webui):
+    base, _ = webui
+    assert call(base, "/pez/v1/distill", {"text": "a cat", "prompt_len": 2, "steps": 2})[0] == 200
+    assert call(base, "/pez/v1/unload", {}) == (200, {"unloaded": ["toy"]})
+    assert call(base, "/pez/v1/unload", {}) == (200, {"unloaded": []})
+    out: dict = {}
+    pez = threading.Thread(target=lambda: out.update(pez=call(base, "/pez/v1/distill", {
+        "text": "a red circle", "steps": 100000, "patience": 0})))
+    pez.start()
+    _wait_job(base, "pez")
+    status, answer = call(base, "/pez/v1/unload", {})
+    assert status == 409 and "a PEZ run is using the model" in answer["error"], answer
+    call(base, "/sdapi/v1/interrupt", {})
+    pez.join(60)
+    assert out["pez"][0] == 200 and out["pez"][1]["stop_reason"] == "interrupted", out
+    assert call(base, "/pez/v1/unload", {}) == (200, {"unloaded": ["toy"]})
 
 
 def test_a_clip_in_models_open_clip_is_listed_and_used(webui):
@@ -171,9 +357,13 @@ def page(webui):
     if why_no_browser():
         pytest.skip(f"no browser for the PEZ tab: {why_no_browser()}")
     with chromium_page(webui[0] + "/", {"width": 1400, "height": 1000}) as tab:
-        # the top tab buttons (Gradio 4 gives them role=tab, Gradio 3.41 plain buttons)
-        tab.locator("#tabs button").filter(has_text=re.compile(r"^\s*PEZ\s*$")).first.click(timeout=120_000)
+        _open_pez_tab(tab)
         yield tab
+
+
+def _open_pez_tab(page) -> None:
+    # the top tab buttons (Gradio 4 gives them role=tab, Gradio 3.41 plain buttons)
+    page.locator("#tabs button").filter(has_text=re.compile(r"^\s*PEZ\s*$")).first.click(timeout=120_000)
 
 
 def _wait_value(page, selector: str, predicate, timeout_s: float = 120, seen: list | None = None) -> str:
@@ -228,4 +418,4 @@ def test_pez_tab_shows_the_live_prompt_and_the_webuis_progress_bar_and_interrupt
 def test_pez_tab_bad_input_is_one_line_in_the_result_box(page):
     page.locator("#pez_learn_invert").click()  # no image uploaded
     info = _wait_value(page, "#pez_info", lambda v: v.startswith("Error"), timeout_s=60)
-    assert info == "Error: images is missing or empty; give a list of base64 images (or server paths)."
+    assert info == "Error: images is missing or empty; give a list of base64 images (PNG, JPEG or WebP bytes)."

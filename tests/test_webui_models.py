@@ -106,7 +106,7 @@ def test_device_auto_is_the_webuis_and_a_bad_device_is_one_line_naming_the_field
         device.pick("gpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match=r"CUDA is not available here; use device \"auto\""):
-            routes.run("distill", {"text": "a cat", "device": "cuda", "steps": 1}, state=None)
+            routes.run("distill", {"text": "a cat", "device": "cuda", "steps": 1})
     monkeypatch.setattr(device, "webui_device", lambda: torch.device("xpu"))
     where, notes = device.pick("auto")
     assert where == torch.device("cpu") and "xpu is not one PEZ runs on" in notes[0]

@@ -3,6 +3,7 @@ extension (``../shared/webui/prepare.sh`` lays them out; ``FORGE_DIR`` / ``A1111
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -27,28 +28,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def call(base: str, path: str, body: dict | None = None, timeout: float = 300) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+def call(base: str, path: str, body: dict | None = None, timeout: float = 300, auth: str | None = None,
+         raw: bytes | None = None) -> tuple[int, dict]:
+    """(status, JSON answer) of a GET (``body`` None) or POST; ``auth``: ``user:pass``; ``raw``: a body as sent."""
+    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    request = urllib.request.Request(base + path, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as r:
             return r.status, json.loads(r.read() or b"{}")
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+        text = e.read() or b"{}"
+        try:
+            return e.code, json.loads(text)
+        except json.JSONDecodeError:
+            return e.code, {"raw": text.decode(errors="replace")}
 
 
 @contextlib.contextmanager
 def running_webui(name: str, folder: Path, log: Path, extra: list[str], env: dict | None = None,
-                  start_s: float = 180):
-    """The webui ``name`` at ``folder`` serving its API (and page) with this repository linked into its
-    ``extensions/``; yields its base URL. ``extra``: more launch flags. Stopped and unlinked afterwards."""
+                  start_s: float = 180, api: bool = True, auth: str | None = None, probe: bool = False):
+    """The webui ``name`` at ``folder`` serving its API (``api``; with ``--api-auth auth`` when given) and page,
+    with this repository linked into its ``extensions/`` (and ``probe``: the test probe ``tests/webui_probe``);
+    yields its base URL. ``extra``: more launch flags. Stopped and unlinked afterwards."""
     link = folder / "extensions" / "pez-under-test"
-    if link.is_symlink() or link.exists():
-        link.unlink()
+    probe_link = folder / "extensions" / f"pez-probe-{os.getpid()}"
+    for old in (link, probe_link):
+        if old.is_symlink() or old.exists():
+            old.unlink()
     link.symlink_to(ROOT, target_is_directory=True)
+    if probe:
+        probe_link.symlink_to(ROOT / "tests" / "webui_probe", target_is_directory=True)
     port = free_port()
     cmd = [str(folder / "venv" / "bin" / "python"), "launch.py", "--skip-prepare-environment", *FLAGS[name], *extra,
-           "--api", "--skip-version-check", "--no-download-sd-model", "--server-name", "127.0.0.1",
+           *(["--api"] if api else []), *(["--api-auth", auth] if auth else []), "--skip-version-check", "--no-download-sd-model", "--server-name", "127.0.0.1",
            "--port", str(port)]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=folder, stdout=out, stderr=subprocess.STDOUT,
@@ -59,9 +74,13 @@ def running_webui(name: str, folder: Path, log: Path, extra: list[str], env: dic
         while time.time() < deadline:
             assert proc.poll() is None, log.read_text()[-3000:]
             try:
-                # ready when the extension's routes answer (the page and /sdapi come up a moment before them)
-                if call(base, "/sdapi/v1/scripts", timeout=5)[0] == 200 and call(base, "/pez/v1/distill", {},
-                                                                                  timeout=5)[0] == 400:
+                # ready when the extension's routes answer (the page and /sdapi come up a moment before them);
+                # without the API, when the extension has said so
+                if api and call(base, "/sdapi/v1/scripts", timeout=5, auth=auth)[0] == 200 and \
+                        call(base, "/pez/v1/distill", {}, timeout=5, auth=auth)[0] == 400:
+                    break
+                if not api and "[pez] the webui serves no API" in log.read_text() and \
+                        call(base, "/internal/ping", timeout=5)[0] == 200:
                     break
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
@@ -76,3 +95,5 @@ def running_webui(name: str, folder: Path, log: Path, extra: list[str], env: dic
         except subprocess.TimeoutExpired:
             proc.kill()
         link.unlink()
+        if probe_link.is_symlink():
+            probe_link.unlink()

@@ -6,7 +6,8 @@
 
 Posts to the extension's ``/pez/v1/<kind>`` route (images sent as base64), shows the live best prompt from
 ``/sdapi/v1/progress`` on stderr, and prints the learned prompt. ``--set KEY=VALUE`` sets any ``PEZConfig``
-field (or ``model`` / ``pretrained``). Exit status: 0 success; 1 the run did not finish within ``--timeout``
+field (or ``model`` / ``pretrained``); ``--auth USER:PASS`` (or ``PEZ_WEBUI_AUTH``) for a webui started with
+``--api-auth``. On ``--timeout`` or Ctrl-C only a PEZ run is interrupted, never another job. Exit status: 0 success; 1 the run did not finish within ``--timeout``
 (it is interrupted on the webui and its best prompt so far printed); 2 bad input or no webui (one line on
 stderr); 130 Ctrl-C (interrupted on the webui too). Standard library only.
 """
@@ -17,6 +18,7 @@ import argparse
 import base64
 import json
 import sys
+import os
 import threading
 import time
 import urllib.error
@@ -26,10 +28,13 @@ from pathlib import Path
 from ..client import ClientError, Progress, check_image
 
 
+HEADERS = {"Content-Type": "application/json"}  # + Authorization with --auth
+
+
 def call(base: str, path: str, body: dict | None = None, timeout: float = 30) -> dict:
     """POST ``body`` (or GET when None) to the webui; a ClientError with its one-line message on a 4xx."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(base + path, data=data, headers=HEADERS)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as r:
             return json.loads(r.read() or b"{}")
@@ -40,10 +45,33 @@ def call(base: str, path: str, body: dict | None = None, timeout: float = 30) ->
         except (json.JSONDecodeError, AttributeError):
             message = text
         if e.code == 404 and path.startswith("/pez/"):
-            message = "the webui has no PEZ routes: install this repository as an extension and restart it"
+            message = ("the webui has no PEZ routes: start it with --api, with this repository installed as an "
+                       "extension")
+        if e.code == 401:
+            message = "the webui wants its --api-auth user and password: give --auth USER:PASS"
         raise ClientError(f"{e.code}: {str(message).splitlines()[0] if message else e.reason}") from None
     except (urllib.error.URLError, ConnectionError, OSError) as e:
         raise ClientError(f"no webui at {base} ({getattr(e, 'reason', e)}); start it with --api") from None
+
+
+def set_auth(auth: str | None) -> None:
+    """``USER:PASS`` (the webui's ``--api-auth``) as HTTP basic auth on every call."""
+    HEADERS.pop("Authorization", None)
+    if auth:
+        if ":" not in auth:
+            raise ClientError("--auth must be USER:PASS, as the webui's --api-auth")
+        HEADERS["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+
+
+def interrupt_pez(base: str) -> bool:
+    """Interrupt the webui's current job if it is a PEZ run (a queued request must not stop someone else's)."""
+    try:
+        if (call(base, "/sdapi/v1/progress?skip_current_image=true", timeout=5).get("state") or {}).get("job") == "pez":
+            call(base, "/sdapi/v1/interrupt", {}, timeout=5)
+            return True
+    except ClientError:
+        pass
+    return False
 
 
 def request_of(kind: str, sources: list[str], sets: list[str]) -> dict:
@@ -77,12 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a PEZConfig field (repeatable)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds for the whole run (default: %(default)s)")
     ap.add_argument("--json", action="store_true", help="print the route's JSON answer")
+    ap.add_argument("--auth", default=os.environ.get("PEZ_WEBUI_AUTH"), metavar="USER:PASS",
+                    help="the webui's --api-auth credentials (default: $PEZ_WEBUI_AUTH)")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = ap.parse_args(argv)
     base = args.webui.rstrip("/")
     base = base if base.startswith(("http://", "https://")) else f"http://{base}"
     progress = Progress(args.quiet)
     try:
+        set_auth(args.auth)
         body = request_of(args.kind, args.sources, args.set)
         if args.model:
             body["model"] = args.model
@@ -100,13 +131,12 @@ def main(argv: list[str] | None = None) -> int:
 
     worker = threading.Thread(target=work, daemon=True)
     worker.start()
-    deadline, code = time.monotonic() + args.timeout, 0
+    deadline, code, stopped = time.monotonic() + args.timeout, 0, False
     try:
         while worker.is_alive():
             worker.join(0.5)
-            if time.monotonic() > deadline and code == 0:
-                call(base, "/sdapi/v1/interrupt", {})
-                code = 1
+            if time.monotonic() > deadline and not stopped:
+                code, stopped = 1, interrupt_pez(base)
             try:
                 info = call(base, "/sdapi/v1/progress?skip_current_image=true", timeout=5).get("textinfo")
             except ClientError:
@@ -114,10 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             if info and info.startswith("PEZ"):
                 progress.show(info)
     except KeyboardInterrupt:
-        try:
-            call(base, "/sdapi/v1/interrupt", {}, timeout=5)
-        except ClientError:
-            pass
+        interrupt_pez(base)
         worker.join(30)
         progress.end()
         print("pez-webui-client: interrupted", file=sys.stderr)

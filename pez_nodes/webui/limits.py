@@ -67,16 +67,18 @@ def from_options(opts) -> Limits:
 
 
 def register(shared) -> None:
-    """Add the limits to the webui's Settings (section PEZ); called from ``script_callbacks.on_ui_settings``."""
+    """Add the limits to the webui's Settings (section PEZ); called from ``script_callbacks.on_ui_settings``.
+    ``restrict_api``, as the webui's own security settings: ``/sdapi/v1/options`` cannot change them, so a
+    caller cannot lift the limits that bound it; the owner sets them on the Settings page (or config.json)."""
     import gradio as gr
 
     defaults = Limits()
     for name, label, span in SETTINGS:
         default = getattr(defaults, name)
         if span is None:
-            info = shared.OptionInfo(default, label, gr.Checkbox, section=SECTION)
+            info = shared.OptionInfo(default, label, gr.Checkbox, section=SECTION, restrict_api=True)
         else:
             lo, hi, step = span
             info = shared.OptionInfo(default, label, gr.Slider, {"minimum": lo, "maximum": hi, "step": step},
-                                     section=SECTION)
+                                     section=SECTION, restrict_api=True)
         shared.opts.add_option(option_key(name), info)

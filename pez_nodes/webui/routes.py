@@ -246,18 +246,16 @@ def mount(app, api_auth: bool = False) -> bool:
 
 
 async def _json_body(request, limit: int):
-    """The request's JSON, read up to ``limit`` bytes (a larger body is refused before it is all in memory)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ValueError(f"the request is {int(declared) / 2**20:.0f} MB, more than this webui takes "
-                         f"({limit / 2**20:.0f} MB); send fewer or smaller images.")
+    """The request's JSON, read up to ``limit`` bytes: the rest of a larger body is read and dropped (the
+    connection stays sound for the 400), never kept."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise ValueError(f"the request is more than this webui takes ({limit / 2**20:.0f} MB); send fewer or "
-                             "smaller images.")
-        chunks.append(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+    if size > limit:
+        raise ValueError(f"the request is {size / 2**20:.0f} MB, more than this webui takes ({limit / 2**20:.0f} MB); "
+                         "send fewer or smaller images.")
     raw = b"".join(chunks)
     if not raw.strip():
         return {}

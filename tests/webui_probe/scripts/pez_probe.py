@@ -1,10 +1,13 @@
 """Test probe, linked into a webui's ``extensions/`` by ``tests/test_webui_checkpoint.py`` (never shipped as a
 webui script: it sits under ``tests/``): ``POST /pez-probe/v1/features`` answers, for the webui's loaded
 checkpoint, each text encoder's features as the webui itself computes them (its own tokenizer, its own
-modules, its own conditioning) next to PEZ's copy of the same encoder, and PEZ's image features."""
+modules, its own conditioning) next to PEZ's copy of the same encoder, and PEZ's image features;
+``/pez-probe/v1/busy`` keeps the webui busy as a generation does, ``/pez-probe/v1/rss`` reports its memory
+(``tests/test_webui_host.py``)."""
 
 import base64
 import io
+import time
 
 import torch
 from fastapi import Body
@@ -97,3 +100,37 @@ def _started(demo, app):
 
 
 script_callbacks.on_app_started(_started)
+
+
+def _busy(body: dict = Body(...)):
+    """Hold the webui's queue for ``seconds`` as a generation does (its lock, a job of its own, stopping on
+    Interrupt): ``{"interrupted", "jobs_seen"}`` — the job names ``shared.state`` showed meanwhile."""
+    from modules import call_queue, shared
+
+    seen = set()
+    with call_queue.queue_lock:
+        shared.state.begin(job="probe-busy")
+        try:
+            end = time.time() + float(body.get("seconds", 5))
+            while time.time() < end and not shared.state.interrupted:
+                seen.add(shared.state.job)
+                time.sleep(0.05)
+            interrupted = bool(shared.state.interrupted)
+        finally:
+            shared.state.end()
+    return {"interrupted": interrupted, "jobs_seen": sorted(seen)}
+
+
+def _rss():
+    """This webui process's resident memory, in MB (``/proc/self/status``)."""
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return {"rss_mb": kb / 1024}
+
+
+def _started_host(demo, app):
+    app.add_api_route("/pez-probe/v1/busy", _busy, methods=["POST"])
+    app.add_api_route("/pez-probe/v1/rss", _rss, methods=["GET"])
+
+
+script_callbacks.on_app_started(_started_host)

@@ -1,0 +1,183 @@
+"""What a request from the network may ask of the webui's PEZ, without a webui (``pez_nodes/webui/request.py``,
+``routes.py``, ``tab.py``): the real parsing, the real queue lock semantics and real runs on the toy CLIP.
+The same rules are checked against real Forge and AUTOMATIC1111 in ``tests/test_webui_host.py``."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from pez_nodes import toyworld as tw
+from pez_nodes.webui import checkpoint_clip, limits, routes, tab
+from pez_nodes.webui.request import allowed_models, image_bytes, parse
+
+
+class State:
+    """The fields of the webuis' ``shared.state`` that PEZ reads and writes (no webui here)."""
+
+    def __init__(self):
+        self.interrupted, self.job, self.textinfo, self.sampling_step, self.sampling_steps = False, "", "", 0, 0
+        self.interrupts = 0
+
+    def begin(self, job="(unknown)"):
+        self.interrupted, self.job = False, job
+
+    def end(self):
+        self.job = ""
+
+    def interrupt(self):
+        self.interrupted, self.interrupts = True, self.interrupts + 1
+
+
+@pytest.fixture
+def host():
+    """``routes.HOST`` as a webui configures it (its own state, queue lock and limits), put back afterwards."""
+    saved = vars(routes.HOST).copy()
+    state = State()
+    routes.configure(state, None, None, threading.Lock(), limits.Limits)
+    yield state
+    vars(routes.HOST).update(saved)
+
+
+def _png(side: int = 64) -> str:
+    buffer = io.BytesIO()
+    tw.render(tw.Scene("star", "blue", "small", "night"), side, 0).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_a_path_is_never_read_and_the_error_says_nothing_about_it(tmp_path):
+    picture = tmp_path / "secret.png"
+    tw.render(tw.Scene("star", "blue", "small", "night"), 64, 0).save(picture)
+    for value in (str(picture), str(tmp_path), str(tmp_path / "nothing.png"), "abcd"):
+        with pytest.raises(ValueError) as e:
+            image_bytes(value, 0, limits.Limits())
+        message = str(e.value)
+        assert str(tmp_path) not in message and "exist" not in message and "directory" not in message, message
+
+
+def test_line_wrapped_base64_data_urls_and_the_pixel_limit():
+    png = _png()
+    wrapped = "\n".join(png[i:i + 60] for i in range(0, len(png), 60))
+    assert image_bytes(wrapped, 0, limits.Limits()) == base64.b64decode(png)
+    assert image_bytes("data:image/png;base64," + png, 0, limits.Limits()) == base64.b64decode(png)
+    buffer = io.BytesIO()
+    Image.new("L", (3000, 2000), 0).save(buffer, format="PNG")
+    with pytest.raises(ValueError, match=r"images\[2\] is 3000x2000 \(6 megapixels\), more than this webui takes \(5\)"):
+        image_bytes(base64.b64encode(buffer.getvalue()).decode(), 2, limits.Limits(max_megapixels=5))
+
+
+def test_only_listed_clips_unless_the_owner_allows_any(tmp_path):
+    folder = tmp_path / "open_clip"
+    (folder / "mine").mkdir(parents=True)
+    (folder / "mine" / "open_clip_config.json").write_text("{}")
+    strict, free = limits.Limits(), limits.Limits(allow_any_model=True)
+    assert "mine/" in allowed_models(folder)
+    assert parse("distill", {"text": "a", "model": "mine/"}, strict, folder).model["model"] == "mine/"
+    for model in ("ViT-B-32", "hf-hub:org/repo", "/etc", "../open_clip/mine/", str(folder / "mine")):
+        with pytest.raises(ValueError, match="is not one of the CLIPs this webui offers"):
+            parse("distill", {"text": "a", "model": model}, strict, folder)
+        assert parse("distill", {"text": "a", "model": model}, free, folder).model["model"] == model
+    with pytest.raises(ValueError, match="pretrained is taken only"):
+        parse("distill", {"text": "a", "model": "toy", "pretrained": "openai"}, strict, folder)
+    with pytest.raises(ValueError, match="is not in this webui's models/clip_vision"):
+        parse("invert", {"images": [_png()], "model": "webui", "clip_vision": "../x.safetensors"}, strict, folder,
+              tmp_path / "clip_vision")
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"text": "a", "steps": 3001}, r"steps is 3001, more than this webui allows \(3000\)"),
+    ({"text": "a", "restarts": 17}, r"restarts is 17, more than this webui allows \(16\)"),
+    ({"text": "a", "compile": True}, "compile is not taken from a request"),
+    ({"text": "a", "blocklist": 5}, "blocklist=5 must be a string or a list of strings"),
+    ({"text": "a", "bank": 7}, "bank=7 must be a string or a list of strings"),
+    ({"text": "a", "allowlist": {"a": 1}}, "allowlist=.* must be a string or a list of strings"),
+    ({"text": "a", "lr": True}, "lr=True must be a finite number"),
+    ({"text": "a", "model": 5}, "model must be a string"),
+    ({"text": "a", "template": "x {} " * 5000}, "template is longer than this webui allows"),
+    ({"text": "a", "model": "webui"}, "not running inside a webui"),
+])
+def test_bad_fields_are_one_line(host, body, message):
+    with pytest.raises(ValueError, match=message) as e:
+        routes.run("distill", body)
+    assert "\n" not in str(e.value)
+
+
+def test_images_are_decoded_inside_the_run_at_the_models_size(host, monkeypatch):
+    """A queued request holds its compressed bytes; the run decodes them shrunk for the model (1600 px → short
+    side 2x to 4x the toy's input), never at full size."""
+    seen = []
+    real = routes.decode_image
+    monkeypatch.setattr(routes, "decode_image", lambda raw, label, side: seen.append(real(raw, label, side)) or seen[-1])
+    out = routes.run("invert", {"images": [_png(1600)], "prompt_len": 2, "steps": 2})
+    size = routes.load_model({"model": "toy"}).image_size
+    assert out["steps"] == 2 and 2 * size <= min(seen[0].size) <= 4 * size, seen[0].size
+
+
+def test_a_run_waits_for_the_webuis_queue_and_the_tabs_interrupt_reaches_only_its_own_run(host):
+    """The queue lock held (a generation running): the tab's run waits; its Interrupt drops it without
+    interrupting the generation; a run that started is interrupted by it; after it ends, it reaches nothing."""
+    state = host
+    routes.HOST.queue_lock.acquire()  # the webui is busy
+    try:
+        updates = []
+        worker = threading.Thread(target=lambda: updates.extend(tab.learn("distill", {"text": "a red circle",
+                                                                                     "steps": 50}, state, 0.05)))
+        worker.start()
+        time.sleep(0.5)
+        assert worker.is_alive() and tab.JOBS["last"].started.is_set() is False
+        tab.interrupt(state)
+        assert state.interrupts == 0  # the generation holding the queue was left alone
+    finally:
+        routes.HOST.queue_lock.release()
+    worker.join(30)
+    assert "waiting for the webui…" in [u[2] for u in updates]
+    assert "interrupted" in updates[-1][2] and updates[-1][1] == "", updates[-1]
+
+    updates.clear()
+    worker = threading.Thread(target=lambda: updates.extend(tab.learn("distill", {"text": "a red circle",
+                                                                                 "steps": 3000, "patience": 0},
+                                                                     state, 0.05)))
+    worker.start()
+    deadline = time.time() + 30
+    while time.time() < deadline and state.sampling_step < 3:
+        time.sleep(0.05)
+    tab.interrupt(state)
+    worker.join(30)
+    assert state.interrupts == 1 and "interrupted" in updates[-1][2] and updates[-1][1], updates[-1]
+    tab.interrupt(state)  # the run has ended: a later job must not be interrupted
+    assert state.interrupts == 1
+
+
+def test_unload_releases_the_model_and_refuses_while_a_run_holds_it(host):
+    routes.run("distill", {"text": "a cat", "prompt_len": 2, "steps": 2})
+    assert routes._models and tab.free_model() == "freed toy"
+    assert not routes._models and tab.free_model() == "no PEZ model was loaded"
+    with routes.model_lock():
+        with pytest.raises(RuntimeError, match="a PEZ run is using the model"):
+            routes.unload()
+        assert tab.free_model().startswith("Error: a PEZ run is using the model")
+
+
+def test_the_checkpoint_cache_key_follows_the_weights_not_the_object():
+    """AUTOMATIC1111 loads a same-architecture checkpoint into the same model object: the key must change."""
+    model = torch.nn.Module()  # stands in for open_clip's text half: what identity reads is its token table
+    model.token_embedding = torch.nn.Embedding(100, 32)
+
+    class SdModel:  # AUTOMATIC1111's SD 2.x layout: cond_stage_model.wrapped.model, an open_clip text half
+        def __init__(self):
+            self.cond_stage_model = type("Wrapper", (), {"wrapped": type("Inner", (), {"model": model})()})()
+            self.sd_checkpoint_info = type("Info", (), {"filename": "a.safetensors", "sha256": None})()
+
+    sd = SdModel()
+    first = checkpoint_clip.identity(sd)
+    with torch.no_grad():
+        model.token_embedding.weight.add_(1.0)  # checkpoint B's weights, same object
+    assert checkpoint_clip.identity(sd) != first
+    sd.sd_checkpoint_info.filename = "b.safetensors"
+    assert checkpoint_clip.identity(sd)[1] == "b.safetensors"
