@@ -33,7 +33,7 @@ run "$PY" -m pez_nodes.cli demo --steps 30 --quiet
 run "$PY" -m pytest -q -rs -W ignore::FutureWarning \
   tests/test_loading.py tests/test_activation.py tests/test_encoder.py tests/test_fast_path.py \
   tests/test_optimizer.py tests/test_projection.py tests/test_controls.py \
-  tests/test_hf_text_tower.py tests/test_joint_clip.py \
+  tests/test_hf_text_tower.py tests/test_joint_clip.py tests/test_pickles.py \
   --deselect tests/test_encoder.py::test_custom_text_clip_with_causal_tower_matches \
   --deselect tests/test_encoder.py::test_bidirectional_text_tower_is_refused \
   --deselect tests/test_fast_path.py::test_fast_and_padded_paths_give_equal_loss_and_gradient

@@ -16,12 +16,22 @@ from . import model_list
 from .host import NodeProgress, comfy_device
 
 
+NODE_OPTIONS = ("activation", "vocabulary")  # load_clip's keywords the loader node passes on (never allow_pickle)
+
+
 def load_model(model: str, device: str = "auto", custom_model: str = "", pretrained: str = "",
                **options) -> core.ClipBackbone:
     """The loader: a listed choice, or any open_clip source typed into ``custom_model``.
 
     ``options`` (``activation``, ``vocabulary``) go to ``core.load_clip``; left out, its defaults apply.
+    ComfyUI's API is unauthenticated, so whatever a workflow names loads with ``load_clip``'s default
+    ``allow_pickle=False``: no pickle is unpickled on the server (``core.loading``'s docstring says how).
     """
+    unknown = sorted(set(options) - set(NODE_OPTIONS), key=lambda k: k != "allow_pickle")
+    if unknown:
+        fix = ("a workflow cannot make the server unpickle weights: convert them to .safetensors"
+               if unknown[0] == "allow_pickle" else "remove it from the workflow")
+        raise ValueError(f"PEZ Load CLIP has no input {unknown[0]!r} (its options: {', '.join(NODE_OPTIONS)}); {fix}.")
     if custom_model and custom_model.strip():
         source, tag = custom_model.strip(), (pretrained or "").strip() or None
     else:

@@ -9,7 +9,13 @@ Sources:
                                          (+ optional ``pez_vocabulary.txt``: words PEZ may be limited to
                                          with ``vocabulary="declared"``)
 
-Only safetensors are read unless ``allow_pickle=True``: a pickled checkpoint can run code.
+No pickle is unpickled unless ``allow_pickle=True`` (a pickled checkpoint can run code when loaded):
+local ``.bin``/``.pt``/``.pth``/``.ckpt`` files are refused; a pretrained tag's or hub model's weights are
+read from ``.safetensors``, or, by an open_clip whose ``create_model`` takes ``weights_only`` (3.x), from a
+``.bin`` through torch's ``weights_only`` loader, which refuses anything but tensors. An older open_clip
+(2.x) would read a downloaded ``.bin``/``.pt`` with a plain ``torch.load``, so there the file is looked up
+here (:func:`_safetensors_plan`): its ``.safetensors`` (in the hub cache, or downloaded) is read here, and
+where there is none the model is refused in one line before anything is unpickled.
 Nothing is downloaded unless the user names a remote model.
 
 Works with open_clip_torch 2.20.0 (what AUTOMATIC1111 and Forge pin) and newer. A model folder's config
@@ -29,8 +35,10 @@ import functools
 import inspect
 import json
 import logging
+import os
+import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -46,6 +54,8 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 VOCABULARY_FILE = "pez_vocabulary.txt"  # optional in a model folder: the words the model knows, one a line
 VOCABULARIES = ("full", "declared")
 WEIGHTS_FILE = "open_clip_model.safetensors"
+HUB_CONFIG = "open_clip_config.json"
+HUB_PICKLE = "open_clip_pytorch_model.bin"  # open_clip's default hub weights file (its safetensors: WEIGHTS_FILE)
 OFFLINE_HINT = "with no network, use the bundled model (--model toy) or a local folder / safetensors file"
 
 
@@ -329,21 +339,95 @@ def _bpe_tokenizer():
     return CallableTokenizer()
 
 
+def _safe_names(filename: str) -> list[str]:
+    """The ``.safetensors`` a hub repo keeps beside ``filename`` (open_clip's own naming)."""
+    if filename.endswith(".safetensors"):
+        return [filename]
+    if filename == HUB_PICKLE:
+        return [WEIGHTS_FILE]
+    stem, suffix = os.path.splitext(filename)
+    return [stem + ".safetensors"] if suffix in PICKLE_SUFFIXES else []
+
+
+def _hub_safetensors(repo: str, filename: str, cache_dir: str | None) -> tuple[Path | None, str]:
+    """(path, "") of the ``.safetensors`` beside ``repo``'s ``filename`` (from the hub cache, else downloaded),
+    or (None, why there is none). Offline with neither file cached, the download's own error is raised."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    why, offline = f"{repo} has no .safetensors of them", None
+    for name in _safe_names(filename):
+        try:
+            return Path(hf_hub_download(repo, name, cache_dir=cache_dir)), ""
+        except Exception as e:  # noqa: BLE001 - not on the hub, not cached while offline, gated ...
+            offline = e if _looks_offline(e) else offline
+    if offline is not None:
+        if not isinstance(try_to_load_from_cache(repo, filename, cache_dir=cache_dir), str):
+            raise offline  # nothing of the model here: the download is what failed
+        why = "no .safetensors of them is cached and the hub cannot be reached"
+    return None, why
+
+
+def _pickle_refusal(label: str, pickle: str, why: str) -> ModelLoadError:
+    from open_clip.version import __version__
+
+    return ModelLoadError(f"model {label}: open_clip {__version__} would unpickle its weights ({pickle}), which can run "
+                          f"code, and {why}; pass the model's .safetensors as pretrained (e.g. {WEIGHTS_FILE} from its "
+                          "Hugging Face repo) or use a model folder, upgrade open_clip_torch to 3.x (it reads .bin "
+                          "files safely), or pass allow_pickle=True if you trust the file.")
+
+
+def _safetensors_plan(plan: _Plan, cache_dir: str | None) -> _Plan:
+    """``plan`` (a tag or hub model) with its weights as a local ``.safetensors`` read here, for an open_clip
+    without ``weights_only`` (2.x), which would unpickle a ``.bin``/``.pt`` with a plain ``torch.load``; or a
+    ``ModelLoadError`` before anything is unpickled (or downloaded, for a pickle-only URL)."""
+    import open_clip
+    from huggingface_hub import hf_hub_download
+
+    if plan.model_id.startswith("hf-hub:"):
+        repo = plan.model_id[len("hf-hub:"):]
+        config = Path(hf_hub_download(repo, HUB_CONFIG, cache_dir=cache_dir))  # offline: "could not download"
+        weights, why = _hub_safetensors(repo, HUB_PICKLE, cache_dir)
+        if weights is None:
+            raise _pickle_refusal(plan.label, f"{repo}/{HUB_PICKLE}", why)
+        found = _plan_folder(config.parent, plan.label, False, plan.activation)  # the snapshot: a local-dir
+        return replace(found, weights=weights, remote=True, reason=plan.reason, stated=plan.stated, folder=None)
+    cfg = open_clip.get_pretrained_cfg(plan.model_id, plan.pretrained) or {}
+    preprocess = {k: cfg[k] for k in ("mean", "std") if cfg.get(k)}
+    hub, url = cfg.get("hf_hub") or "", cfg.get("url") or ""
+    if hub:  # open_clip 3.x prefers the hub too
+        repo, filename = os.path.split(hub)
+        weights, why = _hub_safetensors(repo, filename or HUB_PICKLE, cache_dir)
+        pickle = f"{repo}/{filename or HUB_PICKLE}"
+    elif url.endswith(".safetensors"):
+        from open_clip.pretrained import download_pretrained_from_url
+
+        weights, why, pickle = Path(download_pretrained_from_url(url, cache_dir=cache_dir)), "", ""
+    else:  # e.g. the openai tags: a TorchScript/pickle .pt at a URL
+        weights, why, pickle = None, "no .safetensors of them is known to it", url.rsplit("/", 1)[-1] or "no file"
+    if weights is None:
+        raise _pickle_refusal(plan.label, pickle, why)
+    return replace(plan, weights=weights, preprocess=preprocess)
+
+
 def _build(plan: _Plan, target: torch.device, cache_dir: str | None, allow_pickle: bool):
-    """Create the model (weights from the plan's file or tag) and its tokenizer."""
+    """Create the model (weights from the plan's file or tag) and its tokenizer; returns them with the plan
+    (for open_clip 2.x, a remote model's becomes its local ``.safetensors``)."""
     import open_clip
 
     safe = _takes(open_clip.create_model, weights_only=not allow_pickle)
+    if plan.remote and plan.weights is None and not safe and not allow_pickle:  # 2.x would unpickle what it gets
+        plan = _safetensors_plan(plan, cache_dir)
     if plan.weights is not None and not safe:  # open_clip 2.x: build, then read the file here
         no_downloads = _takes(open_clip.create_model, pretrained_hf=False)
-        model = open_clip.create_model(plan.model_id, pretrained=None, device="cpu", **no_downloads)
+        model = open_clip.create_model(plan.model_id, pretrained=None, device="cpu", **no_downloads,
+                                       **plan.create_kwargs)
         _load_weights(model, plan.weights, allow_pickle)
         model = model.to(target)
     else:  # a tag or hub model; or a local file, which open_clip 3.x (it has ``weights_only``) reads itself
         pretrained = str(plan.weights) if plan.weights is not None else plan.pretrained
         model = open_clip.create_model(plan.model_id, pretrained=pretrained, device=target, cache_dir=cache_dir,
                                        **safe, **plan.create_kwargs)
-    return model, _tokenizer(plan, model, cache_dir)
+    return model, _tokenizer(plan, model, cache_dir), plan
 
 
 def _preprocess(model: torch.nn.Module, override: dict) -> tuple:
@@ -415,12 +499,16 @@ def load_clip(
     try:
         with torch.inference_mode(False), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="QuickGELU mismatch")  # decided and noted here
-            model, tokenizer = _build(plan, target, cache_dir, allow_pickle)
+            model, tokenizer, plan = _build(plan, target, cache_dir, allow_pickle)
     except ModelLoadError:
         raise
     except Exception as e:  # noqa: BLE001 - every failure becomes one clear message
         what = f"{source}" + (f" / {pretrained}" if pretrained else "")
         text = " ".join(f"{type(e).__name__}: {e}".split())[:200]  # one line: the error's lines joined
+        refused = _refused_pickle(e)
+        if refused is not None:
+            raise ModelLoadError(f"weights of model {what} are a pickle that torch's safe loader refused ({refused}); "
+                                 "use the model's .safetensors, or pass allow_pickle=True if you trust the file.") from e
         if plan.remote and _looks_offline(e):
             raise ModelLoadError(f"could not download model {what} (offline, or the hub is unreachable); {OFFLINE_HINT}.") from e
         if "safetensor" in text.lower() or "header" in text.lower() or "deserializ" in text.lower():
@@ -462,6 +550,16 @@ def _looks_offline(error: BaseException) -> bool:
     offline = {"LocalEntryNotFoundError", "ConnectionError", "ConnectError", "MaxRetryError", "OfflineModeIsEnabled",
                "Timeout", "NameResolutionError", "gaierror"}
     return bool(names & offline) or any(w in text for w in ("connection", "resolve", "offline", "network", "timed out"))
+
+
+def _refused_pickle(error: BaseException) -> str | None:
+    """What torch's ``weights_only`` loader refused in a pickle (e.g. ``builtins.open``), if that was the error."""
+    for e in _chain(error):
+        text = str(e)
+        if "Weights only load failed" in text:
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+            return f"it names {found.group(1)}" if found else "it holds more than tensors"
+    return None
 
 
 def _chain(error: BaseException):
