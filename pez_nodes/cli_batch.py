@@ -113,6 +113,7 @@ def _journal_model(name: str, args) -> str:
 
 def print_counts(counts: dict) -> None:
     retried = f", {counts['retried']} retried after an earlier error" if counts.get("retried") else ""
-    line = (f"{counts['written']} prompts written, {counts['errors']} errors, {counts['skipped']} already done{retried} "
-            f"(of {counts['images']} images); {counts['sidecars']} captions written; journal {counts['out']}")
+    line = (f"{counts['written']} prompts written, {counts['errors']} errors, {counts['skipped']} already "
+            f"done{retried} (of {counts['images']} images); {counts['sidecars']} captions written; "
+            f"journal {counts['out']}")
     print(line.encode("utf-8", "backslashreplace").decode("utf-8"))  # a path that is not UTF-8 shown escaped

@@ -257,9 +257,9 @@ def test_ray_actors_get_absolute_model_paths_and_resolve_the_device_themselves(t
     monkeypatch.chdir(tmp_path)
     args = build_parser().parse_args(["batch", ".", "--model", "models/mine", "--device", "auto"])
     load = load_args(args)
-    assert load["source"] == str(tmp_path / "models" / "mine") and load["device"] == "auto"
+    assert load["source"] == str(Path.cwd() / "models" / "mine") and load["device"] == "auto"
     weights = load_args(argparse.Namespace(**{**vars(args), "model": "ViT-B-32", "pretrained": "w/m.safetensors"}))
-    assert weights["pretrained"] == str(tmp_path / "w" / "m.safetensors")
+    assert weights["pretrained"] == str(Path.cwd() / "w" / "m.safetensors")
     monkeypatch.chdir(tmp_path / "models")  # an actor's folder is not the driver's
     actor = _Inverter(load, {"steps": 5, "prompt_len": 2}, "models/mine", threads=1)
     assert actor.model.device == resolve_device("auto")  # resolved here, by the actor

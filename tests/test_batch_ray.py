@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,10 +38,10 @@ def folder(tmp_path):
     return tmp_path
 
 
-def _batch(folder, address, env, *extra) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "pez_nodes.cli", "batch", str(folder), "--ray", address, "--workers", "2",
+def _batch(source, address, env, *extra, cwd=None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "pez_nodes.cli", "batch", str(source), "--ray", address, "--workers", "2",
            "--batch-size", "1", "--prompt-len", "4", "--threads", "1", "--quiet", "--json", *extra]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _lines(path: Path) -> list[dict]:
@@ -67,6 +68,42 @@ def test_ray_run_matches_a_local_run_and_survives_a_killed_actor(env, folder, tm
     assert done.returncode == 0, done.stderr[-2000:]
     assert {r["path"]: r["prompt"] for r in rows} == {r["path"]: r["prompt"] for r in _lines(local)}
     assert all((folder / f"img{i}.txt").is_file() for i in range(N_IMAGES))
+
+
+def test_ctrl_c_stops_after_the_batch_in_flight_with_the_lines_a_local_run_gives(env, folder, tmp_path):
+    """Ctrl-C (SIGINT to the driver) stops a Ray run once the batch in flight is recorded: exit 130, no traceback,
+    finished lines kept; a local re-run does the rest. The run starts in another folder with a relative --model;
+    the list starts with a symlink and (on Linux) a file name that is not UTF-8, and names an image twice. Every
+    line is the line a local run gives, one per listed image."""
+    from pez_nodes.core.loading import TOY_DIR
+
+    shutil.copytree(TOY_DIR, tmp_path / "mine")
+    (folder / "link.png").symlink_to(folder / "img0.png")
+    first = [os.fsencode(folder / "link.png")]
+    if sys.platform.startswith("linux"):
+        first.append(os.path.join(os.fsencode(folder), b"\xff.png"))
+        shutil.copyfile(folder / "img3.png", first[-1])
+    listed = first + [os.fsencode(folder / f"img{i}.png") for i in (*range(N_IMAGES), 1)]
+    (tmp_path / "list.txt").write_bytes(b"".join(p + b"\n" for p in listed))
+    journal = tmp_path / "prompts.jsonl"
+    settings = ["--steps", "100", "--model", "mine", "--prompt-len", "4", "--threads", "1", "--quiet"]
+    run = _batch("list.txt", "auto", env, *settings, cwd=tmp_path)
+    deadline = time.time() + 300
+    while time.time() < deadline and run.poll() is None and len(_lines(journal)) < len(first):
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)  # the first listed images are done (2 actors took them first)
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 130 and "Traceback" not in err and "stopping after this batch" in err, err[-3000:]
+    by_ray = _lines(journal)
+    assert len(first) <= len(by_ray) < N_IMAGES and len({r["path"] for r in by_ray}) == len(by_ray)
+    assert {os.fsencode(r["path"]) for r in by_ray} >= set(first)  # the link itself, the odd name as its bytes
+    for out_file in ("prompts.jsonl", "local.jsonl"):  # resume locally; and a run that is local from the start
+        cmd = [sys.executable, "-m", "pez_nodes.cli", "batch", "list.txt", "--out", out_file, *settings]
+        done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    rows = _lines(journal)
+    assert rows[: len(by_ray)] == by_ray and len(rows) == len({r["path"] for r in rows}) == len(set(listed))
+    assert {r["path"]: r["prompt"] for r in rows} == {r["path"]: r["prompt"] for r in _lines(tmp_path / "local.jsonl")}
 
 
 def _actor_pids() -> list[int]:

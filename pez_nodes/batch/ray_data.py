@@ -1,14 +1,14 @@
 """``pez batch --ray``: the same job on Ray Data — actors that load the model once, the driver writes the journal.
 
-Images not yet in the journal become a Ray dataset of (path, seed); ``map_batches`` sends ``--batch-size`` of them
-at a time to a pool of ``workers`` actors, each holding one model (``num_gpus=1`` each when CUDA is there), which
-run ``local.invert_batch`` — the very code a local run uses, so the lines are the same. Only the driver writes
-``prompts.jsonl`` (one atomic line per image, as results stream back), and it never writes a path twice, so a
-batch Ray re-runs after an actor dies still gives each image exactly one line. What the actors are given is
-resolved on the driver only where the driver must: relative ``--model`` / ``--pretrained`` paths become absolute
-(an actor may run in another folder); the device is resolved by each actor (``auto``: its own GPU if Ray gave it
-one). Paths travel as UTF-8 bytes, so a file name that is not valid UTF-8 goes through too. ``ray`` is an
-optional extra.
+Images without a prompt in the journal become a Ray dataset of (path, seed); ``map_batches`` sends
+``--batch-size`` of them at a time to a pool of ``workers`` actors, each holding one model (``num_gpus=1`` each
+when the cluster has GPUs and ``--device`` is auto or cuda), which run ``local.invert_batch`` — the very code a
+local run uses, so the lines are the same. Only the driver writes ``prompts.jsonl`` (one atomic line per image,
+as results stream back), and it never writes a path twice, so a batch Ray re-runs after an actor dies still
+gives each image exactly one line. The driver resolves only what it must: relative ``--model`` / ``--pretrained``
+paths become absolute (an actor may run in another folder); each actor resolves the device itself (``auto``:
+the GPU Ray gave it, if any). Paths travel as UTF-8 bytes, so a file name that is not valid UTF-8 goes through
+too. ``ray`` is an optional extra.
 """
 
 from __future__ import annotations
