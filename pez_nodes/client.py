@@ -3,7 +3,8 @@
     python -m pez_nodes.client workflows/api/pez_invert_toy.json --image photo.png
     python -m pez_nodes.client workflows/api/pez_distill_toy.json --set 2.text="a long prompt ..." --json
 
-Uploads the images (assigned to the workflow's LoadImage nodes in order), posts the API-format
+Uploads the images (assigned to the workflow's LoadImage nodes in order; each under its name plus a
+hash of its bytes, so another user's file of the same name is never replaced), posts the API-format
 workflow, follows progress and the live best prompt over ComfyUI's websocket, and prints the learned
 prompt(s) from ``/history``.
 
@@ -20,14 +21,17 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import http.client
 import json
 import math
 import os
+import re
 import socket
 import struct
 import sys
 import time
+import unicodedata
 import urllib.error
 import urllib.request
 import uuid
@@ -149,17 +153,22 @@ class Comfy:
         return answer
 
     def upload_image(self, path: Path) -> str:
-        """Upload ``path`` to ComfyUI's input folder; returns the name a LoadImage node takes."""
+        """Upload ``path`` to ComfyUI's input folder; returns the name a LoadImage node takes.
+
+        The file goes up as :func:`upload_name` (its sanitised stem + a hash of its bytes) without ComfyUI's
+        ``overwrite``: a same-named file of another user is never replaced (ComfyUI renames ours, or finds
+        this very content already there and keeps it), and the name is safe in the multipart header.
+        """
         check_image(path)
         try:
             content = Path(path).read_bytes()
         except OSError as e:
             raise ClientError(f"image {str(path)!r} cannot be read ({e.strerror})") from None
         boundary = uuid.uuid4().hex
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{Path(path).name}\"\r\n"
-                f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + (
-                f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\ntrue\r\n--{boundary}--\r\n"
-                ).encode()
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
+                f"filename=\"{upload_name(path, content)}\"\r\n"
+                f"Content-Type: application/octet-stream\r\n\r\n").encode("ascii") + content + (
+                f"\r\n--{boundary}--\r\n").encode("ascii")
         answer = self._request("/upload/image", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
         if "name" not in answer:
             raise ClientError(f"/upload/image answered without a file name: {answer}")
@@ -201,6 +210,18 @@ class Comfy:
 
     def websocket(self) -> "WebSocket":
         return WebSocket(self.host, self.port, f"/ws?clientId={self.client_id}", self.timeout, self.deadline)
+
+
+def upload_name(path: Path, content: bytes) -> str:
+    """The name an image is uploaded under: ``<stem>-<16 hex digits of its SHA-256><.suffix>``, e.g.
+    ``photo-3f2a9c0d1e4b5a67.png``. Only ``A-Z a-z 0-9 _ - .`` (one dot, before a short suffix): no quote,
+    CR/LF or non-ASCII character to escape in the multipart header, no path, the same on every file system;
+    the hash keeps different contents apart."""
+    ascii_stem = unicodedata.normalize("NFKD", Path(path).stem).encode("ascii", "ignore").decode()
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", ascii_stem).strip("_-")[:40] or "image"
+    suffix = Path(path).suffix.lower()
+    suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
+    return f"{stem}-{hashlib.sha256(content).hexdigest()[:16]}{suffix}"
 
 
 def _describe_error(body: bytes) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email
+import email.policy
 import hashlib
 import json
 import os
@@ -222,13 +224,61 @@ def test_success_uploads_the_image_applies_sets_and_prints_the_prompt(capsys, st
                        "--set", "3.template=a photo of {}")
     assert rc == 0, err
     assert out == "learned prompt\n"
-    assert [name for name, _ in stub.uploads] == ["photo.png"] and img.read_bytes() in stub.uploads[0][1]
+    uploaded = client.upload_name(img, img.read_bytes())
+    assert re.fullmatch(r"photo-[0-9a-f]{16}\.png", uploaded)
+    assert [name for name, _ in stub.uploads] == [uploaded] and img.read_bytes() in stub.uploads[0][1]
     sent = stub.posted["prompt"]
-    assert sent["1"]["inputs"]["image"] == "photo.png"
+    assert sent["1"]["inputs"]["image"] == uploaded
     assert sent["3"]["inputs"]["steps"] == 40 and sent["3"]["inputs"]["template"] == "a photo of {}"
     assert stub.posted["client_id"] and ("GET", f"/ws?clientId={stub.posted['client_id']}") in stub.seen
     assert "a live best prompt" in err  # the binary event-3 frame became the progress line
     assert not stub.interrupts
+
+
+def _form_parts(body: bytes) -> list:
+    """The parts of a multipart/form-data body, as a standard MIME parser reads them."""
+    boundary = body.split(b"\r\n", 1)[0][2:]
+    message = email.message_from_bytes(b"Content-Type: multipart/form-data; boundary=" + boundary + b"\r\n\r\n" + body,
+                                       policy=email.policy.HTTP)
+    assert message.is_multipart() and not message.defects, message.defects
+    return list(message.iter_parts())
+
+
+HOSTILE_NAMES = ['say "hi".png', 'x.png"; name="overwrite"\r\n\r\ntrue\r\n--', "caf\u00e9 \u0444\u043e\u0442\u043e.PNG",
+                 "..\\..\\evil.png", "\u0444\u043e\u0442\u043e", ".hidden", "no-suffix.verylongsuffix"]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_upload_sends_one_image_part_under_a_safe_hashed_name_without_overwrite(capsys, stub, files, tmp_path, name):
+    """Quotes, CR/LF, non-ASCII and backslashes in a file name cannot reach the multipart header (no injected
+    ``overwrite`` field, no second part), and ComfyUI's ``overwrite`` is never asked for."""
+    wf, _ = files
+    img = tmp_path / name
+    img.write_bytes(b"\x89PNG\r\n\x1a\n" + name.encode())
+    rc, _, err = run(capsys, wf, "--image", img, "--server", stub.address, "--quiet")
+    assert rc == 0, err
+    (sent, body), = stub.uploads
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}-[0-9a-f]{16}(\.[a-z0-9]{1,5})?", sent), sent
+    assert sent == client.upload_name(img, img.read_bytes()) == stub.posted["prompt"]["1"]["inputs"]["image"]
+    head = body.split(b"\r\n\r\n", 1)[0]
+    assert head.isascii() and head.count(b"\r\n") == 2 and head.count(b'"') == 4, head  # boundary, 2 headers
+    parts = _form_parts(body)
+    assert [(p.get_param("name", header="content-disposition"), p.get_filename()) for p in parts] == [("image", sent)]
+    assert parts[0].get_payload(decode=True) == img.read_bytes()
+    assert b"overwrite" not in body.replace(img.read_bytes(), b"")
+
+
+def test_upload_names_keep_different_contents_apart_and_repeat_for_the_same_content(tmp_path):
+    """Two users' ``photo.png`` get different names (ComfyUI keeps both); the same bytes get the same name, which
+    ComfyUI recognises as already there rather than saving a copy."""
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    mine, theirs, again = tmp_path / "a" / "photo.png", tmp_path / "b" / "photo.png", tmp_path / "photo copy.png"
+    mine.write_bytes(b"mine")
+    theirs.write_bytes(b"theirs")
+    again.write_bytes(b"mine")
+    assert client.upload_name(mine, b"mine") != client.upload_name(theirs, b"theirs")
+    assert client.upload_name(mine, b"mine") == client.upload_name(tmp_path / "a" / "photo.png", b"mine")
+    assert client.upload_name(again, b"mine").startswith("photo_copy-")
 
 
 def test_json_prints_id_status_and_prompts(capsys, stub, files):

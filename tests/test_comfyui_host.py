@@ -229,6 +229,59 @@ def test_headless_client_inverts_a_folder_one_image_at_a_time(server, tmp_path):
     assert all(r["status"] == "success" and r["prompts"]["3"].strip() for r in rows)
 
 
+def test_upload_never_replaces_another_file_and_reuses_its_own(server, tmp_path):
+    """The client's upload name is the image's stem + a hash of its bytes, sent without ``overwrite``: a file
+    already there under that name (another user's) stays; the same bytes again come back as the same file."""
+    inputs = Path(COMFY) / "input"
+    content = f"pez host test {os.getpid()} {time.time()}".encode()
+    mine = tmp_path / "photo.png"
+    mine.write_bytes(content)
+    name = client.upload_name(mine, content)
+    squatter = inputs / name
+    squatter.write_bytes(b"someone else's file")
+    try:
+        first = server.upload_image(mine)
+        assert first != name and squatter.read_bytes() == b"someone else's file"
+        assert (inputs / first).read_bytes() == content
+        assert server.upload_image(mine) == first  # ComfyUI sees the same bytes there: no copy, no overwrite
+        assert sorted(p.name for p in inputs.glob(f"{Path(name).stem}*")) == sorted([name, first])
+    finally:
+        for path in inputs.glob(f"{Path(name).stem}*"):
+            path.unlink()
+
+
+class _Payload:
+    """Unpickled, it creates ``marker``: what a malicious checkpoint could do with any code."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+@pytest.mark.parametrize("inputs", [{"custom_model": "{folder}"}, {"custom_model": "ViT-B-32", "pretrained": "{bin}"}],
+                         ids=["folder with a .bin", "pretrained .bin"])
+def test_a_workflow_cannot_make_the_server_unpickle(server, tmp_path, inputs):
+    """PEZ Load CLIP's ``custom_model``/``pretrained`` come from unauthenticated API calls: a pickled checkpoint is
+    refused by the node (one line), an ``allow_pickle`` input smuggled into the prompt changes nothing."""
+    import torch
+
+    marker, folder = tmp_path / "unpickled-code-ran", tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(TOY_DIR / "open_clip_config.json", folder)
+    torch.save({"state_dict": {}, "payload": _Payload(marker)}, folder / "open_clip_pytorch_model.bin")
+    wf = _distill("a red circle", steps=5)
+    wf["1"]["inputs"].update({k: v.format(folder=folder, bin=folder / "open_clip_pytorch_model.bin")
+                              for k, v in inputs.items()}, allow_pickle=True)
+    _, status, _, seen = _run(server, wf)
+    assert status == "execution_error"
+    error = [d for k, d in seen if k == "execution_error"][0]
+    message = error["exception_message"].strip()
+    assert error["node_type"] == "PEZLoadCLIP" and "pickle" in message and "\n" not in message, message
+    assert not marker.exists()
+
+
 def test_per_image_mode_returns_one_prompt_per_image(server):
     workflow = json.loads((ROOT / "workflows" / "api" / "pez_invert_each_toy.json").read_text())
     workflow["5"]["inputs"]["steps"] = 30

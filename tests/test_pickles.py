@@ -83,18 +83,21 @@ from pez_nodes.core import TOY_DIR, load_clip
 cfg = json.loads((TOY_DIR / "open_clip_config.json").read_text())["model_cfg"]
 (work / "pez-tiny.json").write_text(json.dumps(cfg))
 open_clip.add_model_config(work / "pez-tiny.json")
-_PRETRAINED["pez-tiny"] = {"pickled": _pcfg(hf_hub="pez-test/tiny-pickled/"), "safe": _pcfg(hf_hub="pez-test/tiny-safe/")}
+_PRETRAINED["pez-tiny"] = {"pickled": _pcfg(hf_hub="pez-test/tiny-pickled/"),
+                          "safe": _pcfg(hf_hub="pez-test/tiny-safe/")}
 toy = load_clip("toy").token_embedding
+local_bin = work / "folder" / "open_clip_pytorch_model.bin"
 
 cases = {
     "tag, .bin in the hub cache": lambda: load_clip("pez-tiny", "pickled"),
     "real tag, .bin in the hub cache": lambda: load_clip(*sys.argv[3:5]),
     "hf-hub, .bin in the hub cache": lambda: load_clip("hf-hub:pez-test/tiny-pickled"),
     "openai tag": lambda: load_clip("ViT-B-32", "openai"),
-    "node: custom_model hf-hub": lambda: logic.load_model("toy", "cpu", custom_model="hf-hub:pez-test/tiny-pickled"),
+    "node: custom_model hf-hub": lambda: logic.load_model("toy", "cpu",
+                                                          custom_model="hf-hub:pez-test/tiny-pickled"),
     "node: custom_model + tag": lambda: logic.load_model("toy", "cpu", custom_model="pez-tiny", pretrained="pickled"),
     "node: pretrained .bin file": lambda: logic.load_model("toy", "cpu", custom_model="pez-tiny",
-                                                           pretrained=str(work / "folder" / "open_clip_pytorch_model.bin")),
+                                                           pretrained=str(local_bin)),
     "node: folder with a .bin": lambda: logic.load_model("toy", "cpu", custom_model=str(work / "folder")),
     "node: allow_pickle input": lambda: logic.load_model("toy", "cpu", custom_model="hf-hub:pez-test/tiny-pickled",
                                                          allow_pickle=True),

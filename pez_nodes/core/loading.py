@@ -370,9 +370,9 @@ def _hub_safetensors(repo: str, filename: str, cache_dir: str | None) -> tuple[P
 def _pickle_refusal(label: str, pickle: str, why: str) -> ModelLoadError:
     from open_clip.version import __version__
 
-    return ModelLoadError(f"model {label}: open_clip {__version__} would unpickle its weights ({pickle}), which can run "
-                          f"code, and {why}; pass the model's .safetensors as pretrained (e.g. {WEIGHTS_FILE} from its "
-                          "Hugging Face repo) or use a model folder, upgrade open_clip_torch to 3.x (it reads .bin "
+    return ModelLoadError(f"model {label}: open_clip {__version__} would unpickle its weights ({pickle}), which can "
+                          f"run code, and {why}; pass the model's .safetensors as pretrained (e.g. {WEIGHTS_FILE} from "
+                          "its Hugging Face repo) or use a model folder, upgrade open_clip_torch to 3.x (it reads .bin "
                           "files safely), or pass allow_pickle=True if you trust the file.")
 
 
