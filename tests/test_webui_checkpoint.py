@@ -88,6 +88,8 @@ def sd_webui(request, tmp_path_factory):
         # all three written before the webui starts (sparse files: SDXL's 7 GB take 1.6 GB of disk)
         files = {kind: write_in_subprocess(kind, ckpts / f"{kind}.safetensors", forge, seed)
                  for kind, seed in (("sd15", 0), ("sd2", 10), ("sdxl", 20))}
+        # a second SD 1.5 checkpoint (other text encoder weights): AUTOMATIC1111 loads it into the same model object
+        files["sd15_b"] = write_in_subprocess("sd15", ckpts / "sd15_b.safetensors", forge, 30)
         vision = {  # (config, path): whole OpenAI ViT-L/14 (it lends CLIP-L its text projection), the same
             # vision-only, a small 1024-wide one (ViT-H's features), a small whole 768-wide one
             "vitl": _vision_file(visions / "vitl_whole.safetensors", 1024, 24, 16, 768, "quick_gelu", 768, 1),
@@ -161,6 +163,25 @@ def test_the_routes_learn_on_the_webuis_checkpoint_and_mismatches_are_one_line(s
     ]:
         status, out = call(base, "/pez/v1/invert", {"model": "webui", "images": [image], "steps": 2, **body})
         assert status == 400 and message in out["error"] and "\n" not in out["error"], (body, out)
+
+
+def test_switching_between_two_sd15_checkpoints_switches_pezs_copy(sd_webui):
+    """SD 1.5 checkpoint A → B (same architecture: AUTOMATIC1111 reuses the model object and sets no filename):
+    PEZ's cached copy must follow to B's text encoder, and back to A's (issue 23: it kept A's)."""
+    base, _, files, _, _, log = sd_webui
+    tag = files["sd15"].parent.name
+    titles = {m["title"].split(" ")[0]: m["title"] for m in call(base, "/sdapi/v1/sd-models")[1]}
+    features = {}
+    for name in ("sd15", "sd15_b", "sd15"):
+        assert call(base, "/sdapi/v1/options", {"sd_model_checkpoint": titles[f"{tag}/{name}.safetensors"]})[0] == 200
+        status, out = call(base, "/pez-probe/v1/features", {"texts": TEXTS[:2]}, timeout=600)
+        assert status == 200, (out, log.read_text()[-2000:])
+        (tower,) = out["towers"]
+        for pez, cond in zip(tower["pez"], tower["webui_cond_eot"]):  # no projection: PEZ's is the pooled output
+            assert torch.allclose(torch.tensor(pez), torch.tensor(cond), atol=2e-2, rtol=1e-2), (name, out["name"])
+        features.setdefault(name, []).append(torch.tensor(tower["pez"]))
+    assert not torch.allclose(features["sd15"][0], features["sd15_b"][0], atol=1e-2)
+    assert torch.allclose(features["sd15"][0], features["sd15"][1], atol=1e-5)
 
 
 def test_sd2_and_sdxl_checkpoints_one_prompt_for_both_sdxl_encoders(sd_webui):

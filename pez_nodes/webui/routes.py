@@ -40,6 +40,7 @@ __all__ = ["HOST", "VISION_KEYS", "Job", "configure", "for_webui_prompt", "load_
 
 _models: dict = {}
 _lock = threading.Lock()  # the cached model: held by a run (and the txt2img script) while it uses it
+API_ROUTE = "/sdapi/v1/txt2img"  # the webui's own API: its dependencies are ours
 DEFAULT_MAX_SIDE = 224  # images decoded for a model of unknown input size: short side 448 px or more
 
 
@@ -187,10 +188,11 @@ def image_field(data: bytes) -> str:
 
 
 def api_dependencies(app) -> list | None:
-    """The dependencies the webui's own ``/sdapi/v1/*`` routes carry (its ``--api-auth`` check; none without
-    it), or None when the webui does not serve its API (started without ``--api``)."""
+    """The dependencies the webui's own API routes carry (its ``--api-auth`` check; none without it), read
+    from ``/sdapi/v1/txt2img``, which only the webui's ``Api`` adds; None when the webui does not serve its
+    API (started without ``--api``; other extensions may add ``/sdapi/v1/*`` routes of their own)."""
     for route in getattr(app, "routes", []):
-        if str(getattr(route, "path", "")).startswith("/sdapi/v1/") and hasattr(route, "dependencies"):
+        if getattr(route, "path", "") == API_ROUTE and hasattr(route, "dependencies"):
             return list(route.dependencies)
     return None
 
@@ -211,17 +213,17 @@ def mount(app, api_auth: bool = False) -> bool:
     added only with its check). Returns whether they were added."""
     dependencies = api_dependencies(app)
     if dependencies is None:
-        print("[pez] the webui serves no API (start it with --api for /pez/v1/*); the PEZ tab works without it")
+        print("[pez] the webui serves no API (start it with --api for /pez/v1/*); the PEZ tab works without it", flush=True)
         return False
     if api_auth and not dependencies:
-        print("[pez] --api-auth is set but the webui's API routes carry no check: /pez/v1/* not added")
+        print("[pez] --api-auth is set but the webui's API routes carry no check: /pez/v1/* not added", flush=True)
         return False
     from fastapi import Request
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
 
     def answer(work):
-        async def handler(request: Request):
+        async def handler(request):
             try:
                 body = await _json_body(request, HOST.limits().max_request_bytes)
                 return await run_in_threadpool(work, body)
@@ -233,6 +235,7 @@ def mount(app, api_auth: bool = False) -> bool:
                 traceback.print_exc()
                 return JSONResponse({"error": f"PEZ failed ({type(e).__name__}: {_line(e)}); the webui's console has "
                                               "the traceback — please report it."}, status_code=500)
+        handler.__annotations__ = {"request": Request}  # a class, not a string: FastAPI passes the request
         return handler
 
     for kind in ("invert", "distill", "concat"):
