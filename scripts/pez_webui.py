@@ -68,7 +68,8 @@ class PEZPromptFromImage(scripts.Script):
         image = gr.Image(label="Image to turn into a prompt", type="pil")
         model = gr.Dropdown(models.choices(FOLDER), value=models.choices(FOLDER)[0],
                             label="CLIP (or type an open_clip name below)")
-        custom = gr.Textbox(label="…or an open_clip name, hf-hub:org/repo or a path")
+        custom = gr.Textbox(label="…or an open_clip name, hf-hub:org/repo or a path (where Settings → PEZ allows "
+                                  "any CLIP)")
         prompt_len = gr.Slider(1, 75, value=16, step=1, label="Prompt tokens")
         steps = gr.Slider(10, 3000, value=300, step=10, label="PEZ steps")
         vision = gr.Dropdown(clip_vision.choices(VISION_FOLDER), value=clip_vision.NONE,

@@ -47,7 +47,7 @@ def webui(request, tmp_path_factory):
     try:
         with running_webui(request.param, folder, log, NO_CHECKPOINT[request.param] + _settings(tmp),
                            probe=True) as base:
-            _BASE[0] = base
+            _BASE[0], _NAMES[base] = base, request.param
             yield base, log
     finally:
         shutil.rmtree(models, ignore_errors=True)
@@ -296,6 +296,11 @@ def _in_thread(work):
 
 
 _BASE: list = [None]  # the running webui's base URL, for _in_thread's clean-up
+_NAMES: dict = {}  # base URL → forge / a1111
+
+
+def _webui_name(base: str) -> str:
+    return _NAMES[base]
 
 
 def _progress(base) -> dict:
@@ -324,6 +329,41 @@ def test_unload_frees_the_model_and_is_a_409_while_a_run_holds_it(webui):
         call(base, "/sdapi/v1/interrupt", {})
     assert pez.out[0] == 200 and pez.out[1]["stop_reason"] == "interrupted", pez.out
     assert call(base, "/pez/v1/unload", {}) == (200, {"unloaded": ["toy"]})
+
+
+def _write_big_clip(folder: Path) -> None:
+    """A full-size ViT-B-32 (random weights, fp32 in memory: ~600 MB) as an open_clip folder."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    model = open_clip.create_model("ViT-B-32")
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    config = {"model_cfg": open_clip.get_model_config("ViT-B-32"),
+              "preprocess_cfg": {"mean": list(open_clip.OPENAI_DATASET_MEAN), "std": list(open_clip.OPENAI_DATASET_STD)}}
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+
+
+def test_unload_gives_the_memory_back(webui):
+    """A full-size ViT-B-32 from models/open_clip loaded by a route, then ``/pez/v1/unload``: the webui's
+    resident memory falls by most of the model (freed tensors and a trimmed heap; measured: see README)."""
+    base, _ = webui
+    name = f"pez_test_{os.getpid()}_big"
+    folder = Path(os.environ[f"{_webui_name(base).upper()}_DIR"]) / "models" / "open_clip" / name
+    try:
+        _write_big_clip(folder)
+        call(base, "/pez/v1/unload", {})
+        before = call(base, "/pez-probe/v1/rss")[1]["rss_mb"]
+        status, out = call(base, "/pez/v1/distill", {"text": "a cat", "model": f"{name}/", "prompt_len": 2,
+                                                      "steps": 1, "restarts": 1}, timeout=600)
+        assert status == 200, out
+        loaded = call(base, "/pez-probe/v1/rss")[1]["rss_mb"]
+        assert call(base, "/pez/v1/unload", {}) == (200, {"unloaded": [out["model"]]})
+        after = call(base, "/pez-probe/v1/rss")[1]["rss_mb"]
+        print(f"webui RSS: {before:.0f} MB → {loaded:.0f} MB with ViT-B-32 → {after:.0f} MB after unload")
+        assert loaded - before > 400 and loaded - after > 400, (before, loaded, after)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_clip_in_models_open_clip_is_listed_and_used(webui):

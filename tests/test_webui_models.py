@@ -30,20 +30,26 @@ def test_listed_clips_are_the_toy_the_folders_files_and_the_presets(tmp_path):
     assert mine.image_size == toy.image_size and mine.token_embedding.equal(toy.token_embedding)
 
 
-def test_tab_request_matches_the_routes_fields():
-    """The tab's controls are PEZConfig fields, and empty text controls fall back to the core's defaults."""
+def test_tab_request_matches_the_routes_fields(tmp_path):
+    """The tab's controls are PEZConfig fields, and empty text controls fall back to the core's defaults; its
+    uploads travel as their bytes (base64), as a request's images do."""
     values = [tab.DEFAULTS[name] if control not in ("text", "lines") else "" for name, _, control, _ in tab.CONTROLS]
     body = tab.request_body("concat", TOY, "", "a red circle\n\n on grass \n", *values)
     assert body["texts"] == ["a red circle", "on grass"] and body["model"] == TOY
     assert not {"template", "blocklist", "allowlist", "bank", "pretrained"} & set(body)
-    from pez_nodes.webui.routes import config_of
+    from pez_nodes.webui.limits import Limits
+    from pez_nodes.webui.request import parse
 
-    body.pop("texts"), body.pop("model")
-    assert config_of(body) == config_of({})  # the tab's defaults are the core's
-    files = tab.request_body("invert", "x", " tag ", ["/a.png", {"path": "/b.png"}], *values)
-    assert files["images"] == ["/a.png", "/b.png"] and files["pretrained"] == "tag"
+    body.pop("model")
+    assert parse("concat", body, Limits()).config == parse("concat", {"texts": body["texts"]}, Limits()).config
+    (tmp_path / "a.png").write_bytes(b"A")
+    (tmp_path / "b.png").write_bytes(b"B")
+    files = tab.request_body("invert", "x", " tag ", [str(tmp_path / "a.png"), {"path": str(tmp_path / "b.png")}],
+                             *values)
+    assert files["images"] == ["QQ==", "Qg=="] and files["pretrained"] == "tag"
     assert "clip_vision" not in files and "clip_vision_2" not in files  # "none" chosen: not sent
-    mine = tab.request_body("invert", CHECKPOINT, "", ["/a.png"], *values, visions=("l.safetensors", "none"))
+    mine = tab.request_body("invert", CHECKPOINT, "", [str(tmp_path / "a.png")], *values,
+                            visions=("l.safetensors", "none"))
     assert (mine["model"], mine["clip_vision"], "clip_vision_2" in mine) == (CHECKPOINT, "l.safetensors", False)
 
 

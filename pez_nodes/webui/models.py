@@ -1,6 +1,6 @@
 """The CLIPs the webui side offers: the bundled toy, the webui's loaded checkpoint (``checkpoint_clip.py``),
-files in the webui's ``models/open_clip`` folder, the presets — or anything ``core.load_clip`` takes, typed in
-(an open_clip name, ``hf-hub:``, a path)."""
+files in the webui's ``models/open_clip`` folder, the presets — or, where the webui's owner allows any CLIP
+(``limits.py``), anything ``core.load_clip`` takes, typed in (an open_clip name, ``hf-hub:``, a path)."""
 
 from __future__ import annotations
 

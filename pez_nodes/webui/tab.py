@@ -162,7 +162,8 @@ def build(state, folder=None, add_send_buttons=None, tasks=None, vision_folder=N
         with gr.Row():
             model = gr.Dropdown(models.choices(folder), value=models.choices(folder)[0], label="CLIP",
                                 elem_id="pez_model")
-            custom = gr.Textbox(label="…or an open_clip name, hf-hub:org/repo or a path (overrides the list)",
+            custom = gr.Textbox(label="…or an open_clip name, hf-hub:org/repo or a path (overrides the list; only "
+                                      "where Settings → PEZ allows any CLIP)",
                                 elem_id="pez_custom_model")
             pretrained = gr.Textbox(label="pretrained tag (for a name)", elem_id="pez_pretrained")
             where = gr.Dropdown(list(device.CHOICES), value="auto", label="Device (auto: the webui's)",
