@@ -84,7 +84,10 @@ cfg = json.loads((TOY_DIR / "open_clip_config.json").read_text())["model_cfg"]
 (work / "pez-tiny.json").write_text(json.dumps(cfg))
 open_clip.add_model_config(work / "pez-tiny.json")
 _PRETRAINED["pez-tiny"] = {"pickled": _pcfg(hf_hub="pez-test/tiny-pickled/"),
-                          "safe": _pcfg(hf_hub="pez-test/tiny-safe/")}
+                          "safe": _pcfg(hf_hub="pez-test/tiny-safe/"),
+                          "openai": _pcfg(url="https://openaipublic.invalid/clip/pez-tiny.pt")}  # as 2.x's openai tags
+from pez_nodes.core import loading
+loading.OPENAI_HUB["pez-tiny"] = "pez-test/tiny-openai/"  # as timm/vit_*_clip_224.openai for the real ones
 toy = load_clip("toy").token_embedding
 local_bin = work / "folder" / "open_clip_pytorch_model.bin"
 
@@ -93,6 +96,7 @@ cases = {
     "real tag, .bin in the hub cache": lambda: load_clip(*sys.argv[3:5]),
     "hf-hub, .bin in the hub cache": lambda: load_clip("hf-hub:pez-test/tiny-pickled"),
     "openai tag": lambda: load_clip("ViT-B-32", "openai"),
+    "openai tag, hub .safetensors cached": lambda: load_clip("pez-tiny", "openai"),
     "node: custom_model hf-hub": lambda: logic.load_model("toy", "cpu",
                                                           custom_model="hf-hub:pez-test/tiny-pickled"),
     "node: custom_model + tag": lambda: logic.load_model("toy", "cpu", custom_model="pez-tiny", pretrained="pickled"),
@@ -132,6 +136,8 @@ def probe(tmp_path_factory):
     _hub_repo(cache, "pez-test/tiny-safe", {"open_clip_config.json": config, "open_clip_pytorch_model.bin": evil,
                                             "open_clip_model.safetensors": weights})
     _hub_repo(cache, "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", {"open_clip_pytorch_model.bin": evil})
+    _hub_repo(cache, "pez-test/tiny-openai", {"open_clip_pytorch_model.bin": evil,
+                                             "open_clip_model.safetensors": weights})
     (work / "folder").mkdir()
     shutil.copy(config, work / "folder" / "open_clip_config.json")
     shutil.copy(evil, work / "folder" / "open_clip_pytorch_model.bin")
@@ -175,17 +181,19 @@ def test_cached_bin_of_a_tag_or_hub_model_is_never_unpickled(probe, case):
         assert not _pickle_loads(outcome), outcome
 
 
-def test_openai_tag_is_refused_on_open_clip_2_or_downloaded_safely(probe):
-    """open_clip 2.20 has only a TorchScript/pickle ``.pt`` URL for the openai tags: refused without a download;
-    3.x takes the hub's copy (offline here, so it cannot download)."""
+def test_openai_tag_comes_from_the_hubs_safetensors_never_the_pt(probe):
+    """open_clip 2.20 has only OpenAI's TorchScript/pickle ``.pt`` URL for the openai tags: PEZ reads the hub copy
+    open_clip 3.x uses (``timm/vit_*_clip_224.openai``) as ``.safetensors`` instead — offline here, so nothing
+    of it to download — and never the ``.pt``; with that copy cached, the tag loads (on 2.20: the table's repo)."""
     outcome = probe["openai tag"]
     message = outcome["result"]
     assert message.startswith("ModelLoadError: ") and "\n" not in message, message
-    if _safe_loader():
-        assert "could not download" in message, message
-    else:
-        assert "would unpickle" in message and "ViT-B-32.pt" in message and "allow_pickle" in message, message
+    assert "could not download" in message, message
     assert not _pickle_loads(outcome) and not outcome["marker"]
+    if not _safe_loader():
+        cached = probe["openai tag, hub .safetensors cached"]
+        assert cached["result"] == "loaded" and cached["same_as_toy"], cached
+        assert not cached["marker"] and not _pickle_loads(cached)
 
 
 @pytest.mark.parametrize("case, words", [("node: pretrained .bin file", "is a pickle"),

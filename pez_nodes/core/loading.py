@@ -14,7 +14,8 @@ local ``.bin``/``.pt``/``.pth``/``.ckpt`` files are refused; a pretrained tag's 
 read from ``.safetensors``, or, by an open_clip whose ``create_model`` takes ``weights_only`` (3.x), from a
 ``.bin`` through torch's ``weights_only`` loader, which refuses anything but tensors. An older open_clip
 (2.x) would read a downloaded ``.bin``/``.pt`` with a plain ``torch.load``, so there the file is looked up
-here (:func:`_safetensors_plan`): its ``.safetensors`` (in the hub cache, or downloaded) is read here, and
+here (:func:`_safetensors_plan`): its ``.safetensors`` (in the hub cache, or downloaded) is read here — for the
+``openai`` tags, which 2.x knows only as OpenAI's pickled ``.pt``, the hub copy 3.x uses (``OPENAI_HUB``) — and
 where there is none the model is refused in one line before anything is unpickled.
 Nothing is downloaded unless the user names a remote model.
 
@@ -56,6 +57,13 @@ VOCABULARIES = ("full", "declared")
 WEIGHTS_FILE = "open_clip_model.safetensors"
 HUB_CONFIG = "open_clip_config.json"
 HUB_PICKLE = "open_clip_pytorch_model.bin"  # open_clip's default hub weights file (its safetensors: WEIGHTS_FILE)
+# open_clip 3.x's hub copies of OpenAI's weights (its pretrained table); 2.x knows only OpenAI's pickled .pt URLs
+OPENAI_HUB = {
+    "ViT-B-32": "timm/vit_base_patch32_clip_224.openai/",
+    "ViT-B-16": "timm/vit_base_patch16_clip_224.openai/",
+    "ViT-L-14": "timm/vit_large_patch14_clip_224.openai/",
+    "ViT-L-14-336": "timm/vit_large_patch14_clip_336.openai/",
+}
 OFFLINE_HINT = "with no network, use the bundled model (--model toy) or a local folder / safetensors file"
 
 
@@ -394,6 +402,8 @@ def _safetensors_plan(plan: _Plan, cache_dir: str | None) -> _Plan:
     cfg = open_clip.get_pretrained_cfg(plan.model_id, plan.pretrained) or {}
     preprocess = {k: cfg[k] for k in ("mean", "std") if cfg.get(k)}
     hub, url = cfg.get("hf_hub") or "", cfg.get("url") or ""
+    if not hub and str(plan.pretrained).lower() == "openai":  # the hub copy open_clip 3.x reads instead of the .pt
+        hub = OPENAI_HUB.get(plan.model_id, "")
     if hub:  # open_clip 3.x prefers the hub too
         repo, filename = os.path.split(hub)
         weights, why = _hub_safetensors(repo, filename or HUB_PICKLE, cache_dir)
