@@ -155,3 +155,21 @@ def test_unusable_devices_are_refused(device, message):
 
     with pytest.raises(ValueError, match=message):
         resolve_device(device)
+
+
+def test_a_process_that_registers_a_config_leaves_no_temporary_folder(tmp_path):
+    """A model folder's config is registered with open_clip through a temporary folder; the folder goes when
+    the process exits (it was left in the temp folder, one a process)."""
+    import subprocess
+    import sys
+
+    from pez_nodes.core import TOY_DIR
+
+    code = ("from pez_nodes.core import load_clip; import sys; "
+            "load_clip(sys.argv[1]); import pez_nodes.core.architecture as a; print(a._CONFIG_DIR)")
+    done = subprocess.run([sys.executable, "-c", code, str(TOY_DIR)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().startswith(str(tmp_path)), done.stdout  # it did make one
+    assert not list(tmp_path.glob("pez-config-*"))

@@ -25,10 +25,12 @@ activation comes from evidence, strongest first (:func:`file_activation` reads 2
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import math
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,7 +184,8 @@ _REGISTERED: set[str] = set()
 
 def register_config(model_cfg: dict, hint: str) -> str:
     """Register ``model_cfg`` with open_clip (``add_model_config``, which every open_clip has) under a
-    generated name, and return it; the same config always gets the same name (one folder per process)."""
+    generated name, and return it; the same config always gets the same name (one temporary folder per
+    process, which open_clip rescans at each registration, removed when the process exits)."""
     import open_clip
 
     global _CONFIG_DIR
@@ -192,6 +195,7 @@ def register_config(model_cfg: dict, hint: str) -> str:
         return name
     if _CONFIG_DIR is None:
         _CONFIG_DIR = Path(tempfile.mkdtemp(prefix="pez-config-"))
+        atexit.register(shutil.rmtree, _CONFIG_DIR, True)
     (_CONFIG_DIR / f"{name}.json").write_text(json.dumps(model_cfg))
     open_clip.add_model_config(_CONFIG_DIR / f"{name}.json")
     _REGISTERED.add(name)
