@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from pez_nodes import toyworld as tw  # noqa: E402
 from pez_nodes.core import PEZConfig, invert, load_clip  # noqa: E402
-from pez_nodes.core.fluency import PromptFluency  # noqa: E402
-from pez_nodes.core.projection import VocabularyProjector, projector_for  # noqa: E402
+from pez_nodes.core.optim.fluency import PromptFluency  # noqa: E402
+from pez_nodes.core.optim.projection import VocabularyProjector, projector_for  # noqa: E402
 from pez_nodes.lm import synthetic  # noqa: E402
 from pez_nodes.lm.load import load_lm  # noqa: E402
 from pez_nodes.lm.objective import accuracy  # noqa: E402

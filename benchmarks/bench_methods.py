@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from pez_nodes import toyworld as tw  # noqa: E402
 from pez_nodes.core import PEZConfig, distill, invert, load_clip  # noqa: E402
-from pez_nodes.core.methods import METHODS  # noqa: E402
+from pez_nodes.core.optim.methods import METHODS  # noqa: E402
 
 GRADIENT = [m for m in METHODS if m != "greedy_bank"]
 LONG_CAPTIONS = (

@@ -121,7 +121,7 @@ def run_case(args) -> dict:
         length, vocab = model.context_length, model.token_embedding.shape[0]
     else:
         from pez_nodes.core import PEZConfig, PromptLayout, optimize_prompt, projector_for
-        from pez_nodes.core.objective import ClipObjective
+        from pez_nodes.core.optim.objective import ClipObjective
 
         objective = ClipObjective(model, PromptLayout.plain(args.prompt_len), targets, torch.ones(4))
 

@@ -41,8 +41,8 @@ def _common(p: argparse.ArgumentParser, default_model: str) -> None:
 def model_args(p: argparse.ArgumentParser, default_model: str) -> None:
     """Which CLIP to load and where to run it (every command that loads a CLIP)."""
     from .core import PEZConfig, load_clip
-    from .core.architecture import ACTIVATIONS
-    from .core.loading import VOCABULARIES
+    from .core import ACTIVATIONS
+    from .core import VOCABULARIES
 
     d, load = PEZConfig(), inspect.signature(load_clip).parameters  # the core's defaults are the CLI's
     p.add_argument("--model", default=default_model,
@@ -82,7 +82,7 @@ def _fluency_and_targets(p: argparse.ArgumentParser) -> None:
 def optimiser_args(p: argparse.ArgumentParser) -> None:
     """The settings of the loop itself, shared by every command that learns a prompt (CLIP or LM)."""
     from .core import PEZConfig
-    from .core.methods import METHODS
+    from .core import METHODS
 
     d = PEZConfig()
     p.add_argument("--prompt-len", type=int, default=d.prompt_len, help="learned tokens (default: %(default)s)")

@@ -88,7 +88,7 @@ def run_eval(args: argparse.Namespace, model, config, fluency_lm=None) -> dict:
     from .generate import load_generator
 
     files, prompts = eval_inputs(args)
-    targets = [(f.name, core.images.load_image(f)) for f in files]  # every image readable before the generator loads
+    targets = [(f.name, core.load_image(f)) for f in files]  # every image readable before the generator loads
     judge = _judge(args.judge, args.judge_pretrained, model.device)
     generator = load_generator(args.generator, device=str(model.device), config=args.sd_config)
     seeds = list(range(args.seeds))

@@ -52,7 +52,7 @@ def resolve_entry(path: str | Path) -> tuple[str, str | None]:
     path = Path(path)
     if path.is_dir():
         return str(path), None
-    from .core.architecture import identify_architecture
+    from .core import identify_architecture
 
     # load_clip reads the same evidence again and notes the activation and why
     return identify_architecture(str(path)).name, str(path)

@@ -18,7 +18,7 @@ if ROOT not in sys.path:
 import gradio as gr  # noqa: E402
 from modules import call_queue, paths, processing, progress, script_callbacks, scripts, shared  # noqa: E402
 
-from pez_nodes.webui import clip_vision, limits, models, routes, tab  # noqa: E402
+from pez_nodes.webui import clip_vision, limits, model_choices, routes, tab  # noqa: E402
 from pez_nodes.webui.progress import WebuiProgress  # noqa: E402
 
 try:  # AUTOMATIC1111 >= 1.8 and Forge; older AUTOMATIC1111 names it generation_parameters_copypaste
@@ -26,7 +26,7 @@ try:  # AUTOMATIC1111 >= 1.8 and Forge; older AUTOMATIC1111 names it generation_
 except ImportError:  # pragma: no cover - older webuis
     from modules import generation_parameters_copypaste as paste
 
-FOLDER = models.models_folder(paths.models_path)
+FOLDER = model_choices.models_folder(paths.models_path)
 VISION_FOLDER = clip_vision.folder(paths.models_path)
 routes.configure(shared.state, FOLDER, VISION_FOLDER, call_queue.queue_lock, lambda: limits.from_options(shared.opts))
 
@@ -66,7 +66,7 @@ class PEZPromptFromImage(scripts.Script):
 
     def ui(self, is_img2img):
         image = gr.Image(label="Image to turn into a prompt", type="pil")
-        model = gr.Dropdown(models.choices(FOLDER), value=models.choices(FOLDER)[0],
+        model = gr.Dropdown(model_choices.choices(FOLDER), value=model_choices.choices(FOLDER)[0],
                             label="CLIP (or type an open_clip name below)")
         custom = gr.Textbox(label="…or an open_clip name, hf-hub:org/repo or a path (where Settings → PEZ allows "
                                   "any CLIP)")

@@ -21,7 +21,7 @@ from open_clip.transformer import QuickGELU
 from safetensors.torch import save_file
 
 from pez_nodes.core import ModelLoadError, encode_token_ids, load_clip
-from pez_nodes.core.architecture import identify_architecture
+from pez_nodes.core.clip.architecture import identify_architecture
 
 PLAIN, QUICK, SOLO = "pez-test-tiny", "pez-test-tiny-quickgelu", "pez-test-solo"
 PROMPTS = ["a small red circle on grass", "night", "a photo of a large white star"]
@@ -100,9 +100,9 @@ def comfy_folder(tmp_path, monkeypatch):
 
 
 def _load_from_comfy(choice: str):
-    from pez_nodes.comfy import logic
+    from pez_nodes.comfy import node_bodies
 
-    return logic.load_model(choice, "cpu")
+    return node_bodies.load_model(choice, "cpu")
 
 
 # --- evidence, file by file ---------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_unknown_activation_is_one_clear_error():
 def test_openai_tags_are_quickgelu_without_downloading():
     """open_clip records that its 'openai' ViT-L-14 was trained with QuickGELU, but (3.x) builds the plain
     name with GELU and only warns; the loader asks for QuickGELU and says why."""
-    from pez_nodes.core.loading import _plan_tag
+    from pez_nodes.core.clip.loading import _plan_tag
 
     plan = _plan_tag("ViT-L-14", "openai", None)
     assert plan.activation == "quickgelu" and "'openai'" in plan.reason
@@ -249,7 +249,7 @@ def test_a_tag_trained_with_quickgelu_loads_as_quickgelu(tmp_path, weights, monk
 def test_unfulfillable_choice_is_refused_not_ignored(tmp_path, weights):
     """Where open_clip cannot build the chosen activation (2.x's OpenAI loader is always QuickGELU, and 2.x
     can only force QuickGELU), the built model is checked and the load refused, never silently kept."""
-    from pez_nodes.core.loading import _note_activation, _Plan
+    from pez_nodes.core.clip.loading import _note_activation, _Plan
 
     built = load_clip(PLAIN, pretrained=str(_save(tmp_path / "w.safetensors", weights)), activation="gelu")
     built.notes.clear()

@@ -250,7 +250,7 @@ def test_ray_actors_get_absolute_model_paths_and_resolve_the_device_themselves(t
     """What the driver sends each actor works from any folder: a relative model folder becomes absolute, a
     relative weights file too, and the device stays as asked ("auto") for the actor's own machine to resolve."""
     from pez_nodes.cli import build_parser
-    from pez_nodes.core.loading import TOY_DIR, resolve_device
+    from pez_nodes.core.clip.loading import TOY_DIR, resolve_device
 
     shutil.copytree(TOY_DIR, tmp_path / "models" / "mine")
     tw.render(SCENES[0], 48, 0).save(tmp_path / "a.png")

@@ -75,7 +75,7 @@ def test_ctrl_c_stops_after_the_batch_in_flight_with_the_lines_a_local_run_gives
     finished lines kept; a local re-run does the rest. The run starts in another folder with a relative --model;
     the list starts with a symlink and (on Linux) a file name that is not UTF-8, and names an image twice. Every
     line is the line a local run gives, one per listed image."""
-    from pez_nodes.core.loading import TOY_DIR
+    from pez_nodes.core.clip.loading import TOY_DIR
 
     shutil.copytree(TOY_DIR, tmp_path / "mine")
     (folder / "link.png").symlink_to(folder / "img0.png")

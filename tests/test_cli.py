@@ -140,7 +140,7 @@ def test_unexpected_core_exceptions_are_one_line_with_their_type(monkeypatch, ca
 
 def test_cli_defaults_are_the_cores():
     from pez_nodes import cli
-    from pez_nodes.comfy import logic
+    from pez_nodes.comfy import node_bodies
 
     parser, d = cli.build_parser(), PEZConfig()
     load = inspect.signature(load_clip).parameters
@@ -154,7 +154,7 @@ def test_cli_defaults_are_the_cores():
         if command == ["demo"]:
             expected.update(steps=300, prompt_len=8)  # the demo's deliberate quick run
         assert {k: args[k] for k in expected} == expected, command
-    assert logic.NEGATIVE_WEIGHT == expected["negative_weight"]
+    assert node_bodies.NEGATIVE_WEIGHT == expected["negative_weight"]
 
 
 def test_activation_and_vocabulary_reach_load_clip():

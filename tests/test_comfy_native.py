@@ -63,13 +63,13 @@ def _workflow_clip(clip, *visions, **options):
 
 def _comfy_ids(clip, text: str, key: str) -> list[int]:
     """The ids ComfyUI's CLIPTextEncode encodes for a prompt the PEZ nodes output (parentheses escaped)."""
-    from pez_nodes.comfy.logic import for_text_encode
+    from pez_nodes.comfy.node_bodies import for_text_encode
 
     return [t for t, _ in clip.tokenize(for_text_encode(text))[key][0] if t not in SPECIAL]
 
 
 def _comfy_pooled(clip, text: str) -> torch.Tensor:
-    from pez_nodes.comfy.logic import for_text_encode
+    from pez_nodes.comfy.node_bodies import for_text_encode
 
     with torch.inference_mode():
         return clip.encode_from_tokens(clip.tokenize(for_text_encode(text)), return_pooled=True)[1].clone()
@@ -77,7 +77,7 @@ def _comfy_pooled(clip, text: str) -> torch.Tensor:
 
 def _sub_pooled(clip, name: str, key: str, text: str, projected: bool) -> torch.Tensor:
     """One text encoder's pooled output as ComfyUI computes it, projected or not."""
-    from pez_nodes.comfy.logic import for_text_encode
+    from pez_nodes.comfy.node_bodies import for_text_encode
 
     sub = getattr(clip.cond_stage_model, name)
     with torch.inference_mode():
@@ -297,7 +297,7 @@ def test_vision_models_that_are_not_clips_and_clips_without_a_clip_text_encoder_
 
 def test_image_similarity_with_a_clip_vision_judge_is_clip_vision_encodes_cosine(cm, files):
     """PEZ Image Similarity's logic with a CLIP Vision model: the cosine of CLIPVisionEncode's image_embeds."""
-    from pez_nodes.comfy.logic import image_similarity
+    from pez_nodes.comfy.node_bodies import image_similarity
 
     vision = cm.clip_vision.load(files.vit_l)
     a, b = torch.cat([_image(3), _image(4)]), torch.cat([_image(5), _image(4)])

@@ -6,7 +6,7 @@ import pytest
 
 from pez_nodes import toyworld as tw
 from pez_nodes.core import PEZConfig, Target, concat, distill, encode_text, optimize
-from pez_nodes.core.vocabulary import VocabularyFilter, allowed_token_ids
+from pez_nodes.core.optim.vocabulary import VocabularyFilter, allowed_token_ids
 
 FAST = dict(steps=60, prompt_len=4)
 

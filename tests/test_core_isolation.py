@@ -41,12 +41,12 @@ def test_node_logic_and_the_metric_run_without_diffusers_transformers_or_ray():
         sys.meta_path.insert(0, Block())
         import torch
         import pez_nodes.cli, pez_nodes.evaluate.metric, pez_nodes.generate
-        from pez_nodes.comfy import logic, native_text, native_vision, workflow_clip
+        from pez_nodes.comfy import node_bodies, native_text, native_vision, workflow_clip
         from pez_nodes import toyworld as tw
-        clip = logic.load_model("toy (bundled, offline)", "cpu")
+        clip = node_bodies.load_model("toy (bundled, offline)", "cpu")
         pic = lambda s: torch.from_numpy(__import__("numpy").asarray(tw.render(s, 48, 0), dtype="float32")[None] / 255)
         a, b = pic(tw.Scene("circle", "red", "large", "grass")), pic(tw.Scene("star", "blue", "small", "night"))
-        mean, sims = logic.image_similarity(torch.cat([a, a]), torch.cat([a, b]), pez_clip=clip)
+        mean, sims = node_bodies.image_similarity(torch.cat([a, a]), torch.cat([a, b]), pez_clip=clip)
         assert abs(sims[0] - 1) < 1e-5 and sims[1] < 0.99 and abs(mean - sum(sims) / 2) < 1e-9, sims
         try:
             pez_nodes.generate.load_generator("toy")
@@ -54,7 +54,7 @@ def test_node_logic_and_the_metric_run_without_diffusers_transformers_or_ray():
             assert "pip install 'pez-hard-prompts[generate]'" in str(e)
         else:
             raise AssertionError("generation ran without diffusers")
-        import pez_nodes.lm, pez_nodes.lm.load, pez_nodes.lm.tune, pez_nodes.cli_lm, pez_nodes.core.fluency
+        import pez_nodes.lm, pez_nodes.lm.load, pez_nodes.lm.tune, pez_nodes.cli_lm, pez_nodes.core.optim.fluency
         for name in ("toy_lm_small", "toy_lm_large"):
             try:
                 pez_nodes.lm.load.load_lm(name)
@@ -62,9 +62,9 @@ def test_node_logic_and_the_metric_run_without_diffusers_transformers_or_ray():
                 assert "pip install 'pez-hard-prompts[lm]'" in str(e), e
             else:
                 raise AssertionError("an LM loaded without transformers")
-        config = logic.make_config(steps=2, prompt_len=2, fluency=0.1)
+        config = node_bodies.make_config(steps=2, prompt_len=2, fluency=0.1)
         try:  # fluency on the toy CLIP loads its LM: without transformers, one clear error
-            logic.invert(clip, a, config)
+            node_bodies.invert(clip, a, config)
         except ValueError as e:
             assert "pez-hard-prompts[lm]" in str(e), e
         else:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pez_nodes.core import ClipBackbone, encode_token_ids
-from pez_nodes.core.encoder import encode_text
+from pez_nodes.core.optim.text_encoder import encode_text
 
 PROMPTS = ["a small red circle on grass", "night", "a photo of a large white star on brick with extra words"]
 

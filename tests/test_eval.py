@@ -18,7 +18,7 @@ pytest.importorskip("diffusers", reason="diffusers is not installed: pip install
 
 from pez_nodes import toyworld as tw  # noqa: E402
 from pez_nodes.core import PEZConfig, invert  # noqa: E402
-from pez_nodes.core.images import preprocess  # noqa: E402
+from pez_nodes.core.clip.images import preprocess  # noqa: E402
 from pez_nodes.evaluate.metric import image_similarity, paired_similarity  # noqa: E402
 from pez_nodes.evaluate.reference import load_reference_clip  # noqa: E402
 from pez_nodes.evaluate.run import evaluate_inversion, match_prompts  # noqa: E402

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from pez_nodes.core import PEZConfig, PromptLayout, distill, projector_for
-from pez_nodes.core.objective import ClipObjective
+from pez_nodes.core.optim.objective import ClipObjective
 
 
 def test_fast_and_padded_paths_give_equal_loss_and_gradient(toy):

@@ -14,9 +14,9 @@ pytest.importorskip("transformers", reason="the fluency LM needs transformers: p
 from pez_nodes import toyworld as tw  # noqa: E402
 from pez_nodes.core import PEZConfig, distill, invert, load_clip  # noqa: E402
 from pez_nodes.core.api import Target, target_features  # noqa: E402
-from pez_nodes.core.encoder import encode_text  # noqa: E402
-from pez_nodes.core.fluency import PromptFluency  # noqa: E402
-from pez_nodes.core.projection import projector_for  # noqa: E402
+from pez_nodes.core.optim.text_encoder import encode_text  # noqa: E402
+from pez_nodes.core.optim.fluency import PromptFluency  # noqa: E402
+from pez_nodes.core.optim.projection import projector_for  # noqa: E402
 from pez_nodes.lm.load import load_lm  # noqa: E402
 
 

@@ -7,7 +7,7 @@ import torch
 
 from hf_layout import hf_text_state, random_text_tower
 from pez_nodes.core import PEZConfig, distill, encode_token_ids, text_backbone_from_hf
-from pez_nodes.core.hf_text_tower import text_tower_from_hf
+from pez_nodes.core.clip.hf_text_tower import text_tower_from_hf
 
 TEXTS = ["a red circle", "a photo of a cat on a sofa, soft light", "x"]
 

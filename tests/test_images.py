@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, JpegImagePlugin
 
-from pez_nodes.core.images import iter_images, load_image, preprocess
+from pez_nodes.core.clip.images import iter_images, load_image, preprocess
 
 MEAN, STD = (0.48, 0.46, 0.41), (0.27, 0.26, 0.28)
 WHITE, BLACK, RED, BLUE = (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (0.0, 0.0, 1.0)

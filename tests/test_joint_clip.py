@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from hf_layout import hf_text_state, random_text_tower
 from pez_nodes import toyworld as tw
 from pez_nodes.core import JointClip, PEZConfig, Tower, distill, encode_text, image_features, invert, text_backbone_from_hf
-from pez_nodes.core.objective import ClipObjective
-from pez_nodes.core.layout import PromptLayout
-from pez_nodes.core.projection import projector_for
-from pez_nodes.core.vocabulary import allowed_token_ids
+from pez_nodes.core.optim.objective import ClipObjective
+from pez_nodes.core.optim.layout import PromptLayout
+from pez_nodes.core.optim.projection import projector_for
+from pez_nodes.core.optim.vocabulary import allowed_token_ids
 
 FAST = PEZConfig(steps=40, prompt_len=4, restarts=2, seed=0)
 

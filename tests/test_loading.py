@@ -166,7 +166,7 @@ def test_a_process_that_registers_a_config_leaves_no_temporary_folder(tmp_path):
     from pez_nodes.core import TOY_DIR
 
     code = ("from pez_nodes.core import load_clip; import sys; "
-            "load_clip(sys.argv[1]); import pez_nodes.core.architecture as a; print(a._CONFIG_DIR)")
+            "load_clip(sys.argv[1]); import pez_nodes.core.clip.architecture as a; print(a._CONFIG_DIR)")
     done = subprocess.run([sys.executable, "-c", code, str(TOY_DIR)],
                           capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "TMPDIR": str(tmp_path), "OMP_NUM_THREADS": "1"})

@@ -15,7 +15,7 @@ import torch
 
 from pez_nodes import toyworld as tw
 from pez_nodes.core import PEZConfig, distill, encode_text, image_features, invert
-from pez_nodes.core.methods import METHODS, FluentPrompt
+from pez_nodes.core.optim.methods import METHODS, FluentPrompt
 
 # Measured on the bundled toy CLIP (5 scenes, seeds 0-4, 8 tokens, 150 steps, 4 restarts; see README "Methods"):
 # pez 0.654 vs soft-projected 0.533 mean round-trip similarity, pez ahead on every seed by ≥ 0.059.
@@ -80,8 +80,8 @@ def test_fluentprompt_temperature_decays_from_beta_to_beta_end():
 
 def test_autoprompt_sgd_keeps_no_continuous_copy(toy):
     """After every step the prompt sits exactly on vocabulary rows (PEZ keeps P off them)."""
-    from pez_nodes.core.methods import AutoPromptSGD
-    from pez_nodes.core.projection import projector_for
+    from pez_nodes.core.optim.methods import AutoPromptSGD
+    from pez_nodes.core.optim.projection import projector_for
 
     projector = projector_for(toy)
     prompt = projector.embed(torch.tensor([[5, 6, 7]])).float() + 0.05 * torch.randn(1, 3, toy.token_embedding.shape[1])

@@ -8,10 +8,10 @@ import torch
 
 from pez_nodes import core
 from pez_nodes import toyworld as tw
-from pez_nodes.comfy import logic, model_list
+from pez_nodes.comfy import node_bodies, model_choices
 from pez_nodes.comfy.host import NodeProgress
 from pez_nodes.core import TOY_DIR, PEZConfig, encode_text, image_features, with_negatives
-from pez_nodes.core.architecture import identify_architecture
+from pez_nodes.core.clip.architecture import identify_architecture
 
 
 def _batch(*scenes, size=64):
@@ -24,23 +24,23 @@ def _batch(*scenes, size=64):
 
 @pytest.fixture(scope="module")
 def clip():
-    return logic.load_model(model_list.TOY, "cpu")
+    return node_bodies.load_model(model_choices.TOY, "cpu")
 
 
 def test_loader_offers_toy_first_and_presets_without_network():
-    choices = model_list.choices()
-    assert choices[0] == model_list.TOY and any("ViT-L-14" in c for c in choices)
+    choices = model_choices.choices()
+    assert choices[0] == model_choices.TOY and any("ViT-L-14" in c for c in choices)
 
 
 def test_unknown_choice_says_where_files_go():
     with pytest.raises(ValueError, match="models/open_clip"):
-        model_list.resolve("missing.safetensors")
+        model_choices.resolve("missing.safetensors")
 
 
 def test_invert_batch_gives_one_prompt_with_its_similarity(clip):
     images = _batch(tw.Scene("star", "yellow", "large", "night"), tw.Scene("star", "yellow", "small", "night"))
-    config = logic.make_config(prompt_len=4, steps=30, seed=1, device=clip.device)
-    result = logic.invert(clip, images, config)
+    config = node_bodies.make_config(prompt_len=4, steps=30, seed=1, device=clip.device)
+    result = node_bodies.invert(clip, images, config)
     target = image_features(clip, list(images.unbind(0)))
     sim = float((encode_text(clip, result.text) @ target.T).mean())
     assert abs(sim - result.similarity) < 1e-4
@@ -50,8 +50,8 @@ def test_invert_with_negative_images_and_text(clip):
     """Negatives join the objective with the node's share: each of the two weighs -0.25 against the image's 1."""
     images = _batch(tw.Scene("circle", "red", "large", "grass"))
     neg = _batch(tw.Scene("circle", "blue", "large", "grass"))
-    config = logic.make_config(prompt_len=4, steps=20, device=clip.device)
-    result = logic.invert(clip, images, config, negative_images=neg, negative_text="blue", negative_weight=0.5)
+    config = node_bodies.make_config(prompt_len=4, steps=20, device=clip.device)
+    result = node_bodies.invert(clip, images, config, negative_images=neg, negative_text="blue", negative_weight=0.5)
     feat = encode_text(clip, result.text)
     cos = [float(feat @ image_features(clip, [images[0]])[0]), float(feat @ image_features(clip, [neg[0]])[0]),
            float(feat @ encode_text(clip, "blue"))]
@@ -61,23 +61,23 @@ def test_invert_with_negative_images_and_text(clip):
 
 
 def test_empty_inputs_are_clear_errors(clip):
-    config = logic.make_config(prompt_len=4, steps=5, device=clip.device)
+    config = node_bodies.make_config(prompt_len=4, steps=5, device=clip.device)
     with pytest.raises(ValueError, match="non-empty IMAGE"):
-        logic.invert(clip, torch.zeros(0, 64, 64, 3), config)
+        node_bodies.invert(clip, torch.zeros(0, 64, 64, 3), config)
     with pytest.raises(ValueError, match="empty"):
-        logic.distill(clip, "", config)
+        node_bodies.distill(clip, "", config)
     with pytest.raises(ValueError, match="two or more"):
-        logic.concat(clip, ["red circle", "", None], config)
+        node_bodies.concat(clip, ["red circle", "", None], config)
 
 
 def test_concat_and_distill_and_template_blocklist_widgets(clip):
-    config = logic.make_config(prompt_len=3, steps=20, blocklist="red, circle", template="a photo of {}", device=clip.device)
-    result = logic.concat(clip, ["a red circle", "on grass"], config)
+    config = node_bodies.make_config(prompt_len=3, steps=20, blocklist="red, circle", template="a photo of {}", device=clip.device)
+    result = node_bodies.concat(clip, ["a red circle", "on grass"], config)
     assert result.text.startswith("a photo of") and not {"red", "circle"} & set(result.text.split())
     feat = encode_text(clip, result.text)
     mean = (float(feat @ encode_text(clip, "a red circle")) + float(feat @ encode_text(clip, "on grass"))) / 2
     assert result.similarity == pytest.approx(mean, abs=1e-4)
-    result = logic.distill(clip, "a large red circle on grass", config)
+    result = node_bodies.distill(clip, "a large red circle on grass", config)
     assert result.text.startswith("a photo of") and "red" not in result.text.split() and "circle" not in result.text.split()
 
 
@@ -88,17 +88,17 @@ def test_progress_adapter_runs_outside_comfyui():
 
 def test_logic_defaults_are_pezconfigs():
     """An input left out of an API prompt gets these; the widgets show the same (tests/test_node_schema.py)."""
-    assert logic.make_config() == PEZConfig()
-    assert logic.make_config(blocklist="", template="", slot_len=0) == PEZConfig()  # empty widgets mean "not set"
+    assert node_bodies.make_config() == PEZConfig()
+    assert node_bodies.make_config(blocklist="", template="", slot_len=0) == PEZConfig()  # empty widgets mean "not set"
     share = inspect.signature(with_negatives).parameters["share"].default
-    assert inspect.signature(logic.invert).parameters["negative_weight"].default == logic.NEGATIVE_WEIGHT == share
+    assert inspect.signature(node_bodies.invert).parameters["negative_weight"].default == node_bodies.NEGATIVE_WEIGHT == share
 
 
 def test_loader_options_left_out_take_load_clips_defaults(monkeypatch):
     calls = []
     monkeypatch.setattr(core, "load_clip", lambda *args, **kwargs: calls.append((args, kwargs)))
-    logic.load_model(model_list.TOY, "cpu")
-    logic.load_model(model_list.TOY, "cpu", activation="quickgelu", vocabulary="declared")
+    node_bodies.load_model(model_choices.TOY, "cpu")
+    node_bodies.load_model(model_choices.TOY, "cpu", activation="quickgelu", vocabulary="declared")
     assert calls[0][1] == {"device": "cpu"}
     assert calls[1][1] == {"device": "cpu", "activation": "quickgelu", "vocabulary": "declared"}
 

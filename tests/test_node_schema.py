@@ -19,7 +19,7 @@ import torch
 
 from pez_nodes import core
 from pez_nodes import toyworld as tw
-from pez_nodes.comfy import logic, model_list
+from pez_nodes.comfy import node_bodies, model_choices
 
 COMFY = os.environ.get("COMFYUI_DIR")
 NODE_IDS = ("PEZLoadCLIP", "PEZInvert", "PEZDistill", "PEZPromptConcat")
@@ -52,7 +52,7 @@ def _widget_defaults(node, optional: bool | None = None) -> dict:
 
 def _expected_config(node_id: str, **changes) -> core.PEZConfig:
     """PEZConfig's defaults, except the distill node's deliberate 8 tokens."""
-    prompt_len = logic.DISTILL_PROMPT_LEN if node_id == "PEZDistill" else core.PEZConfig().prompt_len
+    prompt_len = node_bodies.DISTILL_PROMPT_LEN if node_id == "PEZDistill" else core.PEZConfig().prompt_len
     return dataclasses.replace(core.PEZConfig(), prompt_len=prompt_len, **changes)
 
 
@@ -65,11 +65,11 @@ def test_widget_defaults_are_pezconfigs_and_load_clips(comfy_nodes, node_id):
         assert defaults["activation"] == load["activation"].default
         assert defaults["vocabulary"] == load["vocabulary"].default
         return
-    widgets = {k: v for k, v in defaults.items() if k in inspect.signature(logic.make_config).parameters}
+    widgets = {k: v for k, v in defaults.items() if k in inspect.signature(node_bodies.make_config).parameters}
     assert {"prompt_len", "steps", "seed", "lr", "restarts", "patience", "blocklist", "template"} <= set(widgets)
-    assert logic.make_config(**widgets) == _expected_config(node_id)
+    assert node_bodies.make_config(**widgets) == _expected_config(node_id)
     if node_id == "PEZInvert":
-        assert defaults["negative_weight"] == logic.NEGATIVE_WEIGHT
+        assert defaults["negative_weight"] == node_bodies.NEGATIVE_WEIGHT
 
 
 def test_workflow_clip_widgets_show_what_an_omitted_input_gets(comfy_nodes):
@@ -78,7 +78,7 @@ def test_workflow_clip_widgets_show_what_an_omitted_input_gets(comfy_nodes):
 
     _, nodes = comfy_nodes
     defaults = _widget_defaults(nodes.PEZCLIPFromWorkflow)
-    logic_defaults = {k: p.default for k, p in inspect.signature(logic.from_workflow).parameters.items()
+    logic_defaults = {k: p.default for k, p in inspect.signature(node_bodies.from_workflow).parameters.items()
                       if p.default is not inspect.Parameter.empty}
     assert set(defaults) == {"crop", "text_projection", "weight_clip_l", "weight_clip_g", "device"}
     assert {k: logic_defaults[k] for k in defaults} == defaults
@@ -88,7 +88,7 @@ def test_workflow_clip_widgets_show_what_an_omitted_input_gets(comfy_nodes):
 
 @pytest.fixture(scope="module")
 def clip():
-    return logic.load_model(model_list.TOY, "cpu")
+    return node_bodies.load_model(model_choices.TOY, "cpu")
 
 
 def _spy(monkeypatch) -> list:
@@ -129,7 +129,7 @@ def test_omitted_inputs_run_with_the_widget_defaults(comfy_nodes, clip, monkeypa
     scene = tw.render(tw.Scene("circle", "red", "large", "grass"), size=64, seed=0)
     image = torch.from_numpy(np.asarray(scene, dtype="float32")[None] / 255)  # a ComfyUI IMAGE: [1, H, W, C]
     given = {
-        "PEZLoadCLIP": {"model": model_list.TOY},
+        "PEZLoadCLIP": {"model": model_choices.TOY},
         "PEZInvert": {"pez_clip": clip, "images": image, "steps": 2},
         "PEZDistill": {"pez_clip": clip, "text": "a large red circle on grass", "steps": 2},
         "PEZPromptConcat": {"pez_clip": clip, "text_a": "a red circle", "text_b": "on grass", "steps": 2},
@@ -148,6 +148,6 @@ def test_omitted_inputs_run_with_the_widget_defaults(comfy_nodes, clip, monkeypa
     else:
         assert omitted["optimize"][0] == _expected_config(node_id, steps=2, device=str(clip.device))
     if node_id == "PEZInvert":
-        assert omitted["with_negatives"] == (logic.NEGATIVE_WEIGHT,)
+        assert omitted["with_negatives"] == (node_bodies.NEGATIVE_WEIGHT,)
     assert reached_core({**_widget_defaults(node), **given}) == omitted
     assert reached_core(given) == omitted

@@ -107,7 +107,7 @@ def test_bad_inputs_are_rejected(toy):
 
 def test_non_finite_target_features_are_rejected(toy):
     from pez_nodes.core import PromptLayout
-    from pez_nodes.core.objective import ClipObjective
+    from pez_nodes.core.optim.objective import ClipObjective
 
     with pytest.raises(ValueError, match="NaN"):
         ClipObjective(toy, PromptLayout.plain(4), torch.full((1, 64), math.nan), torch.ones(1))

@@ -76,7 +76,7 @@ torch.load, torch.jit.load = load, jit_load
 
 import open_clip
 from open_clip.pretrained import _PRETRAINED, _pcfg
-from pez_nodes.comfy import logic
+from pez_nodes.comfy import node_bodies
 from pez_nodes.core import TOY_DIR, load_clip
 
 # a tiny architecture with two pretrained tags on the hub, as open_clip's own table records them
@@ -86,7 +86,7 @@ open_clip.add_model_config(work / "pez-tiny.json")
 _PRETRAINED["pez-tiny"] = {"pickled": _pcfg(hf_hub="pez-test/tiny-pickled/"),
                           "safe": _pcfg(hf_hub="pez-test/tiny-safe/"),
                           "openai": _pcfg(url="https://openaipublic.invalid/clip/pez-tiny.pt")}  # as 2.x's openai tags
-from pez_nodes.core import loading
+from pez_nodes.core.clip import loading
 loading.OPENAI_HUB["pez-tiny"] = "pez-test/tiny-openai/"  # as timm/vit_*_clip_224.openai for the real ones
 toy = load_clip("toy").token_embedding
 local_bin = work / "folder" / "open_clip_pytorch_model.bin"
@@ -97,13 +97,13 @@ cases = {
     "hf-hub, .bin in the hub cache": lambda: load_clip("hf-hub:pez-test/tiny-pickled"),
     "openai tag": lambda: load_clip("ViT-B-32", "openai"),
     "openai tag, hub .safetensors cached": lambda: load_clip("pez-tiny", "openai"),
-    "node: custom_model hf-hub": lambda: logic.load_model("toy", "cpu",
+    "node: custom_model hf-hub": lambda: node_bodies.load_model("toy", "cpu",
                                                           custom_model="hf-hub:pez-test/tiny-pickled"),
-    "node: custom_model + tag": lambda: logic.load_model("toy", "cpu", custom_model="pez-tiny", pretrained="pickled"),
-    "node: pretrained .bin file": lambda: logic.load_model("toy", "cpu", custom_model="pez-tiny",
+    "node: custom_model + tag": lambda: node_bodies.load_model("toy", "cpu", custom_model="pez-tiny", pretrained="pickled"),
+    "node: pretrained .bin file": lambda: node_bodies.load_model("toy", "cpu", custom_model="pez-tiny",
                                                            pretrained=str(local_bin)),
-    "node: folder with a .bin": lambda: logic.load_model("toy", "cpu", custom_model=str(work / "folder")),
-    "node: allow_pickle input": lambda: logic.load_model("toy", "cpu", custom_model="hf-hub:pez-test/tiny-pickled",
+    "node: folder with a .bin": lambda: node_bodies.load_model("toy", "cpu", custom_model=str(work / "folder")),
+    "node: allow_pickle input": lambda: node_bodies.load_model("toy", "cpu", custom_model="hf-hub:pez-test/tiny-pickled",
                                                          allow_pickle=True),
     "tag, .safetensors in the hub cache": lambda: load_clip("pez-tiny", "safe"),
     "hf-hub, .safetensors in the hub cache": lambda: load_clip("hf-hub:pez-test/tiny-safe"),

@@ -3,7 +3,7 @@
 import torch
 
 from pez_nodes.core import PromptLayout, projector_for
-from pez_nodes.core.objective import ClipObjective
+from pez_nodes.core.optim.objective import ClipObjective
 
 
 def test_projection_returns_exact_rows_and_skips_special_tokens(toy):

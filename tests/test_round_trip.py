@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from pez_nodes.core import PEZConfig, PromptLayout, Target, concat, optimize, optimize_prompt, projector_for
-from pez_nodes.core.encoder import encode_text, encode_token_ids
-from pez_nodes.core.objective import ClipObjective
+from pez_nodes.core.optim.text_encoder import encode_text, encode_token_ids
+from pez_nodes.core.optim.objective import ClipObjective
 
 
 def test_long_text_is_scored_as_truncated_not_window_averaged(toy):

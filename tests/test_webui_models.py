@@ -10,22 +10,22 @@ from PIL import Image
 
 from pez_nodes.core import TOY_DIR, load_clip
 from pez_nodes.model_choices import PRESETS, TOY
-from pez_nodes.webui import models, tab
+from pez_nodes.webui import model_choices, tab
 from pez_nodes.webui.checkpoint_clip import CHOICE as CHECKPOINT
 
 
 def test_listed_clips_are_the_toy_the_folders_files_and_the_presets(tmp_path):
-    folder = models.models_folder(tmp_path)
-    assert models.choices(folder) == [TOY, CHECKPOINT, *PRESETS]  # no folder yet: nothing listed, no error
+    folder = model_choices.models_folder(tmp_path)
+    assert model_choices.choices(folder) == [TOY, CHECKPOINT, *PRESETS]  # no folder yet: nothing listed, no error
     shutil.copytree(TOY_DIR, folder / "mine")
     shutil.copy(TOY_DIR / "open_clip_model.safetensors", folder / "bare.safetensors")
     (folder / "notes.txt").write_text("not a model")
-    assert models.choices(folder) == [TOY, CHECKPOINT, "mine/", "bare.safetensors", *PRESETS]
-    assert models.resolve("mine/", None, folder) == (str(folder / "mine"), None)
-    assert models.resolve(TOY, None, folder) == ("toy", None) == models.resolve("", None, folder)
-    assert models.resolve("ViT-L-14 / openai (SD 1.5, downloads)") == ("ViT-L-14", "openai")
-    assert models.resolve("ViT-B-32", "laion2b_s34b_b79k", folder) == ("ViT-B-32", "laion2b_s34b_b79k")  # typed in
-    source, weights = models.resolve("mine/", None, folder)
+    assert model_choices.choices(folder) == [TOY, CHECKPOINT, "mine/", "bare.safetensors", *PRESETS]
+    assert model_choices.resolve("mine/", None, folder) == (str(folder / "mine"), None)
+    assert model_choices.resolve(TOY, None, folder) == ("toy", None) == model_choices.resolve("", None, folder)
+    assert model_choices.resolve("ViT-L-14 / openai (SD 1.5, downloads)") == ("ViT-L-14", "openai")
+    assert model_choices.resolve("ViT-B-32", "laion2b_s34b_b79k", folder) == ("ViT-B-32", "laion2b_s34b_b79k")  # typed in
+    source, weights = model_choices.resolve("mine/", None, folder)
     mine, toy = load_clip(source, weights), load_clip("toy")
     assert mine.image_size == toy.image_size and mine.token_embedding.equal(toy.token_embedding)
 

@@ -52,9 +52,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pez_nodes.core.backbone import ClipBackbone  # noqa: E402
-from pez_nodes.core.encoder import embed_token_ids  # noqa: E402
-from pez_nodes.core.images import preprocess  # noqa: E402
+from pez_nodes.core.clip.backbone import ClipBackbone  # noqa: E402
+from pez_nodes.core.optim.text_encoder import embed_token_ids  # noqa: E402
+from pez_nodes.core.clip.images import preprocess  # noqa: E402
 from pez_nodes import toyworld as tw  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "pez_nodes" / "models" / "toy"

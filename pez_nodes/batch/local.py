@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..core import PEZConfig, invert_each
-from ..core.images import load_image
+from ..core import load_image
 from .jobs import Job, sidecar_for
 from .journal import Journal
 

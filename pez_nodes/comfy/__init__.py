@@ -1,1 +1,1 @@
-"""ComfyUI front end. ``logic``, ``host`` and ``model_list`` import without ComfyUI; ``nodes`` needs it."""
+"""ComfyUI front end. ``node_bodies``, ``host`` and ``model_choices`` import without ComfyUI; ``nodes`` needs it."""

@@ -146,7 +146,7 @@ class ComfyTokenizer:
         self.all_special_ids = [self.sot_token_id, self.eot_token_id]
 
     def encode(self, text: str) -> list[int]:
-        from .logic import for_text_encode
+        from .node_bodies import for_text_encode
 
         ids = []
         options = {"tokenizer_options": self._options} if self._options else {}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..core.images import load_image, to_tensor
+from ..core import load_image, to_tensor
 from ..model_choices import KIND_OF_TEXT, MATCHING_VISION, VISION_KIND
 
 CROPS = ("center", "none")

@@ -1,4 +1,4 @@
-"""The PEZ nodes for ComfyUI (V3 schema). Each ``execute`` is a call into ``logic``.
+"""The PEZ nodes for ComfyUI (V3 schema). Each ``execute`` is a call into ``node_bodies``.
 
 Node ids (``PEZLoadCLIP``, ``PEZCLIPFromWorkflow``, ``PEZInvert``, ``PEZDistill``, ``PEZPromptConcat``,
 ``PEZImageSimilarity``, ``PEZLoadLM``) are what saved workflows store: they never change.
@@ -11,22 +11,22 @@ import inspect
 from comfy_api.latest import ComfyExtension, io, ui
 
 from ..core import PEZConfig, load_clip
-from ..core.architecture import ACTIVATIONS
-from ..core.loading import VOCABULARIES
-from ..core.methods import METHODS
-from . import host, logic, model_list, native_text, native_vision, workflow_clip
+from ..core import ACTIVATIONS
+from ..core import VOCABULARIES
+from ..core import METHODS
+from . import host, node_bodies, model_choices, native_text, native_vision, workflow_clip
 
 PEZ_CLIP = io.Custom("PEZ_CLIP")
 PEZ_LM = io.Custom("PEZ_LM")
 CATEGORY = "conditioning/PEZ"
-DEFAULTS = logic.DEFAULTS  # PEZConfig's defaults: the widgets show what an omitted input gets
+DEFAULTS = node_bodies.DEFAULTS  # PEZConfig's defaults: the widgets show what an omitted input gets
 LOAD_DEFAULTS = inspect.signature(load_clip).parameters
 
 
 def _optimisation_inputs(prompt_len: int = DEFAULTS.prompt_len) -> list:
     """Widgets every optimising node shares (paper defaults: 16 tokens, 3000 steps, lr 0.1).
 
-    An omitted input gets ``logic.make_config``'s default, which is the same ``PEZConfig`` default.
+    An omitted input gets ``node_bodies.make_config``'s default, which is the same ``PEZConfig`` default.
     """
     return [
         io.Int.Input("prompt_len", default=prompt_len, min=1, max=75,
@@ -69,13 +69,13 @@ def _fluency_inputs() -> list:
 
 
 def _config(clip, **widgets) -> PEZConfig:
-    """The widget values given; each omitted one takes ``logic.make_config``'s (= ``PEZConfig``'s) default."""
-    return logic.make_config(device=clip.device, **widgets)
+    """The widget values given; each omitted one takes ``node_bodies.make_config``'s (= ``PEZConfig``'s) default."""
+    return node_bodies.make_config(device=clip.device, **widgets)
 
 
 def _shown(result) -> tuple[str, str]:
     """The prompt as CLIPTextEncode must read it (parentheses escaped), and the text shown on the node for it."""
-    text = logic.for_text_encode(result.text)
+    text = node_bodies.for_text_encode(result.text)
     notes = "".join(f"\n· {n}" for n in result.notes)
     method = f" · {result.method}" if result.method != "pez" else ""
     return text, f"{text}\n\nsimilarity {result.similarity:.4f} · {result.steps} steps{method}{notes}"
@@ -129,7 +129,7 @@ class PEZLoadCLIP(io.ComfyNode):
             "PEZLoadCLIP", "PEZ Load CLIP",
             "Loads an open_clip CLIP for PEZ: the bundled toy model, files in models/open_clip, or a named model.",
             [
-                io.Combo.Input("model", options=model_list.choices(),
+                io.Combo.Input("model", options=model_choices.choices(),
                                tooltip="The CLIP to optimise against. Use the CLIP of your diffusion model: ViT-L-14/openai "
                                        "for SD 1.5, ViT-H-14 for SD 2.x. Files go in ComfyUI/models/open_clip/."),
                 io.Combo.Input("device", options=["auto", "cpu", "cuda"], default="auto",
@@ -151,7 +151,7 @@ class PEZLoadCLIP(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, **inputs) -> io.NodeOutput:
-        return io.NodeOutput(logic.load_model(model, **inputs))
+        return io.NodeOutput(node_bodies.load_model(model, **inputs))
 
 
 class PEZCLIPFromWorkflow(io.ComfyNode):
@@ -189,7 +189,7 @@ class PEZCLIPFromWorkflow(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip, **inputs) -> io.NodeOutput:
-        return io.NodeOutput(logic.from_workflow(clip, **inputs))
+        return io.NodeOutput(node_bodies.from_workflow(clip, **inputs))
 
 
 class PEZLoadLM(io.ComfyNode):
@@ -200,7 +200,7 @@ class PEZLoadLM(io.ComfyNode):
             description="Loads a causal language model on CLIP's tokenizer for the fluency term of PEZ's nodes "
                         "(needs transformers): the bundled toy LMs, or transformers folders in models/LLM.",
             inputs=[
-                io.Combo.Input("model", options=model_list.lm_choices(),
+                io.Combo.Input("model", options=model_choices.lm_choices(),
                                tooltip="toy_lm_small / toy_lm_large (bundled, the toy world's), or a folder "
                                        "written by save_pretrained in ComfyUI/models/LLM/ whose tokenizer is CLIP's."),
                 io.Combo.Input("device", options=["auto", "cpu", "cuda"], default="auto", tooltip="auto: ComfyUI's device."),
@@ -210,7 +210,7 @@ class PEZLoadLM(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, device="auto") -> io.NodeOutput:
-        return io.NodeOutput(logic.load_lm(model, device))
+        return io.NodeOutput(node_bodies.load_lm(model, device))
 
 
 class PEZInvert(io.ComfyNode):
@@ -225,11 +225,11 @@ class PEZInvert(io.ComfyNode):
                 *_optimisation_inputs(),
                 io.Image.Input("negative_images", optional=True, tooltip="Images the prompt should NOT match."),
                 io.String.Input("negative_text", default="", optional=True, tooltip="A text the prompt should NOT match."),
-                io.Float.Input("negative_weight", default=logic.NEGATIVE_WEIGHT, min=0.0, max=0.95, step=0.05,
+                io.Float.Input("negative_weight", default=node_bodies.NEGATIVE_WEIGHT, min=0.0, max=0.95, step=0.05,
                                optional=True,
                                tooltip="How hard the negatives push: their total weight as a share of the images' weight."),
                 *_fluency_inputs(),
-                io.Combo.Input("mode", options=list(logic.INVERT_MODES), default=logic.INVERT_MODES[0], optional=True,
+                io.Combo.Input("mode", options=list(node_bodies.INVERT_MODES), default=node_bodies.INVERT_MODES[0], optional=True,
                                tooltip="shared: one prompt for the whole batch (its common content or style). "
                                        "per image: one prompt for each image, all optimised together (a list: "
                                        "nodes downstream run once per prompt)."),
@@ -238,14 +238,14 @@ class PEZInvert(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, pez_clip, images, fluency_lm=None, mode=logic.INVERT_MODES[0], **widgets) -> io.NodeOutput:
+    def execute(cls, pez_clip, images, fluency_lm=None, mode=node_bodies.INVERT_MODES[0], **widgets) -> io.NodeOutput:
         negatives = {k: widgets.pop(k) for k in ("negative_images", "negative_text", "negative_weight") if k in widgets}
         config = _config(pez_clip, **widgets)
-        if mode == logic.INVERT_MODES[1]:
+        if mode == node_bodies.INVERT_MODES[1]:
             if negatives.get("negative_images") is not None or (negatives.get("negative_text") or "").strip():
                 raise ValueError("mode 'per image' takes no negatives; use mode 'shared' for them.")
-            return _outputs(logic.invert_each(pez_clip, images, config, cls.hidden.unique_id), cls.hidden.unique_id)
-        return _outputs([logic.invert(pez_clip, images, config, cls.hidden.unique_id, fluency_lm=fluency_lm,
+            return _outputs(node_bodies.invert_each(pez_clip, images, config, cls.hidden.unique_id), cls.hidden.unique_id)
+        return _outputs([node_bodies.invert(pez_clip, images, config, cls.hidden.unique_id, fluency_lm=fluency_lm,
                                       **negatives)], cls.hidden.unique_id)
 
 
@@ -258,15 +258,15 @@ class PEZDistill(io.ComfyNode):
             [
                 PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP or PEZ CLIP from Workflow."),
                 io.String.Input("text", multiline=True, default="", tooltip="The prompt to distill."),
-                *_optimisation_inputs(prompt_len=logic.DISTILL_PROMPT_LEN),
+                *_optimisation_inputs(prompt_len=node_bodies.DISTILL_PROMPT_LEN),
                 *_fluency_inputs(),
             ],
         )
 
     @classmethod
-    def execute(cls, pez_clip, text, prompt_len=logic.DISTILL_PROMPT_LEN, fluency_lm=None, **widgets) -> io.NodeOutput:
+    def execute(cls, pez_clip, text, prompt_len=node_bodies.DISTILL_PROMPT_LEN, fluency_lm=None, **widgets) -> io.NodeOutput:
         config = _config(pez_clip, prompt_len=prompt_len, **widgets)
-        return _output(logic.distill(pez_clip, text, config, cls.hidden.unique_id, fluency_lm), cls.hidden.unique_id)
+        return _output(node_bodies.distill(pez_clip, text, config, cls.hidden.unique_id, fluency_lm), cls.hidden.unique_id)
 
 
 class PEZPromptConcat(io.ComfyNode):
@@ -289,7 +289,7 @@ class PEZPromptConcat(io.ComfyNode):
     @classmethod
     def execute(cls, pez_clip, text_a, text_b, text_c="", text_d="", fluency_lm=None, **widgets) -> io.NodeOutput:
         config = _config(pez_clip, **widgets)
-        return _output(logic.concat(pez_clip, [text_a, text_b, text_c, text_d], config, cls.hidden.unique_id,
+        return _output(node_bodies.concat(pez_clip, [text_a, text_b, text_c, text_d], config, cls.hidden.unique_id,
                                     fluency_lm), cls.hidden.unique_id)
 
 
@@ -320,7 +320,7 @@ class PEZImageSimilarity(io.ComfyNode):
 
     @classmethod
     def execute(cls, images_a, images_b, **inputs) -> io.NodeOutput:
-        mean, sims = logic.image_similarity(images_a, images_b, **inputs)
+        mean, sims = node_bodies.image_similarity(images_a, images_b, **inputs)
         text = "\n".join(f"{i + 1}: {s:.4f}" for i, s in enumerate(sims))
         host.show_on_node(cls.hidden.unique_id, f"mean {mean:.4f}\n{text}")
         return io.NodeOutput(mean, text, ui=ui.PreviewText(f"mean {mean:.4f}\n{text}"))
@@ -335,6 +335,6 @@ class PEZExtension(ComfyExtension):
 
 
 async def comfy_entrypoint() -> PEZExtension:
-    model_list.register_folder()
+    model_choices.register_folder()
     native_text.record_loaded_projections()  # before any model loads: which CLIPs hold a text_projection
     return PEZExtension()

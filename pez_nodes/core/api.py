@@ -16,19 +16,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .backbone import ClipBackbone
-from .config import PEZConfig
-from .encoder import encode_text, max_prompt_tokens
-from .fluency import FluentObjective, PromptFluency, check_same_tokenizer
-from .greedy_bank import greedy_bank
-from .images import ImageLike, iter_images, preprocess
-from .layout import PromptLayout
-from .loading import resolve_device
-from .loop import Callback, optimize_prompt, optimize_prompts
-from .objective import ClipObjective, GroupedClipObjective
-from .projection import projector_for
-from .result import Candidate, PEZResult
-from .vocabulary import VocabularyFilter, allowed_token_ids
+from .clip.backbone import ClipBackbone
+from .optim.config import PEZConfig
+from .optim.text_encoder import encode_text, max_prompt_tokens
+from .optim.fluency import FluentObjective, PromptFluency, check_same_tokenizer
+from .optim.greedy_bank import greedy_bank
+from .clip.images import ImageLike, iter_images, preprocess
+from .optim.layout import PromptLayout
+from .device import resolve_device
+from .optim.loop import Callback, optimize_prompt, optimize_prompts
+from .optim.objective import ClipObjective, GroupedClipObjective
+from .optim.projection import projector_for
+from .optim.result import Candidate, PEZResult
+from .optim.vocabulary import VocabularyFilter, allowed_token_ids
 
 
 @dataclass
@@ -172,7 +172,7 @@ def _bank(model: ClipBackbone, config: PEZConfig) -> tuple[str, ...]:
     """``greedy_bank``'s phrases: the config's, else the model's declared words (the toy model's 20)."""
     if config.bank is not None:
         return config.bank
-    words = getattr(model, "declared_words", None)
+    words = model.declared_words
     if not words:
         raise ValueError(f"method greedy_bank needs a bank of phrases and model {model.name} declares none; give "
                          "bank= (CLI: --bank FILE, one phrase a line), e.g. CLIP Interrogator's keyword lists.")
@@ -287,7 +287,7 @@ def distill(model: ClipBackbone, text: str, config: PEZConfig | None = None, cal
     """A short prompt (``prompt_len`` tokens) with the meaning of a long ``text``.
 
     A text longer than the encoder's window is encoded window by window and averaged
-    (see :func:`pez_nodes.core.encoder.encode_text`), never silently cut.
+    (see :func:`pez_nodes.core.optim.text_encoder.encode_text`), never silently cut.
     """
     return optimize(model, [Target(text=text)], config, callback, fluency_lm=fluency_lm)
 

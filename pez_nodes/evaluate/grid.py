@@ -40,6 +40,6 @@ def save_grid(rows: Sequence, path: Path | str, cell: int = CELL) -> Path:
 def _rgb(image) -> Image.Image:
     if isinstance(image, Image.Image):
         return image.convert("RGB")
-    from ..core.images import to_tensor
+    from ..core import to_tensor
 
     return Image.fromarray((to_tensor(image).permute(1, 2, 0).numpy() * 255).round().astype("uint8"))

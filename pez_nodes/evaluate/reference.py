@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REFERENCE_DIR = Path(__file__).resolve().parents[1] / "models" / "toy_reference"
+from ..core import BUNDLED_MODELS
+
+REFERENCE_DIR = BUNDLED_MODELS / "toy_reference"
 
 
 def load_reference_clip(device: str = "cpu"):

@@ -126,7 +126,7 @@ def evaluate_inversion(clip, generator, judge, targets: Sequence[tuple[str, obje
     ``prompts`` keys are matched to the targets' names as ``match_prompts`` does; one that names no target is
     an error before anything runs (never a silently learned prompt instead of the given one).
     """
-    from ..core.images import load_image
+    from ..core import load_image
 
     prompts = match_prompts(prompts, [name for name, _ in targets]) if prompts is not None else {}
     timing, rows = Timing(), []

@@ -22,7 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-TOY_DIFFUSION_DIR = Path(__file__).resolve().parents[1] / "models" / "toy_diffusion"
+from ..core import BUNDLED_MODELS
+
+TOY_DIFFUSION_DIR = BUNDLED_MODELS / "toy_diffusion"
 IMAGE_SIZE = 32
 LATENT = 2  # pixels per latent side: 32×32×3 ↔ 16×16×12
 CONTEXT = 77

@@ -3,7 +3,7 @@
 ``transformers`` is imported here only, when a model is loaded: ``pip install 'pez-hard-prompts[lm]'``. Weights are
 read from ``.safetensors`` only (no pickles) and never downloaded: a folder written by ``save_pretrained``
 (GPT-2 layout first; any ``AutoModelForCausalLM``) with its tokenizer files. ``CausalLM`` offers what the
-vocabulary filters of ``pez_nodes.core.vocabulary`` read, so blocklists and allowlists work on LM prompts.
+vocabulary filters of ``pez_nodes.core.optim.vocabulary`` read, so blocklists and allowlists work on LM prompts.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from ..core.loading import VOCABULARY_FILE, resolve_device
+from ..core import BUNDLED_MODELS, VOCABULARY_FILE, resolve_device
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = BUNDLED_MODELS
 BUNDLED = {"toy_lm_small": MODELS / "toy_lm_small", "toy_lm_large": MODELS / "toy_lm_large"}
 INSTALL = "pip install 'pez-hard-prompts[lm]' (or: pip install transformers)"
 FLUENCY_DEFAULTS = {"toy": "toy_lm_small"}  # a prompt model's own fluency LM, used when none is named

@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..core.fluency import PromptFluency
+from ..core import PromptFluency
 from .load import CausalLM
 from .task import Example, Task
 

@@ -12,11 +12,11 @@ from typing import Sequence
 
 import torch
 
-from ..core.config import PEZConfig
-from ..core.fluency import PromptFluency
-from ..core.loop import Callback, optimize_prompt
-from ..core.projection import VocabularyProjector
-from ..core.vocabulary import VocabularyFilter, allowed_token_ids
+from ..core import PEZConfig
+from ..core import PromptFluency
+from ..core import Callback, optimize_prompt
+from ..core import VocabularyProjector
+from ..core import VocabularyFilter, allowed_token_ids
 from .load import CausalLM
 from .objective import LMClassificationObjective, accuracy, max_positions
 from .task import Example, Task

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..core.images import preprocess
+from ..core import preprocess
 from ..model_choices import VISION_KIND
 
 FOLDER = "clip_vision"

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import torch
 
-from ..core.loading import resolve_device
+from ..core import RUNS_PEZ, resolve_device
 
 CHOICES = ("auto", "cpu", "cuda")
-RUNS_PEZ = ("cpu", "cuda", "mps")
 
 
 def webui_device() -> torch.device | None:
@@ -23,18 +22,11 @@ def webui_device() -> torch.device | None:
 
 
 def pick(choice) -> tuple[torch.device, tuple[str, ...]]:
-    """(device, notes) for a request's ``device``: ``auto`` / empty → the webui's, else ``core.resolve_device``
-    (``cuda`` on a machine without CUDA is one clear error)."""
-    choice = str(choice or "auto").strip()
-    if choice != "auto":
-        try:
-            return resolve_device(choice), ()
-        except ValueError as e:  # the core's line ends with the CLI's flag: say the request's field instead
-            raise ValueError(f"{str(e).split('; ')[0]}; use device \"auto\" (the webui's) or \"cpu\".") from None
-    found = webui_device()
-    if found is None:
-        return torch.device("cpu"), ()
-    if found.type not in RUNS_PEZ:
-        return torch.device("cpu"), (f"PEZ ran on the CPU: the webui's device {found} is not one PEZ runs on "
-                                     "(cpu, cuda, mps).",)
-    return found, ()
+    """(device, notes) for a request's ``device``: ``auto`` / empty → the webui's (the CPU outside a webui),
+    else ``core.resolve_device`` (``cuda`` on a machine without CUDA is one clear error)."""
+    found = webui_device() or torch.device("cpu")
+    device = resolve_device(str(choice or "auto"), host=found)
+    if device.type in RUNS_PEZ:
+        return device, ()
+    return torch.device("cpu"), (f"PEZ ran on the CPU: the webui's device {found} is not one PEZ runs on "
+                                 f"({', '.join(RUNS_PEZ)}).",)

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field, fields
 
 from ..core import PEZConfig
-from . import checkpoint_clip, clip_vision, models
+from . import checkpoint_clip, clip_vision, model_choices
 from .limits import SETTINGS, Limits
 
 CONFIG_KEYS = {f.name for f in fields(PEZConfig)} - {"device"}
@@ -94,7 +94,7 @@ def parse(kind: str, body, limits: Limits, folder=None, vision_folder=None) -> P
 
 def allowed_models(folder=None) -> list[str]:
     """The CLIP choices a request may name without the owner's "any CLIP" setting: the tab's list."""
-    return [*models.choices(folder), *checkpoint_clip.ALIASES, "toy"]
+    return [*model_choices.choices(folder), *checkpoint_clip.ALIASES, "toy"]
 
 
 def check_model(body: dict, limits: Limits, folder=None, vision_folder=None) -> dict:
@@ -104,9 +104,9 @@ def check_model(body: dict, limits: Limits, folder=None, vision_folder=None) -> 
         return choice
     listed = allowed_models(folder)
     if choice["model"] is not None and choice["model"] not in listed:
-        shown = ", ".join(repr(c) for c in models.choices(folder)[:8])
+        shown = ", ".join(repr(c) for c in model_choices.choices(folder)[:8])
         raise ValueError(f"model {_short(choice['model'])} is not one of the CLIPs this webui offers ({shown}"
-                         f"{', …' if len(models.choices(folder)) > 8 else ''}); choose one of them, or put the CLIP "
+                         f"{', …' if len(model_choices.choices(folder)) > 8 else ''}); choose one of them, or put the CLIP "
                          f"in models/open_clip; the webui's owner may allow other sources in {SETTING}.")
     if choice["pretrained"] is not None:
         raise ValueError("pretrained is taken only for a CLIP named freely, which this webui does not allow; "

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import concat, distill, invert, load_clip
-from ..core.images import decode_image
-from . import checkpoint_clip, device, models
+from ..core import decode_image
+from . import checkpoint_clip, device, model_choices
 from .limits import Limits
 from .progress import WebuiProgress
 from .request import VISION_KEYS, PEZRequest, parse
@@ -94,7 +94,7 @@ def load_model(body: dict, target=None):
         key = ("webui", *checkpoint_clip.identity(sd_model), *visions, str(target))
         make = lambda: checkpoint_clip.load(sd_model, visions, HOST.vision_folder, target)  # noqa: E731
     else:
-        source, tag = models.resolve(choice, body.get("pretrained"), HOST.models_folder)
+        source, tag = model_choices.resolve(choice, body.get("pretrained"), HOST.models_folder)
         key = (source, tag, str(target))
         make = lambda: load_clip(source, tag, device=target)  # noqa: E731
     if key not in _models:

@@ -18,8 +18,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..core import PEZConfig
-from ..core.methods import METHODS
-from . import clip_vision, device, models, routes
+from ..core import METHODS
+from . import clip_vision, device, model_choices, routes
 
 DEFAULTS = {f.name: f.default for f in fields(PEZConfig)}
 # (field, label, kind, extra): the controls under "Settings", in order; every PEZConfig field a user sets
@@ -160,7 +160,7 @@ def build(state, folder=None, add_send_buttons=None, tasks=None, vision_folder=N
     with gr.Blocks(analytics_enabled=False) as tab:
         task_id = gr.Textbox(visible=False, elem_id="pez_task_id")  # set by pez_submit() in javascript/pez.js
         with gr.Row():
-            model = gr.Dropdown(models.choices(folder), value=models.choices(folder)[0], label="CLIP",
+            model = gr.Dropdown(model_choices.choices(folder), value=model_choices.choices(folder)[0], label="CLIP",
                                 elem_id="pez_model")
             custom = gr.Textbox(label="…or an open_clip name, hf-hub:org/repo or a path (overrides the list; only "
                                       "where Settings → PEZ allows any CLIP)",
@@ -174,7 +174,7 @@ def build(state, folder=None, add_send_buttons=None, tasks=None, vision_folder=N
                                    label=f"CLIP Vision{' 2 (SDXL: one per text encoder)' if i else ''} for "
                                          "the webui checkpoint (models/clip_vision)")
                        for i, key in enumerate(routes.VISION_KEYS)]
-        refresh.click(lambda: [gr.update(choices=models.choices(folder))]
+        refresh.click(lambda: [gr.update(choices=model_choices.choices(folder))]
                       + [gr.update(choices=clip_vision.choices(vision_folder))] * 2, outputs=[model, *visions])
         sources = {}
         with gr.Tabs():

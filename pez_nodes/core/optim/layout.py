@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from .encoder import TextEncoder
+from .text_encoder import TextEncoder
 
 
 @dataclass(frozen=True)

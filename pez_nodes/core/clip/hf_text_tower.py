@@ -2,7 +2,7 @@
 
 Diffusion hosts keep CLIP text encoders in the Hugging Face ``CLIPTextModel`` layout (ComfyUI's
 ``comfy.clip_model.CLIPTextModel`` uses the same names). This module copies such weights, once, into
-open_clip's ``TextTransformer`` so that PEZ runs on them through :class:`~pez_nodes.core.backbone.ClipBackbone`'s
+open_clip's ``TextTransformer`` so that PEZ runs on them through :class:`~pez_nodes.core.clip.backbone.ClipBackbone`'s
 tested fast path: only ``[SOT, prompt, EOT]`` is computed, gradients flow through plain fp32 modules,
 and nothing of the host's model is touched. Host-free: the caller hands over tensors.
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Sequence
 
 import torch
 
-from .encoder import TextEncoder
+from .text_encoder import TextEncoder
 
 
 @dataclass(frozen=True)
@@ -61,18 +60,6 @@ class VocabularyFilter:
             if (word in lowered) if self.substring else re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", lowered):
                 return False
         return True
-
-
-@lru_cache(maxsize=8)
-def bpe_token_texts(tokenizer) -> list[str]:
-    """Each token's text of CLIP's BPE ``tokenizer``, lower-case, without the end-of-word marker."""
-    decoder, byte_decoder = tokenizer.decoder, tokenizer.byte_decoder
-    out = []
-    for i in range(len(decoder)):
-        piece = decoder[i]
-        raw = bytearray(byte_decoder.get(c, 63) for c in piece.replace("</w>", ""))
-        out.append(raw.decode("utf-8", errors="replace").lower())
-    return out
 
 
 def allowed_token_ids(encoder: TextEncoder, filt: VocabularyFilter | None = None) -> torch.Tensor:

@@ -14,7 +14,7 @@ A returned prompt is scored as a user's text encoder sees it: re-tokenized, and 
 (open_clip's tokenizer and Hugging Face's CLIP keep the first ``context_length − 2`` tokens).
 
 Any other objective (a language model's classification loss, say) only needs the same four
-methods to run in :func:`pez_nodes.core.loop.optimize_prompt`.
+methods to run in :func:`pez_nodes.core.optim.loop.optimize_prompt`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from .encoder import TextEncoder, encode_token_ids, max_prompt_tokens
+from .text_encoder import TextEncoder, encode_token_ids, max_prompt_tokens
 from .layout import PromptLayout
 
 

@@ -52,7 +52,7 @@ class Tower:
 
 
 class JointClip:
-    """A :class:`~pez_nodes.core.encoder.TextEncoder` over one or more towers sharing a vocabulary.
+    """A :class:`~pez_nodes.core.optim.text_encoder.TextEncoder` over one or more towers sharing a vocabulary.
 
     Args:
         towers: the text encoders (the first one's tokenizer is everyone's).
@@ -78,6 +78,7 @@ class JointClip:
         self.name = name
         self.notes = list(notes)
         self.image_hint = image_hint
+        self.declared_words = first.declared_words  # the first tower's folder vocabulary (greedy_bank's bank)
         self.tokenizer = first.tokenizer
         self.sot_id, self.eot_id = first.sot_id, first.eot_id
         self.special_ids = frozenset().union(*(t.text.special_ids for t in towers))

@@ -26,7 +26,7 @@ open_clip reads that file itself; older versions read only pickles, so it is rea
 safetensors. Newer keyword arguments are passed only where the signature names them.
 
 The activation (GELU or OpenAI's QuickGELU, which shapes cannot tell apart) is decided from evidence
-and said in the backbone's ``notes`` — see :mod:`pez_nodes.core.architecture`.
+and said in the backbone's ``notes`` — see :mod:`pez_nodes.core.clip.architecture`.
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ from pathlib import Path
 
 import torch
 
-from .architecture import (LABEL, NO_EVIDENCE, check_activation, config_activation, file_activation, register_config,
-                           twin)
+from ..bundled import BUNDLED_MODELS
+from ..device import resolve_device
+from .architecture import (LABEL, NO_EVIDENCE, check_activation, config_activation, file_activation, register_config, twin)
 from .backbone import ClipBackbone
-
-TOY_DIR = Path(__file__).resolve().parents[1] / "models" / "toy"
+TOY_DIR = BUNDLED_MODELS / "toy"
 DEFAULT_MODEL = "ViT-L-14"
 DEFAULT_PRETRAINED = "openai"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
@@ -69,33 +69,6 @@ OFFLINE_HINT = "with no network, use the bundled model (--model toy) or a local 
 
 class ModelLoadError(ValueError):
     """A model could not be loaded; the message names the source and the fix."""
-
-
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA if available, else MPS, else CPU; anything else is checked to exist."""
-    if isinstance(name, torch.device):
-        return name
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"device {name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps.") from e
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {name!r} cannot run PEZ; use auto, cpu, cuda, cuda:N or mps.")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu.")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA "
-                         "device(s); use cuda:0 ... or auto.")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device {name!r} was asked for but MPS is not available here; use --device cpu.")
-    return device
 
 
 def _local_dir(path: Path, allow_pickle: bool) -> tuple[dict, Path]:
@@ -490,7 +463,7 @@ def load_clip(
         device: where the model lives (``auto``, ``cpu``, ``cuda`` ...).
         cache_dir: open_clip's download cache (default: its own).
         allow_pickle: also read ``.bin``/``.pt`` checkpoints (they can run code; off by default).
-        activation: ``auto`` (decide from the evidence, see :mod:`~pez_nodes.core.architecture`), ``gelu`` or
+        activation: ``auto`` (decide from the evidence, see :mod:`~pez_nodes.core.clip.architecture`), ``gelu`` or
             ``quickgelu`` (OpenAI's CLIPs, e.g. SD 1.5's). The choice and its reason are in ``notes``.
         vocabulary: ``full`` (every token) or ``declared`` (only the words of the model folder's
             ``pez_vocabulary.txt``, e.g. the bundled toy model's 20 attribute words).
@@ -529,8 +502,8 @@ def load_clip(
     finally:
         logging.getLogger().removeFilter(quiet)
     mean, std, size = _preprocess(model, plan.preprocess)
-    clip = ClipBackbone(model, tokenizer, plan.label, mean, std, size, vocabulary_words=words)
-    clip.declared_words = _declared_words(plan)  # greedy_bank's default bank
+    clip = ClipBackbone(model, tokenizer, plan.label, mean, std, size, vocabulary_words=words,
+                        declared_words=_declared_words(plan))
     return _note_activation(clip, plan)
 
 

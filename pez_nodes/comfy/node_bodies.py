@@ -11,8 +11,8 @@ from typing import Sequence
 import torch
 
 from .. import core
-from ..core.images import split_batch
-from . import model_list
+from ..core import split_batch
+from . import model_choices
 from .host import NodeProgress, comfy_device
 
 
@@ -35,9 +35,8 @@ def load_model(model: str, device: str = "auto", custom_model: str = "", pretrai
     if custom_model and custom_model.strip():
         source, tag = custom_model.strip(), (pretrained or "").strip() or None
     else:
-        source, tag = model_list.resolve(model)
-    target = (comfy_device() or "auto") if device == "auto" else device
-    return core.load_clip(source, tag, device=target, **options)
+        source, tag = model_choices.resolve(model)
+    return core.load_clip(source, tag, device=core.resolve_device(device, host=comfy_device()), **options)
 
 
 def from_workflow(clip, clip_vision=None, clip_vision_2=None, crop: str = "center", text_projection: str = "none",
@@ -45,7 +44,7 @@ def from_workflow(clip, clip_vision=None, clip_vision_2=None, crop: str = "cente
     """PEZ CLIP from Workflow: the workflow's CLIP (and CLIP Vision) as a PEZ model (``workflow_clip``)."""
     from .workflow_clip import workflow_clip
 
-    target = (comfy_device() or "cpu") if device == "auto" else core.resolve_device(device)
+    target = core.resolve_device(device, host=comfy_device() or torch.device("cpu"))
     return workflow_clip(clip, clip_vision, clip_vision_2, crop, text_projection, weight_clip_l, weight_clip_g, target)
 
 
@@ -84,8 +83,7 @@ def load_lm(model: str, device: str = "auto"):
     """PEZ Load LM: a bundled toy LM or a folder of ``models/LLM`` (``pez_nodes.lm.load``; needs transformers)."""
     from ..lm.load import load_lm as load
 
-    target = (comfy_device() or "auto") if device == "auto" else device
-    return load(model_list.resolve_lm(model), device=target)
+    return load(model_choices.resolve_lm(model), device=core.resolve_device(device, host=comfy_device()))
 
 
 def _fluency_lm(clip, config: core.PEZConfig, lm):

@@ -1,4 +1,4 @@
-"""An open_clip CLIP model seen as a :class:`~pez_nodes.core.encoder.TextEncoder` plus an image encoder.
+"""An open_clip CLIP model seen as a :class:`~pez_nodes.core.optim.text_encoder.TextEncoder` plus an image encoder.
 
 The text path re-runs open_clip's own modules (token table, positional embedding, transformer,
 final LayerNorm, projection) on a sequence of *embeddings* rather than token ids, so the projected
@@ -9,6 +9,7 @@ irrelevant, so only ``[SOT, prompt..., EOT]`` is computed.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import torch
@@ -58,17 +59,20 @@ class ClipBackbone:
 
     Args:
         model: an open_clip ``CLIP`` / ``CustomTextCLIP`` with a causal text tower, or a bare text tower
-            (``TextTransformer``, e.g. from :func:`~pez_nodes.core.hf_text_tower.text_tower_from_hf`).
+            (``TextTransformer``, e.g. from :func:`~pez_nodes.core.clip.hf_text_tower.text_tower_from_hf`).
         tokenizer: open_clip's ``SimpleTokenizer`` for the model.
         name: how the user named the model (shown in results and errors).
         image_mean / image_std / image_size: the model's preprocessing (None for a bare text tower).
         vocabulary_words: if given, the words the model knows; PEZ then projects only onto their tokens
             (the bundled toy CLIP declares its 20 attribute words: it never saw any other token).
         notes: what the loader decided for the user and why (e.g. the activation), shown with results.
+        declared_words: the words of the model folder's vocabulary file, if it has one (``greedy_bank``'s
+            default bank); kept even when ``vocabulary_words`` is None (``vocabulary="full"``).
     """
 
     def __init__(self, model: nn.Module, tokenizer, name: str, image_mean=None, image_std=None, image_size: int | None = None,
-                 vocabulary_words: Sequence[str] | None = None, notes: Sequence[str] | None = None):
+                 vocabulary_words: Sequence[str] | None = None, notes: Sequence[str] | None = None,
+                 declared_words: Sequence[str] | None = None):
         self.tower = text_tower(model)
         if not hasattr(tokenizer, "encode") or _special_id(tokenizer, "sot_token_id", "<start_of_text>") is None:
             raise ValueError(f"model {name} uses tokenizer {type(tokenizer).__name__}; PEZ supports CLIP's BPE tokenizer.")
@@ -81,6 +85,7 @@ class ClipBackbone:
             self.image_std = tuple(float(v) for v in image_std)
             self.image_size = int(image_size)
         self.notes: list[str] = list(notes or [])
+        self.declared_words: tuple[str, ...] | None = tuple(declared_words) if declared_words is not None else None
         self.sot_id = int(_special_id(tokenizer, "sot_token_id", "<start_of_text>"))
         self.eot_id = int(_special_id(tokenizer, "eot_token_id", "<end_of_text>"))
         self.special_ids = frozenset(int(i) for i in getattr(tokenizer, "all_special_ids", (self.sot_id, self.eot_id)))
@@ -119,8 +124,6 @@ class ClipBackbone:
         return self.tokenizer.decode([int(i) for i in ids]).strip()
 
     def token_texts(self) -> list[str]:
-        from .vocabulary import bpe_token_texts
-
         return bpe_token_texts(self.tokenizer)
 
     def _transform(self, embeds: torch.Tensor) -> torch.Tensor:
@@ -169,3 +172,15 @@ class ClipBackbone:
 
     def __repr__(self) -> str:
         return f"ClipBackbone({self.name!r}, context={self.context_length}, vocab={self.token_embedding.shape[0]})"
+
+
+@lru_cache(maxsize=8)
+def bpe_token_texts(tokenizer) -> list[str]:
+    """Each token's text of CLIP's BPE ``tokenizer``, lower-case, without the end-of-word marker."""
+    decoder, byte_decoder = tokenizer.decoder, tokenizer.byte_decoder
+    out = []
+    for i in range(len(decoder)):
+        piece = decoder[i]
+        raw = bytearray(byte_decoder.get(c, 63) for c in piece.replace("</w>", ""))
+        out.append(raw.decode("utf-8", errors="replace").lower())
+    return out
