@@ -63,13 +63,13 @@ def _workflow_clip(clip, *visions, **options):
 
 def _comfy_ids(clip, text: str, key: str) -> list[int]:
     """The ids ComfyUI's CLIPTextEncode encodes for a prompt the PEZ nodes output (parentheses escaped)."""
-    from pez_nodes.comfy.node_bodies import for_text_encode
+    from pez_nodes.comfy.prompt_syntax import for_text_encode
 
     return [t for t, _ in clip.tokenize(for_text_encode(text))[key][0] if t not in SPECIAL]
 
 
 def _comfy_pooled(clip, text: str) -> torch.Tensor:
-    from pez_nodes.comfy.node_bodies import for_text_encode
+    from pez_nodes.comfy.prompt_syntax import for_text_encode
 
     with torch.inference_mode():
         return clip.encode_from_tokens(clip.tokenize(for_text_encode(text)), return_pooled=True)[1].clone()
@@ -77,7 +77,7 @@ def _comfy_pooled(clip, text: str) -> torch.Tensor:
 
 def _sub_pooled(clip, name: str, key: str, text: str, projected: bool) -> torch.Tensor:
     """One text encoder's pooled output as ComfyUI computes it, projected or not."""
-    from pez_nodes.comfy.node_bodies import for_text_encode
+    from pez_nodes.comfy.prompt_syntax import for_text_encode
 
     sub = getattr(clip.cond_stage_model, name)
     with torch.inference_mode():

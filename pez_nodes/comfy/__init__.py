@@ -1,1 +1,1 @@
-"""ComfyUI front end. ``node_bodies``, ``host`` and ``model_choices`` import without ComfyUI; ``nodes`` needs it."""
+"""ComfyUI front end. ``node_bodies``, ``host``, ``model_choices`` and ``prompt_syntax`` import without ComfyUI; ``nodes`` needs it."""

@@ -21,6 +21,7 @@ import torch
 
 from ..core import ClipBackbone, text_backbone_from_hf
 from ..model_choices import TEXT_KIND as KIND
+from .prompt_syntax import for_text_encode
 
 TOWER_NAMES = ("clip_l", "clip_h", "clip_g")
 _PROJECTION_KEY = "text_projection.weight"
@@ -146,8 +147,6 @@ class ComfyTokenizer:
         self.all_special_ids = [self.sot_token_id, self.eot_token_id]
 
     def encode(self, text: str) -> list[int]:
-        from .node_bodies import for_text_encode
-
         ids = []
         options = {"tokenizer_options": self._options} if self._options else {}
         for chunk in self._tokenizer.tokenize_with_weights(for_text_encode(text), False, **options)[self._key]:

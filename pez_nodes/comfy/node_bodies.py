@@ -14,6 +14,7 @@ from .. import core
 from ..core import split_batch
 from . import model_choices
 from .host import NodeProgress, comfy_device
+from .prompt_syntax import from_text_encode
 
 
 NODE_OPTIONS = ("activation", "vocabulary")  # load_clip's keywords the loader node passes on (never allow_pickle)
@@ -46,16 +47,6 @@ def from_workflow(clip, clip_vision=None, clip_vision_2=None, crop: str = "cente
 
     target = core.resolve_device(device, host=comfy_device() or torch.device("cpu"))
     return workflow_clip(clip, clip_vision, clip_vision_2, crop, text_projection, weight_clip_l, weight_clip_g, target)
-
-
-def for_text_encode(text: str) -> str:
-    """A prompt as CLIPTextEncode must receive it: ``(`` and ``)`` escaped, or ComfyUI reads them as weights."""
-    return text.replace("(", r"\(").replace(")", r"\)")
-
-
-def from_text_encode(text: str) -> str:
-    """The plain text of a prompt written for CLIPTextEncode (escaped parentheses unescaped)."""
-    return text.replace(r"\(", "(").replace(r"\)", ")")
 
 
 DEFAULTS = core.PEZConfig()  # the one source of defaults: every widget and every omitted input uses it

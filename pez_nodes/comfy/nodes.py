@@ -15,6 +15,7 @@ from ..core import ACTIVATIONS
 from ..core import VOCABULARIES
 from ..core import METHODS
 from . import host, node_bodies, model_choices, native_text, native_vision, workflow_clip
+from .prompt_syntax import for_text_encode
 
 PEZ_CLIP = io.Custom("PEZ_CLIP")
 PEZ_LM = io.Custom("PEZ_LM")
@@ -75,7 +76,7 @@ def _config(clip, **widgets) -> PEZConfig:
 
 def _shown(result) -> tuple[str, str]:
     """The prompt as CLIPTextEncode must read it (parentheses escaped), and the text shown on the node for it."""
-    text = node_bodies.for_text_encode(result.text)
+    text = for_text_encode(result.text)
     notes = "".join(f"\n· {n}" for n in result.notes)
     method = f" · {result.method}" if result.method != "pez" else ""
     return text, f"{text}\n\nsimilarity {result.similarity:.4f} · {result.steps} steps{method}{notes}"
