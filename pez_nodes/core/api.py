@@ -1,7 +1,8 @@
 """The three uses of PEZ on a CLIP: invert images, distill a text, concatenate prompts.
 
-Each builds target features, then runs Algorithm 1 (``loop.optimize_prompt``) against them. Targets
-may mix images and texts, each with a weight (negative: "not like this").
+The pipeline over the frozen CLIP (``clip/``) and Algorithm 1 (``optim/``): config in, result out. Each use
+builds target features, then runs Algorithm 1 (``optim.loop.optimize_prompt``) against them. Targets may mix
+images and texts, each with a weight (negative: "not like this").
 """
 
 from __future__ import annotations
@@ -17,17 +18,17 @@ import torch
 from PIL import Image
 
 from .clip.backbone import ClipBackbone
+from .clip.images import ImageLike, iter_images, preprocess
+from .device import resolve_device
 from .optim.config import PEZConfig
-from .optim.text_encoder import encode_text, max_prompt_tokens
 from .optim.fluency import FluentObjective, PromptFluency, check_same_tokenizer
 from .optim.greedy_bank import greedy_bank
-from .clip.images import ImageLike, iter_images, preprocess
 from .optim.layout import PromptLayout
-from .device import resolve_device
 from .optim.loop import Callback, optimize_prompt, optimize_prompts
 from .optim.objective import ClipObjective, GroupedClipObjective
-from .optim.projection import projector_for
+from .optim.projection import VocabularyProjector, projector_for
 from .optim.result import Candidate, PEZResult
+from .optim.text_encoder import encode_text, max_prompt_tokens
 from .optim.vocabulary import VocabularyFilter, allowed_token_ids
 
 
@@ -121,16 +122,11 @@ def optimize(
     if isinstance(targets, (Target, str)) or not isinstance(targets, Sequence):
         raise ValueError(f"targets must be a list of Target, got {type(targets).__name__}; "
                          "write [Target(image=...)] or [Target(text=...)].")
-    if hasattr(model, "for_images") and any(t.image is not None for t in targets):
-        model = model.for_images()  # several text towers: only those with an image encoder score images
-    config = (config or PEZConfig()).validate(max_prompt_tokens(model))
-    _check_device(model, config.device)
     with torch.inference_mode(False):
+        run = _set_up(model, config, any(t.image is not None for t in targets), layout)
+        model, config, vocab, allowed, projector = run.model, run.config, run.vocab, run.allowed, run.projector
         feats, weights = target_features(model, targets)
-        objective = ClipObjective(model, layout or layout_for(model, config), feats, weights, compile=config.compile)
-        vocab = VocabularyFilter.make(config.blocklist, config.blocklist_substring, config.allowlist, config.ascii_only)
-        allowed = allowed_token_ids(model, vocab)
-        projector = projector_for(model, allowed)
+        objective = ClipObjective(model, run.layout, feats, weights, compile=config.compile)
         if config.fluency:
             objective = _with_fluency(model, objective, projector, config.fluency, fluency_lm)
         offered, notes = _offerable(objective, vocab, allowed, config, extra_texts)
@@ -148,11 +144,36 @@ def optimize(
     return result
 
 
+@dataclass
+class _Run:
+    """What every run sets up before Algorithm 1 (see :func:`_set_up`)."""
+
+    model: ClipBackbone
+    config: PEZConfig
+    layout: PromptLayout
+    vocab: VocabularyFilter
+    allowed: torch.Tensor
+    projector: VocabularyProjector
+
+
+def _set_up(model: ClipBackbone, config: PEZConfig | None, images: bool, layout: PromptLayout | None = None) -> _Run:
+    """The one set-up path of :func:`optimize` and :func:`invert_each`: the towers that see images (when images
+    are targets), the config checked against the encoder's window, the device checked, the vocabulary filtered
+    and the projector onto it (Algorithm 1's ``Proj_E``). Called inside ``inference_mode(False)``."""
+    if images and hasattr(model, "for_images"):
+        model = model.for_images()  # several text towers: only those with an image encoder score images
+    config = (config or PEZConfig()).validate(max_prompt_tokens(model))
+    _check_device(model, config.device)
+    vocab = VocabularyFilter.make(config.blocklist, config.blocklist_substring, config.allowlist, config.ascii_only)
+    allowed = allowed_token_ids(model, vocab)
+    return _Run(model, config, layout or layout_for(model, config), vocab, allowed, projector_for(model, allowed))
+
+
 def _with_fluency(model: ClipBackbone, objective: ClipObjective, projector, weight: float, lm) -> FluentObjective:
     """The objective plus ``weight`` · the fluency LM's cross-entropy over the prompt (``fluency.py``)."""
     if lm is None:
-        raise ValueError(f"fluency={weight} needs a language model on the prompt model's tokenizer; pass fluency_lm= "
-                         "(CLI: --fluency-lm PATH; nodes: connect PEZ Load LM), e.g. the bundled toy_lm_small.")
+        raise ValueError(f"fluency={weight} needs a language model on the prompt model's tokenizer; give "
+                         "one as fluency_lm, e.g. the bundled toy_lm_small.")
     if objective.layout.learned != objective.layout.length:
         raise ValueError("fluency scores a free prompt and the template's fixed words are not learned; remove the "
                          "template or set fluency to 0.")
@@ -175,7 +196,7 @@ def _bank(model: ClipBackbone, config: PEZConfig) -> tuple[str, ...]:
     words = model.declared_words
     if not words:
         raise ValueError(f"method greedy_bank needs a bank of phrases and model {model.name} declares none; give "
-                         "bank= (CLI: --bank FILE, one phrase a line), e.g. CLIP Interrogator's keyword lists.")
+                         "a bank of phrases, e.g. CLIP Interrogator's keyword lists.")
     return tuple(words)
 
 
@@ -249,23 +270,19 @@ def invert_each(model: ClipBackbone, images: Sequence[ImageLike | str | Path] | 
     items = _image_list(images)
     if not items:
         raise ValueError("no images were given; give at least one image to invert.")
-    config = (config or PEZConfig()).validate(max_prompt_tokens(model))
-    if config.method == "greedy_bank" or config.fluency or config.template is not None:
+    checked = (config or PEZConfig()).validate(max_prompt_tokens(model))
+    if checked.method == "greedy_bank" or checked.fluency or checked.template is not None:
         raise ValueError("per-image batches take a plain prompt and a gradient method without fluency; invert those "
                          "images one by one for greedy_bank, fluency or a template.")
-    if hasattr(model, "for_images"):
-        model = model.for_images()
-    _check_device(model, config.device)
     with torch.inference_mode(False):
-        layout = layout_for(model, config)
+        run = _set_up(model, checked, True)
+        model, config = run.model, run.config
         views = []
         for image in items:
             feats, weights = target_features(model, [Target(image=image)])
-            views.append(ClipObjective(model, layout, feats, weights, compile=config.compile))
-        vocab = VocabularyFilter.make(config.blocklist, config.blocklist_substring, config.allowlist, config.ascii_only)
-        projector = projector_for(model, allowed_token_ids(model, vocab))
-        results = optimize_prompts(GroupedClipObjective(views, config.restarts), projector, config, callback,
-                                   model_name=model.name, text_filter=vocab.allows_text, seeds=seeds)
+            views.append(ClipObjective(model, run.layout, feats, weights, compile=config.compile))
+        results = optimize_prompts(GroupedClipObjective(views, config.restarts), run.projector, config, callback,
+                                   model_name=model.name, text_filter=run.vocab.allows_text, seeds=seeds)
         for result, view in zip(results, views):
             result.target_cosines = [float(c) for c in view.cosines(result.text)]
             result.notes = [*getattr(model, "notes", []), *_window_note(model, result.text)]

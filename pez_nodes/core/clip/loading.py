@@ -64,7 +64,7 @@ OPENAI_HUB = {
     "ViT-L-14": "timm/vit_large_patch14_clip_224.openai/",
     "ViT-L-14-336": "timm/vit_large_patch14_clip_336.openai/",
 }
-OFFLINE_HINT = "with no network, use the bundled model (--model toy) or a local folder / safetensors file"
+OFFLINE_HINT = "with no network, use the bundled model (toy) or a local folder / safetensors file"
 
 
 class ModelLoadError(ValueError):
@@ -248,7 +248,7 @@ def _plan(source: str, pretrained: str | None, allow_pickle: bool, explicit: str
         return _plan_folder(Path(source).expanduser(), source, allow_pickle, explicit)
     if Path(source).suffix in (".safetensors", *PICKLE_SUFFIXES):
         raise ModelLoadError(f"model {source!r} is a weights file; give the architecture as the model and the file as "
-                             "pretrained, e.g. --model ViT-L-14 --pretrained /path/model.safetensors.")
+                             "pretrained, e.g. model ViT-L-14 with pretrained /path/model.safetensors.")
     if pretrained is None and source == DEFAULT_MODEL:
         pretrained = DEFAULT_PRETRAINED
     if pretrained is None:
