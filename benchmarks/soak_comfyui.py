@@ -20,10 +20,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # harness: the test-only ComfyUI launcher
 sys.path.insert(0, str(ROOT))
 
 from pez_nodes import client  # noqa: E402
-from pez_nodes.comfy.launch import running_comfyui  # noqa: E402
+from harness.comfyui_server import running_comfyui  # noqa: E402
 
 WORKFLOWS = ("pez_invert_toy", "pez_distill_toy", "pez_concat_toy")
 IMAGES = [ROOT / "workflows" / "pez_example.png", ROOT / "workflows" / "pez_example_2.png"]

@@ -25,7 +25,7 @@ WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, comfy_model_files):
-    from pez_nodes.comfy.launch import running_comfyui
+    from harness.comfyui_server import running_comfyui
 
     d = comfy_model_files.dir
     config = tmp_path_factory.mktemp("paths") / "extra_model_paths.yaml"

@@ -4,7 +4,7 @@ Everything goes through the page as a user would: workflow files dropped on the 
 PNG), a workflow opened from the template browser, nodes added by double-click + search and linked by
 dragging with the mouse, Run clicked; assertions read what the page shows (dialogs, widget values, each
 node's progress bar and text box). Needs ``COMFYUI_DIR`` (as the host tests) and a Chromium with Playwright
-for Python (``pez_nodes/comfy/browser.py``); skipped with the reason printed otherwise.
+for Python (``tests/harness/comfyui_page.py``); skipped with the reason printed otherwise.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from pez_nodes.browser import why_no_browser
-from pez_nodes.comfy.browser import comfy_page, wait_until_done
+from harness.chromium import why_no_browser
+from harness.comfyui_page import comfy_page, wait_until_done
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
@@ -43,7 +43,7 @@ OFFLINE = [p for p in UI_WORKFLOWS if _offline(json.loads(p.read_text()))]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from pez_nodes.comfy.launch import running_comfyui
+    from harness.comfyui_server import running_comfyui
 
     inputs = Path(COMFY) / "input"  # the pictures the workflows' LoadImage nodes name
     inputs.mkdir(exist_ok=True)

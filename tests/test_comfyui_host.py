@@ -2,7 +2,7 @@
 
 Needs ``COMFYUI_DIR`` (a ComfyUI checkout whose Python can import torch; see README "Testing with
 ComfyUI"); skipped with the reason printed when it is unset. ``COMFYUI_PYTHON`` picks the interpreter
-(default: ``$COMFYUI_DIR/venv/bin/python`` if present, else this one; see ``pez_nodes/comfy/launch.py``).
+(default: ``$COMFYUI_DIR/venv/bin/python`` if present, else this one; see ``tests/harness/comfyui_server.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ EXAMPLES = [ROOT / "workflows" / "pez_example.png", ROOT / "workflows" / "pez_ex
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from pez_nodes.comfy.launch import comfy_python, running_comfyui
+    from harness.comfyui_server import comfy_python, running_comfyui
 
     comfy = Path(COMFY)
     subprocess.run([comfy_python(comfy), str(ROOT / "install.py")], check=True, timeout=900)  # also proves install.py

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.chromium import chromium_page, why_no_browser
 from pez_nodes import toyworld as tw
-from pez_nodes.browser import chromium_page, why_no_browser
 from pez_nodes.core import TOY_DIR
 from webui_server import NO_CHECKPOINT, ROOT, call, running_webui
 

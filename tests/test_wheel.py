@@ -54,6 +54,15 @@ def test_wheel_holds_the_reference_clip_the_toy_text_to_image_model_and_the_toy_
         assert not missing, f"not in the wheel: {missing}"
 
 
+
+def test_wheel_ships_no_test_harness(wheel):
+    """The browser driver and the ComfyUI launcher are the tests' (``tests/harness/``), not the package's."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for gone in ("pez_nodes/browser.py", "pez_nodes/comfy/browser.py", "pez_nodes/comfy/launch.py"):
+        assert gone not in names, gone
+    assert not [n for n in names if n.startswith(("tests/", "harness/")) or "/harness/" in n], sorted(names)
+    assert "pez_nodes/comfy/prompt_syntax.py" in names
+
 def test_installed_wheel_loads_the_toy_model_with_its_declared_vocabulary(wheel, tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)  # a pure-Python wheel installs by unpacking

@@ -3,7 +3,7 @@
     COMFYUI_DIR=/path/to/ComfyUI python tools/screenshot_workflows.py [NAME ...]
 
 For every UI workflow in ``workflows/`` (or the NAMEs given): start the real ComfyUI with this pack, open
-it in headless Chromium (``pez_nodes/comfy/browser.py``), drop the workflow JSON on the page, and — for
+it in headless Chromium (``tests/harness/comfyui_page.py``), drop the workflow JSON on the page, and — for
 the offline ones (toy CLIP, no checkpoint) — click Run and wait for the finished run, so the picture shows
 the learned prompts on the nodes. The PNG's metadata holds the workflow (``workflow``, the JSON file as
 it is) and its API form (``prompt``), as ComfyUI's own saved images do: dropping the picture on ComfyUI
@@ -25,12 +25,13 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # harness: the test-only browser and ComfyUI launcher
 sys.path.insert(0, str(ROOT))
 WORKFLOWS = ROOT / "workflows"
 
-from pez_nodes.browser import why_no_browser  # noqa: E402
-from pez_nodes.comfy.browser import comfy_page, wait_until_done  # noqa: E402
-from pez_nodes.comfy.launch import running_comfyui  # noqa: E402
+from harness.chromium import why_no_browser  # noqa: E402
+from harness.comfyui_page import comfy_page, wait_until_done  # noqa: E402
+from harness.comfyui_server import running_comfyui  # noqa: E402
 
 OPTIMISING = ("PEZInvert", "PEZDistill", "PEZPromptConcat", "PEZImageSimilarity")
 MARGIN = (160, 200)  # page pixels around the graph: the sidebar, the top bar, the canvas toolbar

@@ -5,7 +5,7 @@
         ui.run()
         print(ui.node_text(3))
 
-Drives the system's Chromium through Playwright (``pez_nodes/browser.py``). What it does is what a user does:
+Drives the system's Chromium through Playwright (``tests/harness/chromium.py``). What it does is what a user does:
 drop a file on the page, double-click the canvas and search, drag a link between two slots, click
 Run; it reads back what the page shows (dialogs, widget values, the node's progress bar and text box).
 """
@@ -18,7 +18,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..browser import chromium_page
+from .chromium import chromium_page
 
 LIVE_TEXT = "$$node-text-preview"  # the frontend's text box for a node's progress text (PromptServer.send_progress_text)
 VIEWPORT = {"width": 1600, "height": 900}

@@ -18,7 +18,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-PACK_ROOT = Path(__file__).resolve().parents[2]
+PACK_ROOT = Path(__file__).resolve().parents[2]  # tests/harness/comfyui_server.py -> the repository's root
 
 
 def comfy_python(comfy_dir: str | Path) -> str:
