@@ -45,7 +45,7 @@ def test_invert_distill_concat_with_toy_model(tmp_path):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["distill", "a cat"], "--model toy"),  # the default ViT-L-14/openai cannot be fetched offline
+        (["distill", "a cat"], "bundled model (toy)"),  # the default ViT-L-14/openai cannot be fetched offline
         (["distill", "a cat", "--model", "ViT-Q-99", "--pretrained", "x"], "not an open_clip model name"),
         (["distill", "", "--model", "toy"], "empty"),
         (["distill", "a cat", "--model", "toy", "--prompt-len", "0"], "prompt_len=0"),
@@ -139,10 +139,10 @@ def test_unexpected_core_exceptions_are_one_line_with_their_type(monkeypatch, ca
 
 
 def test_cli_defaults_are_the_cores():
-    from pez_nodes import cli
+    from pez_nodes.cli.main import build_parser
     from pez_nodes.comfy import node_bodies
 
-    parser, d = cli.build_parser(), PEZConfig()
+    parser, d = build_parser(), PEZConfig()
     load = inspect.signature(load_clip).parameters
     for command in (["distill", "x"], ["invert", "x.png"], ["concat", "a", "b"], ["demo"]):
         args = vars(parser.parse_args(command))

@@ -1,4 +1,4 @@
-"""The core must import and run with ComfyUI's modules unavailable (house style, rule 1)."""
+"""The core must import and run with ComfyUI's modules unavailable (ARCHITECTURE.md, rule 1)."""
 
 import subprocess
 import sys
@@ -54,7 +54,7 @@ def test_node_logic_and_the_metric_run_without_diffusers_transformers_or_ray():
             assert "pip install 'pez-hard-prompts[generate]'" in str(e)
         else:
             raise AssertionError("generation ran without diffusers")
-        import pez_nodes.lm, pez_nodes.lm.load, pez_nodes.lm.tune, pez_nodes.cli_lm, pez_nodes.core.optim.fluency
+        import pez_nodes.lm, pez_nodes.lm.load, pez_nodes.lm.tune, pez_nodes.cli.lm_cmd, pez_nodes.core.optim.fluency
         for name in ("toy_lm_small", "toy_lm_large"):
             try:
                 pez_nodes.lm.load.load_lm(name)

@@ -15,7 +15,7 @@ import torch
 pytest.importorskip("transformers", reason="the LM path needs transformers: pip install -e '.[generate]'")
 
 from pez_nodes.cli import main  # noqa: E402
-from pez_nodes.cli_lm import split  # noqa: E402
+from pez_nodes.cli.lm_cmd import split  # noqa: E402
 from pez_nodes.core import PEZConfig  # noqa: E402
 from pez_nodes.lm.load import CausalLM  # noqa: E402
 from pez_nodes.lm.objective import LMClassificationObjective  # noqa: E402

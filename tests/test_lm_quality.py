@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("transformers", reason="the LM path needs transformers: pip install -e '.[lm]'")
 
 from pez_nodes.cli import main  # noqa: E402
-from pez_nodes.cli_lm import split  # noqa: E402
+from pez_nodes.cli.lm_cmd import split  # noqa: E402
 from pez_nodes.core import PEZConfig  # noqa: E402
 from pez_nodes.lm import synthetic  # noqa: E402
 from pez_nodes.lm.load import load_lm  # noqa: E402

@@ -43,8 +43,8 @@ def eval_inputs(args: argparse.Namespace) -> tuple[list[Path], dict[str, str] | 
 
     Needs no model, so ``pez eval`` calls it before any loads (``cli.check_args``) and again in ``run_eval``.
     """
-    from .evaluate import run
-    from .generate.toy import check_settings
+    from ..evaluate import run
+    from ..generate.toy import check_settings
 
     if args.seeds < 1:
         raise ValueError(f"--seeds {args.seeds}: give 1 or more generations per prompt.")
@@ -82,10 +82,10 @@ def read_prompts(path: Path) -> dict:
 
 def run_eval(args: argparse.Namespace, model, config, fluency_lm=None) -> dict:
     """The work behind ``pez eval`` (``model``: the CLIP to optimise against, already loaded)."""
-    from . import core
-    from .evaluate import run
-    from .evaluate.grid import save_grid
-    from .generate import load_generator
+    from .. import core
+    from ..evaluate import run
+    from ..evaluate.grid import save_grid
+    from ..generate import load_generator
 
     files, prompts = eval_inputs(args)
     targets = [(f.name, core.load_image(f)) for f in files]  # every image readable before the generator loads
@@ -120,8 +120,8 @@ def run_eval(args: argparse.Namespace, model, config, fluency_lm=None) -> dict:
 
 
 def _judge(source: str, pretrained: str | None, device):
-    from .core import load_clip
-    from .evaluate.reference import load_reference_clip
+    from ..core import load_clip
+    from ..evaluate.reference import load_reference_clip
 
     if source == "reference":
         return load_reference_clip(device=str(device))
@@ -134,11 +134,11 @@ def demo_generation(image, prompt: str, seed: int, save: Path | None) -> dict:
         import diffusers  # noqa: F401
     except ImportError:
         return {"generation": "skipped: install pez-hard-prompts[generate] (diffusers) to see the generated picture"}
-    from .evaluate.grid import save_grid
-    from .evaluate.metric import image_similarity
-    from .evaluate.reference import load_reference_clip
-    from .evaluate.run import Row
-    from .generate import load_generator
+    from ..evaluate.grid import save_grid
+    from ..evaluate.metric import image_similarity
+    from ..evaluate.reference import load_reference_clip
+    from ..evaluate.run import Row
+    from ..generate import load_generator
 
     generated = load_generator("toy").generate(prompt, [seed])
     judge = load_reference_clip()

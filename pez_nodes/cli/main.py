@@ -40,9 +40,9 @@ def _common(p: argparse.ArgumentParser, default_model: str) -> None:
 
 def model_args(p: argparse.ArgumentParser, default_model: str) -> None:
     """Which CLIP to load and where to run it (every command that loads a CLIP)."""
-    from .core import PEZConfig, load_clip
-    from .core import ACTIVATIONS
-    from .core import VOCABULARIES
+    from ..core import PEZConfig, load_clip
+    from ..core import ACTIVATIONS
+    from ..core import VOCABULARIES
 
     d, load = PEZConfig(), inspect.signature(load_clip).parameters  # the core's defaults are the CLI's
     p.add_argument("--model", default=default_model,
@@ -81,8 +81,8 @@ def _fluency_and_targets(p: argparse.ArgumentParser) -> None:
 
 def optimiser_args(p: argparse.ArgumentParser) -> None:
     """The settings of the loop itself, shared by every command that learns a prompt (CLIP or LM)."""
-    from .core import PEZConfig
-    from .core import METHODS
+    from ..core import PEZConfig
+    from ..core import METHODS
 
     d = PEZConfig()
     p.add_argument("--prompt-len", type=int, default=d.prompt_len, help="learned tokens (default: %(default)s)")
@@ -123,7 +123,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .core import DEFAULT_MODEL
+    from ..core import DEFAULT_MODEL
 
     parser = _Parser(prog="pez", description="PEZ: learn hard text prompts for CLIP by gradient descent.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -141,15 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", type=Path, default=None, help="also save the drawn picture here")
     _common(p, "toy")
     p.set_defaults(steps=300, prompt_len=8)  # a quick demo; everything else is PEZConfig's default
-    from . import cli_eval
+    from . import eval_cmd
 
-    cli_eval.add_parser(sub)
+    eval_cmd.add_parser(sub)
     _common(sub.choices["eval"], "toy")
     sub.choices["eval"].set_defaults(steps=300, prompt_len=8)  # the toy world needs no more; paper: 3000 and 16
-    from . import cli_batch, cli_lm
+    from . import batch_cmd, lm_cmd
 
-    cli_lm.add_parsers(sub, optimiser_args)
-    cli_batch.add_parser(sub, model_args, optimiser_args)
+    lm_cmd.add_parsers(sub, optimiser_args)
+    batch_cmd.add_parser(sub, model_args, optimiser_args)
     return parser
 
 
@@ -221,7 +221,7 @@ def check_args(args: argparse.Namespace) -> None:
         if path is not None and Path(path).expanduser().is_dir():
             raise ValueError(f"{what} {str(path)!r} is a directory; give {fix}.")
     if args.command == "eval":  # its images folder, --prompts and generation settings
-        from .cli_eval import eval_inputs
+        from .eval_cmd import eval_inputs
 
         eval_inputs(args)
 
@@ -240,7 +240,7 @@ def check_device(name: str) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The ``PEZConfig`` of ``optimiser_args``' flags (files read here; each bad one is one clear error)."""
-    from .core import PEZConfig
+    from ..core import PEZConfig
 
     allowlist = None
     if args.allowlist is not None:
@@ -264,7 +264,7 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> dict:
     import torch
 
-    from . import core
+    from .. import core
 
     check_device(args.device)
     if args.threads:
@@ -276,7 +276,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.command == "demo":
         import random
 
-        from . import toyworld
+        from .. import toyworld
 
         scene = toyworld.random_scene(random.Random(args.seed))
         image = toyworld.render(scene, size=256, seed=args.seed)
@@ -291,7 +291,7 @@ def run(args: argparse.Namespace) -> dict:
         model = core.load_clip(args.model, args.pretrained, device=args.device, activation=args.activation,
                                vocabulary=args.vocabulary)
     if args.command == "eval":
-        from .cli_eval import run_eval
+        from .eval_cmd import run_eval
 
         return run_eval(args, model, config, fluency_lm)
     bar = ProgressBar(not args.quiet)
@@ -323,7 +323,7 @@ def run(args: argparse.Namespace) -> dict:
     if config.top_k > 1:
         out["candidates"] = [{"prompt": c.text, "similarity": round(c.similarity, 6)} for c in result.candidates]
     if args.command == "demo" and not bar.stop:
-        from .cli_eval import demo_generation
+        from .eval_cmd import demo_generation
 
         out.update(demo_generation(image, result.text, args.seed, args.save))
     return out
@@ -331,7 +331,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def _fluency_lm(args: argparse.Namespace):
     """The fluency term's LM: ``--fluency-lm``, or the toy world's own for the bundled toy model."""
-    from .lm.load import default_fluency_lm, load_lm
+    from ..lm.load import default_fluency_lm, load_lm
 
     source = args.fluency_lm or default_fluency_lm(args.model.strip())
     if source is None:
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         lm_command = args.command.startswith("lm-")
         if lm_command:
-            from .cli_lm import print_lm, run_lm
+            from .lm_cmd import print_lm, run_lm
         elif args.command == "batch":
             return _batch(args)
         else:
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from .cli_batch import print_counts, run_batch
+    from .batch_cmd import print_counts, run_batch
 
     counts = run_batch(args)
     print(json.dumps(counts)) if args.json else print_counts(counts)
@@ -405,6 +405,3 @@ def _caused_by_interrupt(error: BaseException | None) -> bool:
         error = error.__cause__ or error.__context__
     return False
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -62,11 +62,11 @@ class BatchProgress:
 def run_batch(args: argparse.Namespace) -> dict:
     import torch
 
-    from . import core
-    from .batch.jobs import check_sidecars, jobs_for, list_images
-    from .batch.journal import Journal
-    from .batch.local import check_sidecars_writable, run_local, settings_of
-    from .cli import check_device, config_from_args
+    from .. import core
+    from ..batch.jobs import check_sidecars, jobs_for, list_images
+    from ..batch.journal import Journal
+    from ..batch.local import check_sidecars_writable, run_local, settings_of
+    from .main import check_device, config_from_args
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size {args.batch_size} must be 1 or more.")
@@ -88,7 +88,7 @@ def run_batch(args: argparse.Namespace) -> dict:
     with Journal(out, _journal_model(model_name, args), settings_of(config), args.force) as journal:
         bar = BatchProgress(not args.quiet)
         if args.ray:
-            from .batch.ray_data import connect, load_args, run_ray
+            from ..batch.ray_data import connect, load_args, run_ray
 
             load_args(args)  # a bad --device is refused before a cluster starts
             connect(args.ray)

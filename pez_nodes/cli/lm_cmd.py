@@ -22,7 +22,7 @@ SYNTHETIC_SIZE = 400  # examples drawn for a synthetic task (seeded): the pool t
 
 
 def add_parsers(sub, common_method) -> None:
-    from .lm.task import DEFAULT_TEMPLATE
+    from ..lm.task import DEFAULT_TEMPLATE
 
     for name, help_ in (("lm-tune", "learn a prompt that makes a causal LM classify (paper Sec. 5)"),
                         ("lm-eval", "score prompts (and the empty template) on a causal LM: transfer")):
@@ -54,8 +54,8 @@ def add_parsers(sub, common_method) -> None:
 
 
 def _data(source: str, seed: int = 0):
-    from .lm import synthetic
-    from .lm.task import read_examples
+    from ..lm import synthetic
+    from ..lm.task import read_examples
 
     if source.startswith(SYNTHETIC):
         return synthetic.examples(source[len(SYNTHETIC):].strip(), SYNTHETIC_SIZE, seed=seed)
@@ -63,8 +63,8 @@ def _data(source: str, seed: int = 0):
 
 
 def _task(args):
-    from .lm import synthetic
-    from .lm.task import Task, parse_verbalizer
+    from ..lm import synthetic
+    from ..lm.task import Task, parse_verbalizer
 
     spec = args.verbalizer
     if spec is None:
@@ -117,8 +117,8 @@ def run_lm(args: argparse.Namespace) -> dict:
     """Every input is read and checked (data, template, verbalizer, labels, splits, settings) before the LM loads."""
     import torch
 
-    from .lm.load import load_lm
-    from .lm.objective import accuracy
+    from ..lm.load import load_lm
+    from ..lm.objective import accuracy
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -130,7 +130,7 @@ def run_lm(args: argparse.Namespace) -> dict:
         judge = validation or data
         rows = [{"prompt": p, "accuracy": accuracy(lm, task, p, judge)} for p in ["", *args.prompt]]
         return {"model": lm.name, "examples": len(judge), "rows": rows}
-    from .cli import config_from_args
+    from .main import config_from_args
 
     holdout = _labelled(task, args.holdout, f"--holdout {str(args.holdout)!r}") if args.holdout else []
     train, drawn, rest = split(data, args.few_shot, args.seed, bool(args.holdout), f"data {args.data!r}")
@@ -141,9 +141,9 @@ def run_lm(args: argparse.Namespace) -> dict:
 
 
 def _tune(args, lm, task, train, holdout, validation, config) -> dict:
-    from .cli import ProgressBar
-    from .lm.objective import accuracy
-    from .lm.tune import tune
+    from .main import ProgressBar
+    from ..lm.objective import accuracy
+    from ..lm.tune import tune
 
     bar = ProgressBar(not args.quiet, label="p(right)")
     previous = signal.signal(signal.SIGINT, bar.interrupt)
