@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # harness: the test-only ComfyUI launcher
 sys.path.insert(0, str(ROOT))
 
-from pez_nodes import client  # noqa: E402
+from pez_nodes.clients import comfyui as client  # noqa: E402
 from harness.comfyui_server import running_comfyui  # noqa: E402
 
 WORKFLOWS = ("pez_invert_toy", "pez_distill_toy", "pez_concat_toy")

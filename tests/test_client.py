@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from pez_nodes import client
+from pez_nodes.clients import comfyui as client
 
 ROOT = Path(__file__).resolve().parents[1]
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's handshake constant
@@ -492,3 +492,28 @@ def test_ctrl_c_before_queueing_just_exits_130(stub, files):
     assert code == 130, err
     assert err.strip() == "pez-client: interrupted (Ctrl-C); nothing left running on the server"
     assert ("POST", "/prompt") not in stub.seen and not stub.interrupts
+
+
+def test_both_clients_and_their_documented_names_need_only_the_standard_library():
+    """``pez_nodes.client`` / ``pez_nodes.webui.client`` are aliases of ``pez_nodes.clients``; with no site-packages
+    at all (``-S``) they import, and nothing of torch or the core comes with them."""
+    code = ("import sys, pez_nodes.client, pez_nodes.webui.client\n"
+            "from pez_nodes.clients import comfyui, webui\n"
+            "assert pez_nodes.client.main is comfyui.main and pez_nodes.webui.client.main is webui.main\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names) - {'__main__'}),"
+            " sorted(m for m in sys.modules if m.startswith('pez_nodes.core')))\n")
+    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['pez_nodes']", "[]"], done.stdout
+
+
+def test_the_webui_clients_documented_command_says_its_errors_on_one_line():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    done = subprocess.run([sys.executable, "-m", "pez_nodes.webui.client", "--webui", f"127.0.0.1:{port}", "distill",
+                           "a prompt"], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
+    assert done.returncode == 2 and done.stdout == "", done
+    assert done.stderr.startswith(f"pez-webui-client: error: no webui at http://127.0.0.1:{port} ("), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

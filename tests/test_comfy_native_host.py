@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pez_nodes import client
+from pez_nodes.clients import comfyui as client
 from pez_nodes import toyworld as tw
 from test_comfyui_host import _get, _run
 

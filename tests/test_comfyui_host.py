@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pez_nodes import client
+from pez_nodes.clients import comfyui as client
 from pez_nodes.core import TOY_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
