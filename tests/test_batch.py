@@ -270,3 +270,13 @@ def test_ray_actors_get_absolute_model_paths_and_resolve_the_device_themselves(t
         gpus_per_actor("cuda", 0)
     with pytest.raises(ValueError, match="each worker is given its own"):
         load_args(argparse.Namespace(**{**vars(args), "device": "cuda:1"}))
+
+
+@pytest.mark.parametrize("ray", [[], ["--ray", "auto"]])
+def test_a_device_pez_cannot_run_on_is_refused_before_any_work(folder, capsys, ray):
+    """With ``--ray`` only the name's spelling is checked on the driver (each worker resolves the device on its
+    own machine), so the same one-line error comes before a journal is written or a cluster starts."""
+    assert _run(folder, "--device", "meta", *ray) == 2
+    assert capsys.readouterr().err.splitlines() == ["pez: error: device 'meta' cannot run PEZ; use auto, cpu, cuda, "
+                                                    "cuda:N or mps."]
+    assert not (folder / "prompts.jsonl").exists()

@@ -107,7 +107,7 @@ def _one_error_line(out) -> str:
     [
         (["--threads", "-2"], "--threads -2"),
         (["--threads", "0"], "--threads 0"),
-        (["--device", "meta"], "--device 'meta' cannot run PEZ"),  # torch accepts it, PEZ cannot use it
+        (["--device", "meta"], "error: device 'meta' cannot run PEZ"),  # torch accepts it, PEZ cannot use it
         (["--device", "xla"], "use auto, cpu, cuda, cuda:N or mps"),
         (["--pretrained", "openai"], "drop --pretrained"),  # toy brings its own weights
         (["--activation", "relu"], "invalid choice"),  # argparse's own errors are one line too

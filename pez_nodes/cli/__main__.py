@@ -1,4 +1,5 @@
-"""``python -m pez_nodes.cli``: the ``pez`` command, run as a module."""
+"""``python -m pez_nodes.cli``: the ``pez`` command run as a module (the same ``main`` as the console
+script, for an environment whose ``bin/`` is not on PATH)."""
 
 import sys
 

@@ -19,8 +19,10 @@ import time
 from functools import partial
 from pathlib import Path
 
+from .common import config_from_args, model_args, optimiser_args
 
-def add_parser(sub, model_args, optimiser_args) -> None:
+
+def add_parser(sub) -> None:
     p = sub.add_parser("batch", help="one prompt per image of a folder or list; prompts.jsonl, optional sidecars")
     p.add_argument("source", type=Path, help="a folder of images, or a .txt file with one image path a line")
     p.add_argument("--out", type=Path, default=None, help="the JSONL journal (default: prompts.jsonl in the folder, "
@@ -62,18 +64,19 @@ class BatchProgress:
 def run_batch(args: argparse.Namespace) -> dict:
     import torch
 
-    from .. import core
     from ..batch.jobs import check_sidecars, jobs_for, list_images
     from ..batch.journal import Journal
     from ..batch.local import check_sidecars_writable, run_local, settings_of
-    from .main import check_device, config_from_args
+    from ..core import check_device_name, load_clip, resolve_device
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size {args.batch_size} must be 1 or more.")
     if args.ray and args.workers < 1:
         raise ValueError(f"--workers {args.workers} must be 1 or more.")
-    if not args.ray:
-        check_device(args.device)  # with --ray, each worker resolves the device on its own machine
+    if args.ray:
+        check_device_name(args.device)  # only its spelling: each Ray worker resolves the device on its own machine
+    else:
+        resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     config = config_from_args(args).validate()
@@ -94,8 +97,8 @@ def run_batch(args: argparse.Namespace) -> dict:
             connect(args.ray)
             run = partial(run_ray, args.ray, jobs, config, journal, args, args.workers, bar)
         else:
-            model = core.load_clip(args.model, args.pretrained, device=args.device, activation=args.activation,
-                                   vocabulary=args.vocabulary)
+            model = load_clip(args.model, args.pretrained, device=args.device, activation=args.activation,
+                              vocabulary=args.vocabulary)
             run = partial(run_local, model, jobs, config, journal, args.batch_size, args.sidecar, args.overwrite, bar)
         previous = signal.signal(signal.SIGINT, bar.interrupt)  # from here Ctrl-C stops after the batch in flight
         try:

@@ -1,4 +1,4 @@
-"""``pez eval`` and the generation half of ``pez demo``: the paper's loop from the command line.
+"""``pez eval``: the paper's loop from the command line (learn prompts, generate from them, score the pictures).
 
     pez eval targets/                         # invert each image, generate 5 seeds each, score (toy models)
     pez eval targets/ --prompts prompts.json  # score given prompts instead ({"file name": "prompt"})
@@ -6,7 +6,8 @@
     pez eval targets/ --model ViT-L-14 --generator /models/sd15 --judge ViT-bigG-14 --judge-pretrained ...
 
 Prints a table (mean ± std over seeds), writes ``eval.json`` and ``eval.png`` (target | prompt |
-generations) into ``--out``, and reports the time spent inverting, generating and scoring.
+generations) into ``--out``, and reports the time spent inverting, generating and scoring. (The
+generation half of ``pez demo`` is in ``prompt_cmd.py``.)
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from .common import clip_args, load_models, prepare
 
 
 def add_parser(sub) -> None:
@@ -36,12 +39,15 @@ def add_parser(sub) -> None:
                                                                 "own: the paper's 9 for Stable Diffusion, 2 for the toy model)")
     p.add_argument("--gen-steps", type=int, default=None, help="denoising steps (default: 25, as the paper)")
     p.add_argument("--out", type=Path, default=Path("pez_eval"), help="folder for eval.json and eval.png")
+    clip_args(p, "toy")
+    p.set_defaults(steps=300, prompt_len=8)  # the toy world needs no more; paper: 3000 and 16
 
 
 def eval_inputs(args: argparse.Namespace) -> tuple[list[Path], dict[str, str] | None]:
     """The target image files and the given prompts keyed by file name, every setting and file checked.
 
-    Needs no model, so ``pez eval`` calls it before any loads (``cli.check_args``) and again in ``run_eval``.
+    Needs no model, so ``pez eval`` calls it before any loads (``main``, after ``common.check_args``) and again
+    in ``run_eval``.
     """
     from ..evaluate import run
     from ..generate.toy import check_settings
@@ -78,6 +84,13 @@ def read_prompts(path: Path) -> dict:
         raise ValueError(f'{what} holds no prompts; add "image file name": "prompt" pairs, or leave --prompts out to '
                          "learn every prompt.")
     return prompts
+
+
+def run(args: argparse.Namespace) -> dict:
+    """``pez eval`` from its flags: the CLIP to optimise against (and the fluency LM) loaded, then ``run_eval``."""
+    config = prepare(args)
+    model, fluency_lm = load_models(args, config)
+    return run_eval(args, model, config, fluency_lm)
 
 
 def run_eval(args: argparse.Namespace, model, config, fluency_lm=None) -> dict:
@@ -126,23 +139,3 @@ def _judge(source: str, pretrained: str | None, device):
     if source == "reference":
         return load_reference_clip(device=str(device))
     return load_clip(source, pretrained, device=str(device))
-
-
-def demo_generation(image, prompt: str, seed: int, save: Path | None) -> dict:
-    """Generate from the demo's learned prompt with the toy model; both similarities and a side-by-side PNG."""
-    try:
-        import diffusers  # noqa: F401
-    except ImportError:
-        return {"generation": "skipped: install pez-hard-prompts[generate] (diffusers) to see the generated picture"}
-    from ..evaluate.grid import save_grid
-    from ..evaluate.metric import image_similarity
-    from ..evaluate.reference import load_reference_clip
-    from ..evaluate.run import Row
-    from ..generate import load_generator
-
-    generated = load_generator("toy").generate(prompt, [seed])
-    judge = load_reference_clip()
-    similarity = float(image_similarity(judge, [image], generated)[0, 0])
-    path = save_grid([Row("target -> generated", prompt, [similarity], generated, image)],
-                     save.with_name(save.stem + "_loop.png") if save else Path("pez_demo.png"))
-    return {"generated_similarity": round(similarity, 6), "picture": str(path)}

@@ -17,11 +17,13 @@ import signal
 import sys
 from pathlib import Path
 
+from .common import ProgressBar, config_from_args, optimiser_args
+
 SYNTHETIC = "synthetic:"
 SYNTHETIC_SIZE = 400  # examples drawn for a synthetic task (seeded): the pool the splits come from
 
 
-def add_parsers(sub, common_method) -> None:
+def add_parsers(sub) -> None:
     from ..lm.task import DEFAULT_TEMPLATE
 
     for name, help_ in (("lm-tune", "learn a prompt that makes a causal LM classify (paper Sec. 5)"),
@@ -49,7 +51,7 @@ def add_parsers(sub, common_method) -> None:
         p.add_argument("--vocabulary", choices=("full", "declared"), default="full",
                        help="tokens the prompt may use: every token, or the words of the model folder's "
                             "pez_vocabulary.txt (default: %(default)s)")
-        common_method(p)
+        optimiser_args(p)
         p.set_defaults(steps=300, prompt_len=8)
 
 
@@ -130,8 +132,6 @@ def run_lm(args: argparse.Namespace) -> dict:
         judge = validation or data
         rows = [{"prompt": p, "accuracy": accuracy(lm, task, p, judge)} for p in ["", *args.prompt]]
         return {"model": lm.name, "examples": len(judge), "rows": rows}
-    from .main import config_from_args
-
     holdout = _labelled(task, args.holdout, f"--holdout {str(args.holdout)!r}") if args.holdout else []
     train, drawn, rest = split(data, args.few_shot, args.seed, bool(args.holdout), f"data {args.data!r}")
     config = config_from_args(args)
@@ -141,7 +141,6 @@ def run_lm(args: argparse.Namespace) -> dict:
 
 
 def _tune(args, lm, task, train, holdout, validation, config) -> dict:
-    from .main import ProgressBar
     from ..lm.objective import accuracy
     from ..lm.tune import tune
 
