@@ -249,7 +249,7 @@ def test_batch_images_are_decoded_at_the_models_size(clip, tmp_path):
 def test_ray_actors_get_absolute_model_paths_and_resolve_the_device_themselves(tmp_path, monkeypatch):
     """What the driver sends each actor works from any folder: a relative model folder becomes absolute, a
     relative weights file too, and the device stays as asked ("auto") for the actor's own machine to resolve."""
-    from pez_nodes.cli.main import build_parser
+    from pez_nodes.cli.dispatch import build_parser
     from pez_nodes.core.clip.loading import TOY_DIR, resolve_device
 
     shutil.copytree(TOY_DIR, tmp_path / "models" / "mine")

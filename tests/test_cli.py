@@ -139,7 +139,7 @@ def test_unexpected_core_exceptions_are_one_line_with_their_type(monkeypatch, ca
 
 
 def test_cli_defaults_are_the_cores():
-    from pez_nodes.cli.main import build_parser
+    from pez_nodes.cli.dispatch import build_parser
     from pez_nodes.comfy import node_bodies
 
     parser, d = build_parser(), PEZConfig()

@@ -3,6 +3,6 @@ script, for an environment whose ``bin/`` is not on PATH)."""
 
 import sys
 
-from .main import main
+from .dispatch import main
 
 sys.exit(main())

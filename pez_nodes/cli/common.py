@@ -1,7 +1,7 @@
 """What every ``pez`` command shares: the model and optimiser flags and their ``PEZConfig``, the up-front
 argument check, the set-up before a CLIP command's work, the progress bar and the exit codes.
 
-Every command module imports this one; it imports none of them (nor ``main``), and the core only through
+Every command module imports this one; it imports none of them (nor ``dispatch``), and the core only through
 ``pez_nodes.core``'s public names, inside the functions that need it (``import pez_nodes.cli`` loads no torch).
 """
 
