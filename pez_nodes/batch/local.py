@@ -28,8 +28,8 @@ def settings_of(config: PEZConfig) -> dict:
 
 def read_images(model, jobs: Sequence[Job]) -> tuple[list, list[Job], dict[str, dict]]:
     """The jobs' images, decoded as the core decodes image files for ``model`` (shrunk to 2x-4x its input
-    size, ``core.images.load_image``), the jobs they belong to, and an error row for each one that is unreadable."""
-    max_side = getattr(model, "image_size", None)  # the size core.api.image_features reads files at
+    size, ``core.load_image``), the jobs they belong to, and an error row for each one that is unreadable."""
+    max_side = getattr(model, "image_size", None)  # the size core.image_features reads files at
     images, ready, errors = [], [], {}
     for job in jobs:
         try:

@@ -26,7 +26,7 @@ def load_model(model: str, device: str = "auto", custom_model: str = "", pretrai
 
     ``options`` (``activation``, ``vocabulary``) go to ``core.load_clip``; left out, its defaults apply.
     ComfyUI's API is unauthenticated, so whatever a workflow names loads with ``load_clip``'s default
-    ``allow_pickle=False``: no pickle is unpickled on the server (``core.loading``'s docstring says how).
+    ``allow_pickle=False``: no pickle is unpickled on the server (``core/clip/loading.py``'s docstring says how).
     """
     unknown = sorted(set(options) - set(NODE_OPTIONS), key=lambda k: k != "allow_pickle")
     if unknown:

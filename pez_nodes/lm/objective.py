@@ -8,7 +8,7 @@ read over the verbalizer's words, give the class distribution. Loss per restart:
 
 The fluency term is the LM's own next-token cross-entropy over the prompt positions (FluentPrompt's, as in
 the official ``prompt_lm/`` code), read from the same forward pass (the LM is causal, so the prompt's logits do
-not depend on the example) and made differentiable by ``core.fluency``'s straight-through token choice.
+not depend on the example) and made differentiable by ``core/optim/fluency.py``'s straight-through token choice.
 The tracked score (``similarity`` in the loop's vocabulary) is the mean probability of the right class over the training examples, in [0, 1], minus λ·F with fluency (so tracking
 ranks the loss's trade-off). Like ``ClipObjective`` it offers what ``loop.optimize_prompt`` needs and nothing
 of the loop knows it is an LM.
@@ -113,7 +113,7 @@ class LMClassificationObjective:
         loss = -right.mean(-1)
         with torch.no_grad():
             score = right.exp().mean(-1) if sample is None else self._full_score(prompt)
-        if self.weight and prompt.shape[1] > 1:  # ranked by the loss's trade-off too (core.fluency.FluentObjective)
+        if self.weight and prompt.shape[1] > 1:  # ranked by the loss's trade-off too (the core's FluentObjective)
             ids, delta = self.fluency.choice(prompt)
             cross_entropy = self.fluency.cross_entropy(prompt_logits, ids, delta)
             loss = loss + self.weight * cross_entropy

@@ -1,8 +1,8 @@
 """What PEZ needs from a frozen text encoder, and how token ids become text features through it.
 
-The optimiser (``loop.py``) only ever talks to a :class:`TextEncoder`: a token embedding table, a
+The optimiser (``optim/loop.py``) only ever talks to a :class:`TextEncoder`: a token embedding table, a
 tokenizer, and a function from a sequence of *embeddings* to text features. Anything that offers
-these — open_clip's CLIP (``backbone.py``), later ComfyUI's own CLIP or a language model — can be
+these — open_clip's CLIP (``clip/backbone.py``), later ComfyUI's own CLIP or a language model — can be
 optimised against without touching the loop.
 """
 
