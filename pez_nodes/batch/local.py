@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..core import PEZConfig, invert_each
-from ..core import load_image
+from ..core import PEZConfig, invert_each, load_image
 from .jobs import Job, sidecar_for
 from .journal import Journal
 

@@ -10,10 +10,7 @@ import inspect
 
 from comfy_api.latest import ComfyExtension, io, ui
 
-from ..core import PEZConfig, load_clip
-from ..core import ACTIVATIONS
-from ..core import VOCABULARIES
-from ..core import METHODS
+from ..core import ACTIVATIONS, METHODS, PEZConfig, VOCABULARIES, load_clip
 from . import host, node_bodies, model_choices, native_text, native_vision, workflow_clip
 from .prompt_syntax import for_text_encode
 

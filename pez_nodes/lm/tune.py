@@ -12,11 +12,8 @@ from typing import Sequence
 
 import torch
 
-from ..core import PEZConfig
-from ..core import PromptFluency
-from ..core import Callback, optimize_prompt
-from ..core import VocabularyProjector
-from ..core import VocabularyFilter, allowed_token_ids
+from ..core import (Callback, PEZConfig, PromptFluency, VocabularyFilter, VocabularyProjector, allowed_token_ids,
+                    optimize_prompt)
 from .load import CausalLM
 from .objective import LMClassificationObjective, accuracy, max_positions
 from .task import Example, Task

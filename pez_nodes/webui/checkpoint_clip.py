@@ -24,8 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core import JointClip, Tower, text_backbone_from_hf
-from ..core import text_backbone_from_open_clip
+from ..core import JointClip, Tower, text_backbone_from_hf, text_backbone_from_open_clip
 from ..model_choices import MATCHING_VISION, TEXT_KIND
 from . import clip_vision
 

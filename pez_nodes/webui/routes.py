@@ -29,8 +29,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core import concat, distill, invert, load_clip
-from ..core import decode_image
+from ..core import concat, decode_image, distill, invert, load_clip
 from . import checkpoint_clip, device, model_choices
 from .limits import Limits
 from .progress import WebuiProgress

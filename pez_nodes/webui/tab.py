@@ -17,8 +17,7 @@ import traceback
 from dataclasses import fields
 from pathlib import Path
 
-from ..core import PEZConfig
-from ..core import METHODS
+from ..core import METHODS, PEZConfig
 from . import clip_vision, device, model_choices, routes
 
 DEFAULTS = {f.name: f.default for f in fields(PEZConfig)}
