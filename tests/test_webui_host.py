@@ -162,7 +162,7 @@ def test_progress_moves_and_interrupt_stops_within_a_step(webui):
     ("/pez/v1/concat", {"texts": ["only one"]}, "two or more"),
     ("/pez/v1/distill", {"text": "a cat", "model": "not-a-clip"}, "is not one of the CLIPs this webui offers"),
     ("/pez/v1/distill", {"text": "a cat", "model": "webui"}, "models/Stable-diffusion"),  # no checkpoint here
-    ("/pez/v1/distill", {"text": "a cat", "device": "gpu"}, "use device \"auto\" (the webui's) or \"cpu\""),
+    ("/pez/v1/distill", {"text": "a cat", "device": "gpu"}, "device 'gpu' cannot run PEZ; use auto, cpu"),
     # what a security review sent (issue 23): every one a 400 with one line, none a traceback or accepted
     ("/pez/v1/distill", {"text": "a cat", "blocklist": 5}, "blocklist=5 must be a string or a list of strings"),
     ("/pez/v1/distill", {"text": "a cat", "bank": 7}, "bank=7 must be a string or a list of strings"),
