@@ -23,6 +23,7 @@ from .device import resolve_device
 from .optim.config import PEZConfig
 from .optim.fluency import FluentObjective, PromptFluency, check_same_tokenizer
 from .optim.greedy_bank import greedy_bank
+from .optim.guided import guided_decode
 from .optim.layout import PromptLayout
 from .optim.loop import Callback, optimize_prompt, optimize_prompts
 from .optim.objective import ClipObjective, GroupedClipObjective
@@ -106,6 +107,7 @@ def optimize(
     layout: PromptLayout | None = None,
     extra_texts: Sequence[str] = (),
     fluency_lm=None,
+    guide_lm=None,
 ) -> PEZResult:
     """Learn a hard prompt whose text feature matches the weighted ``targets`` (Algorithm 1).
 
@@ -118,6 +120,9 @@ def optimize(
 
     ``fluency_lm`` (with ``config.fluency`` > 0) is the causal LM of the fluency term, one that shares the
     model's tokenizer (``pez_nodes.lm.load_lm``; the toy world's is ``toy_lm_small``).
+
+    ``guide_lm`` (with ``config.method="guided"``) is the causal LM that writes the prompt (any tokenizer:
+    ``pez_nodes.lm.load_lm``'s ``CausalLM``, or anything with the members of ``optim.guided.GuideLM``).
     """
     if isinstance(targets, (Target, str)) or not isinstance(targets, Sequence):
         raise ValueError(f"targets must be a list of Target, got {type(targets).__name__}; "
@@ -131,7 +136,11 @@ def optimize(
             objective = _with_fluency(model, objective, projector, config.fluency, fluency_lm)
         offered, notes = _offerable(objective, vocab, allowed, config, extra_texts)
         extra = tuple(Candidate(t, objective.score_text(t), objective.user_tokens(t)) for t in offered)
-        if config.method == "greedy_bank":
+        if config.method == "guided":
+            result = guided_decode(objective, _guide(guide_lm), config.prompt_len, config.beams, config.candidates,
+                                   config.lm_weight, config.start_text or "", config.instruction or "",
+                                   set(allowed.tolist()), vocab.allows_text, callback, config.top_k, extra, model.name)
+        elif config.method == "greedy_bank":
             result = greedy_bank(objective, _bank(model, config), config.prompt_len, set(allowed.tolist()),
                                  config.top_k, vocab.allows_text, callback, extra, model.name)
         else:
@@ -189,6 +198,14 @@ def _report_plain_similarity(result: PEZResult, objective: FluentObjective) -> N
     result.perplexity = math.exp(objective.cross_entropy(result.text))
 
 
+def _guide(lm):
+    """The LM of ``method="guided"``, or one clear error without one."""
+    if lm is None:
+        raise ValueError("method guided needs a language model to write the prompt; give one as guide_lm, e.g. the "
+                         "bundled toy_lm_small or a local transformers folder (GPT-2, Llama, Qwen, Mistral ...).")
+    return lm
+
+
 def _bank(model: ClipBackbone, config: PEZConfig) -> tuple[str, ...]:
     """``greedy_bank``'s phrases: the config's, else the model's declared words (the toy model's 20)."""
     if config.bank is not None:
@@ -244,7 +261,8 @@ def layout_for(model: ClipBackbone, config: PEZConfig) -> PromptLayout:
 
 
 def invert(model: ClipBackbone, images: Sequence[ImageLike | str | Path] | ImageLike | str | Path,
-           config: PEZConfig | None = None, callback: Callback | None = None, fluency_lm=None) -> PEZResult:
+           config: PEZConfig | None = None, callback: Callback | None = None, fluency_lm=None,
+           guide_lm=None) -> PEZResult:
     """One prompt for one or more images (several images: their shared content or style).
 
     ``images`` is a list of paths / PIL images / tensors, or a single one of them; a 4-D tensor or
@@ -253,7 +271,8 @@ def invert(model: ClipBackbone, images: Sequence[ImageLike | str | Path] | Image
     items = _image_list(images)
     if not items:
         raise ValueError("no images were given; give at least one image to invert.")
-    return optimize(model, [Target(image=im) for im in items], config, callback, fluency_lm=fluency_lm)
+    return optimize(model, [Target(image=im) for im in items], config, callback, fluency_lm=fluency_lm,
+                    guide_lm=guide_lm)
 
 
 def invert_each(model: ClipBackbone, images: Sequence[ImageLike | str | Path] | ImageLike,
@@ -271,9 +290,9 @@ def invert_each(model: ClipBackbone, images: Sequence[ImageLike | str | Path] | 
     if not items:
         raise ValueError("no images were given; give at least one image to invert.")
     checked = (config or PEZConfig()).validate(max_prompt_tokens(model))
-    if checked.method == "greedy_bank" or checked.fluency or checked.template is not None:
+    if checked.method in ("greedy_bank", "guided") or checked.fluency or checked.template is not None:
         raise ValueError("per-image batches take a plain prompt and a gradient method without fluency; invert those "
-                         "images one by one for greedy_bank, fluency or a template.")
+                         "images one by one for greedy_bank, guided, fluency or a template.")
     with torch.inference_mode(False):
         run = _set_up(model, checked, True)
         model, config = run.model, run.config
@@ -300,17 +319,17 @@ def _image_list(images) -> list:
 
 
 def distill(model: ClipBackbone, text: str, config: PEZConfig | None = None, callback: Callback | None = None,
-            fluency_lm=None) -> PEZResult:
+            fluency_lm=None, guide_lm=None) -> PEZResult:
     """A short prompt (``prompt_len`` tokens) with the meaning of a long ``text``.
 
     A text longer than the encoder's window is encoded window by window and averaged
     (see :func:`pez_nodes.core.optim.text_encoder.encode_text`), never silently cut.
     """
-    return optimize(model, [Target(text=text)], config, callback, fluency_lm=fluency_lm)
+    return optimize(model, [Target(text=text)], config, callback, fluency_lm=fluency_lm, guide_lm=guide_lm)
 
 
 def concat(model: ClipBackbone, texts: Sequence[str], config: PEZConfig | None = None,
-           callback: Callback | None = None, fluency_lm=None) -> PEZResult:
+           callback: Callback | None = None, fluency_lm=None, guide_lm=None) -> PEZResult:
     """One prompt that composes several prompts (the paper's prompt concatenation, Sec. 4.3).
 
     The targets are the texts' features, equally weighted. The literal join ``"a, b"`` is scored too
@@ -332,6 +351,7 @@ def concat(model: ClipBackbone, texts: Sequence[str], config: PEZConfig | None =
     if len(ids) > window:
         joined = model.decode(ids[:window])
         notes.append(f"the joined prompt has {len(ids)} tokens; cut to the text encoder's {window}-token window.")
-    result = optimize(model, [Target(text=t) for t in texts], config, callback, extra_texts=(joined,), fluency_lm=fluency_lm)
+    result = optimize(model, [Target(text=t) for t in texts], config, callback, extra_texts=(joined,),
+                      fluency_lm=fluency_lm, guide_lm=guide_lm)
     result.notes.extend(notes)
     return result

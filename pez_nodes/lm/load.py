@@ -57,6 +57,34 @@ class CausalLM:
         """Each token's text, lower-case (what the vocabulary filters match)."""
         return [self.tokenizer.decode([i]).strip().lower() for i in range(len(self.tokenizer))]
 
+    # --- what guided decoding reads (``pez_nodes.core``'s ``GuideLM``) ------------------------------------
+    @property
+    def eos_id(self) -> int | None:
+        return self.tokenizer.eos_token_id
+
+    def context_ids(self, instruction: str = "") -> list[int]:
+        """What the LM reads before the prompt: the instruction through the chat template when the tokenizer
+        has one, else its start token (the end token when it has none, as GPT-2 starts) and the instruction."""
+        template = getattr(self.tokenizer, "chat_template", None)
+        if instruction and template:
+            return list(self.tokenizer.apply_chat_template([{"role": "user", "content": instruction}],
+                                                           add_generation_prompt=True, tokenize=True))
+        start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.eos_id
+        return ([start] if start is not None else []) + (self.encode(instruction) if instruction else [])
+
+    @torch.no_grad()
+    def next_log_probs(self, contexts) -> torch.Tensor:
+        """Log-probabilities of the next token after each context ([B, V]; right-padded, one forward pass)."""
+        width = max(len(c) for c in contexts)
+        ids = torch.zeros(len(contexts), width, dtype=torch.long)
+        mask = torch.zeros(len(contexts), width, dtype=torch.long)
+        for i, c in enumerate(contexts):
+            ids[i, : len(c)] = torch.tensor(list(c), dtype=torch.long)
+            mask[i, : len(c)] = 1
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        last = torch.tensor([len(c) - 1 for c in contexts], device=logits.device)
+        return logits[torch.arange(len(contexts), device=logits.device), last].float().log_softmax(-1)
+
 
 def _folder(source: str) -> Path:
     path = BUNDLED.get(source) or Path(source).expanduser()

@@ -43,7 +43,9 @@ class PEZConfig:
         ascii_only: no emoji or non-Latin tokens.
         method: the optimiser (``methods.py``): ``"pez"`` (Algorithm 1, default), the paper's baselines
             ``"autoprompt_sgd"`` and ``"fluentprompt"``, ``"soft"`` (a soft prompt projected once at the end)
-            or ``"greedy_bank"`` (greedily append phrases of ``bank``; ``prompt_len`` is its token budget).
+            , ``"greedy_bank"`` (greedily append phrases of ``bank``; ``prompt_len`` is its token budget) or
+            ``"guided"`` (a language model writes the prompt, CLIP chooses: ``guided.py``; ``prompt_len`` is its
+            token budget).
         beta / beta_end: FluentPrompt's Langevin temperature, decaying geometrically from ``beta`` to
             ``beta_end`` over the steps (official defaults 1 → 1e-4; ``beta=0``: AutoPrompt-SGD).
         bank: the phrases ``greedy_bank`` may append (default: the model's declared vocabulary, e.g. the
@@ -51,6 +53,12 @@ class PEZConfig:
         fluency: λ of the fluency term (``fluency.py``): λ · a causal LM's next-token cross-entropy over the
             prompt is added to the loss, for prompts that read as language (FluentPrompt / the paper's Sec. 5
             use 0.003 with the LM itself; CLIP prompts need an LM on CLIP's tokenizer). 0: off.
+        beams / candidates: ``guided``: beams kept, and continuations each beam proposes per step (VGD: 10 × 10).
+        lm_weight: ``guided``: weight of the LM's mean log-probability against CLIP's similarity (0: CLIP alone
+            picks among the LM's likely tokens; larger: more like the LM's language).
+        start_text: ``guided``: words every prompt starts with (e.g. PEZ's hard prompt or a subject).
+        instruction: ``guided``: what the LM reads before the prompt, not part of it (an instruction-tuned
+            LM's request, through its chat template when it has one).
     """
 
     prompt_len: int = 16
@@ -76,6 +84,11 @@ class PEZConfig:
     beta_end: float = 1e-4
     bank: tuple[str, ...] | None = None
     fluency: float = 0.0
+    beams: int = 10
+    candidates: int = 10
+    lm_weight: float = 0.05
+    start_text: str | None = None
+    instruction: str | None = None
 
     def validate(self, max_prompt_len: int = 75) -> "PEZConfig":
         """Raise one ``ValueError`` naming the first bad setting and its fix; return a normalised copy.
@@ -127,8 +140,20 @@ class PEZConfig:
         if self.fluency and self.method == "greedy_bank":
             raise ValueError("fluency weights a gradient term and greedy_bank takes no gradient; use method pez, "
                              "autoprompt_sgd, fluentprompt or soft with fluency, or set fluency to 0.")
-        if self.method == "greedy_bank" and self.template is not None:
-            raise ValueError("method greedy_bank builds a free prompt and takes no template; remove the template.")
+        if self.method in ("greedy_bank", "guided") and self.template is not None:
+            raise ValueError(f"method {self.method} builds a free prompt and takes no template; remove the template.")
+        _int_in("beams", self.beams, 1, 64, "beams kept by guided decoding")
+        _int_in("candidates", self.candidates, 1, 256, "continuations per beam and step")
+        if isinstance(self.lm_weight, bool) or not isinstance(self.lm_weight, (int, float)) \
+                or not math.isfinite(self.lm_weight) or self.lm_weight < 0:
+            raise ValueError(f"lm_weight={self.lm_weight!r} must be a finite number >= 0 (the LM's share of guided's score).")
+        for name in ("start_text", "instruction"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name}={value!r} must be a text or unset.")
+        if self.fluency and self.method == "guided":
+            raise ValueError("fluency weights a gradient term and guided decoding takes no gradient (its LM already "
+                             "writes the prompt); set fluency to 0 or use lm_weight.")
         return self
 
     def to_dict(self) -> dict:

@@ -24,7 +24,8 @@ import math
 
 import torch
 
-METHODS = ("pez", "autoprompt_sgd", "fluentprompt", "soft", "greedy_bank")
+GRADIENT_METHODS = ("pez", "autoprompt_sgd", "fluentprompt", "soft")
+METHODS = (*GRADIENT_METHODS, "greedy_bank", "guided")  # the last two take no gradient (their own modules)
 
 
 class UpdateRule:
@@ -95,4 +96,4 @@ def update_rule(config) -> UpdateRule:
         return SoftPrompt()
     if config.method == "pez":
         return UpdateRule()
-    raise ValueError(f"method {config.method!r} has no update rule; use one of {', '.join(METHODS[:-1])}.")
+    raise ValueError(f"method {config.method!r} has no update rule; use one of {', '.join(GRADIENT_METHODS)}.")
