@@ -18,6 +18,7 @@ from pathlib import Path
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 CLIP_PROMPT_TOKENS = 75  # CLIP's 77-token context less its start and end tokens
+GUIDED_FLAGS = ("beams", "candidates", "lm_weight", "start_text", "instruction")  # guided_args' PEZConfig fields
 
 
 def clip_args(p: argparse.ArgumentParser, default_model: str) -> None:
@@ -25,6 +26,7 @@ def clip_args(p: argparse.ArgumentParser, default_model: str) -> None:
     model_args(p, default_model)
     optimiser_args(p)
     fluency_and_target_args(p)
+    guided_args(p)
 
 
 def model_args(p: argparse.ArgumentParser, default_model: str) -> None:
@@ -65,6 +67,25 @@ def fluency_and_target_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--template", default=None, help="learn only inside a template, e.g. 'a photo of {} in the style of {}'")
     g.add_argument("--slot-len", type=int, default=None, help="tokens per template slot (default: --prompt-len)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def guided_args(p: argparse.ArgumentParser) -> None:
+    """``--method guided``: the LM that writes the prompt and the beam search's settings (the CLIP commands)."""
+    from ..core import PEZConfig
+
+    d = PEZConfig()
+    g = p.add_argument_group("guided decoding (--method guided: a language model writes the prompt, CLIP chooses)")
+    g.add_argument("--lm", default=None, metavar="PATH",
+                   help="the LM: a local transformers folder (GPT-2, Llama, Qwen, Mistral ...) or toy_lm_small / "
+                        "toy_lm_large (default with --model toy: toy_lm_small)")
+    g.add_argument("--beams", type=int, default=d.beams, help="beams kept (default: %(default)s)")
+    g.add_argument("--candidates", type=int, default=d.candidates,
+                   help="continuations each beam proposes per token (default: %(default)s)")
+    g.add_argument("--lm-weight", type=float, default=d.lm_weight,
+                   help="weight of the LM's mean log-probability against CLIP's similarity (default: %(default)s)")
+    g.add_argument("--start-text", default=None, metavar="TEXT", help="words every prompt starts with")
+    g.add_argument("--instruction", default=None, metavar="TEXT",
+                   help="what the LM reads first, not part of the prompt (an instruction-tuned LM's request)")
 
 
 def optimiser_args(p: argparse.ArgumentParser) -> None:
@@ -197,7 +218,8 @@ def config_from_args(args: argparse.Namespace):
                      blocklist=tuple(w for item in args.blocklist for w in item.split(",") if w.strip()),
                      blocklist_substring=args.blocklist_substring, allowlist=allowlist, ascii_only=args.ascii_only,
                      template=getattr(args, "template", None), slot_len=getattr(args, "slot_len", None),
-                     method=args.method, beta=args.beta, beta_end=args.beta_end, bank=bank, fluency=args.fluency)
+                     method=args.method, beta=args.beta, beta_end=args.beta_end, bank=bank, fluency=args.fluency,
+                     **{k: getattr(args, k) for k in GUIDED_FLAGS if hasattr(args, k)})
 
 
 def prepare(args: argparse.Namespace):
@@ -216,23 +238,28 @@ def prepare(args: argparse.Namespace):
 
 
 def load_models(args: argparse.Namespace, config) -> tuple:
-    """``(clip, fluency_lm)``: the fluency LM first (its errors come first), then the CLIP of ``--model``."""
+    """``(clip, lms)``: the language models first (their errors come first) as the core's keyword arguments
+    (``fluency_lm`` with ``--fluency``, ``guide_lm`` with ``--method guided``), then the CLIP of ``--model``."""
     from ..core import load_clip
 
-    lm = fluency_lm(args) if config.fluency else None
+    lms = {}
+    if config.fluency:
+        lms["fluency_lm"] = language_model(args, args.fluency_lm, f"--fluency {args.fluency} needs --fluency-lm PATH")
+    if config.method == "guided":
+        lms["guide_lm"] = language_model(args, args.lm, "--method guided needs --lm PATH")
     with warnings.catch_warnings():  # a guessed activation is a warning in Python; here it is a "note:" line
         warnings.simplefilter("ignore", UserWarning)
         model = load_clip(args.model, args.pretrained, device=args.device, activation=args.activation,
                           vocabulary=args.vocabulary)
-    return model, lm
+    return model, lms
 
 
-def fluency_lm(args: argparse.Namespace):
-    """The fluency term's LM: ``--fluency-lm``, or the toy world's own for the bundled toy model."""
+def language_model(args: argparse.Namespace, source: str | None, missing: str):
+    """An LM of ``--fluency-lm`` / ``--lm``, or the toy world's own for the bundled toy model."""
     from ..lm.load import default_fluency_lm, load_lm
 
-    source = args.fluency_lm or default_fluency_lm(args.model.strip())
+    source = source or default_fluency_lm(args.model.strip())
     if source is None:
-        raise ValueError(f"--fluency {args.fluency} needs --fluency-lm PATH: a causal LM trained on CLIP's tokenizer "
-                         "(a transformers folder).")
+        raise ValueError(f"{missing}: a causal LM (a transformers folder; for --fluency one trained on CLIP's "
+                         "tokenizer).")
     return load_lm(source, device=args.device)

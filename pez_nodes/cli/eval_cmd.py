@@ -87,13 +87,13 @@ def read_prompts(path: Path) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    """``pez eval`` from its flags: the CLIP to optimise against (and the fluency LM) loaded, then ``run_eval``."""
+    """``pez eval`` from its flags: the CLIP to optimise against (and the method's LMs) loaded, then ``run_eval``."""
     config = prepare(args)
-    model, fluency_lm = load_models(args, config)
-    return run_eval(args, model, config, fluency_lm)
+    model, lms = load_models(args, config)
+    return run_eval(args, model, config, lms)
 
 
-def run_eval(args: argparse.Namespace, model, config, fluency_lm=None) -> dict:
+def run_eval(args: argparse.Namespace, model, config, lms: dict | None = None) -> dict:
     """The work behind ``pez eval`` (``model``: the CLIP to optimise against, already loaded)."""
     from .. import core
     from ..evaluate import run
@@ -109,11 +109,11 @@ def run_eval(args: argparse.Namespace, model, config, fluency_lm=None) -> dict:
     if args.distill is not None:
         ratios = [float(r) for r in args.ratios.split(",") if r.strip()]
         rows, timing = run.evaluate_distillation(model, generator, judge, args.distill, seeds, config, ratios,
-                                                 args.guidance, args.gen_steps, log, fluency_lm)
+                                                 args.guidance, args.gen_steps, log, lms)
         scored = rows[1:]
     else:
         rows, timing = run.evaluate_inversion(model, generator, judge, targets, seeds, config, prompts,
-                                              args.guidance, args.gen_steps, log, fluency_lm)
+                                              args.guidance, args.gen_steps, log, lms)
         scored = rows
     args.out.mkdir(parents=True, exist_ok=True)
     picture = save_grid(rows, args.out / "eval.png")

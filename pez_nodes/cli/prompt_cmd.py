@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> dict:
         extra = {"image_words": list(scene.words), "image_caption": scene.caption}
         if not args.json:
             print(f"drew: {scene.caption}" + (f"  (saved to {args.save})" if args.save else ""))
-    model, fluency_lm = load_models(args, config)
+    model, lms = load_models(args, config)
     bar = ProgressBar(not args.quiet)
     previous = signal.signal(signal.SIGINT, bar.interrupt)
     negatives = [Path(i) for i in args.negative_image] + list(args.negative_text)
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> dict:
         if args.command == "concat":
             if args.extra_text or negatives:
                 raise ValueError("concat takes no --text/--negative-* targets; use distill or invert for those.")
-            result = core.concat(model, args.texts, config, bar, fluency_lm=fluency_lm)
+            result = core.concat(model, args.texts, config, bar, **lms)
         else:
             if args.command == "invert":
                 main_targets = [core.Target(image=i) for i in args.images]
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> dict:
                 main_targets = [core.Target(text=args.text)]
             main_targets += [core.Target(text=t) for t in args.extra_text]
             targets = core.with_negatives(main_targets, negatives, args.negative_weight)
-            result = core.optimize(model, targets, config, bar, fluency_lm=fluency_lm)
+            result = core.optimize(model, targets, config, bar, **lms)
     finally:
         signal.signal(signal.SIGINT, previous)
         bar.close()

@@ -120,8 +120,10 @@ def _json_kind(value) -> str:
 def evaluate_inversion(clip, generator, judge, targets: Sequence[tuple[str, object]], seeds: Sequence[int],
                        config: PEZConfig, prompts: dict[str, str] | None = None, guidance: float | None = None,
                        steps: int | None = None, log: Callable[[str], None] = lambda s: None,
-                       fluency_lm=None) -> tuple[list[Row], Timing]:
+                       lms: dict | None = None) -> tuple[list[Row], Timing]:
     """Invert (or take ``prompts[name]``), generate ``seeds``, score against the target with ``judge``.
+
+    ``lms``: the language models the method uses, as the core takes them (``fluency_lm``, ``guide_lm``).
 
     ``prompts`` keys are matched to the targets' names as ``match_prompts`` does; one that names no target is
     an error before anything runs (never a silently learned prompt instead of the given one).
@@ -136,7 +138,7 @@ def evaluate_inversion(clip, generator, judge, targets: Sequence[tuple[str, obje
         start = time.perf_counter()
         prompt = prompts.get(name)
         if prompt is None:
-            prompt = invert(clip, [image], config, fluency_lm=fluency_lm).text
+            prompt = invert(clip, [image], config, **(lms or {})).text
         timing.invert += time.perf_counter() - start
         start = time.perf_counter()
         images = generator.generate(prompt, seeds, guidance, steps)
@@ -151,7 +153,8 @@ def evaluate_inversion(clip, generator, judge, targets: Sequence[tuple[str, obje
 
 def evaluate_distillation(clip, generator, judge, text: str, seeds: Sequence[int], config: PEZConfig,
                           ratios: Sequence[float] = RATIOS, guidance: float | None = None, steps: int | None = None,
-                          log: Callable[[str], None] = lambda s: None, fluency_lm=None) -> tuple[list[Row], Timing]:
+                          log: Callable[[str], None] = lambda s: None, lms: dict | None = None
+                          ) -> tuple[list[Row], Timing]:
     """Generations of ``text`` vs of its distillations to ``ratio`` × its tokens (Figure 6), pairwise by seed."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("the text to distill is empty; give a prompt.")
@@ -167,7 +170,7 @@ def evaluate_distillation(clip, generator, judge, text: str, seeds: Sequence[int
     for ratio in ratios:
         length = max(1, round(ratio * n_tokens))
         start = time.perf_counter()
-        prompt = distill(clip, text, PEZConfig(**{**config.to_dict(), "prompt_len": length}), fluency_lm=fluency_lm).text
+        prompt = distill(clip, text, PEZConfig(**{**config.to_dict(), "prompt_len": length}), **(lms or {})).text
         timing.invert += time.perf_counter() - start
         start = time.perf_counter()
         images = generator.generate(prompt, seeds, guidance, steps)
