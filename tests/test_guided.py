@@ -127,3 +127,14 @@ def test_an_lm_with_its_own_tokenizer_guides_the_clip_prompt(toy, tmp_path):
     result = distill(toy, "a large red circle on grass", PEZConfig(**GUIDED), guide_lm=lm)
     assert result.text and result.similarity == pytest.approx(
         float(encode_text(toy, result.text) @ encode_text(toy, "a large red circle on grass")), abs=1e-4)
+
+
+def test_the_comfyui_nodes_guide_with_the_connected_lm_or_the_toy_clips_own(toy, small):
+    """PEZ Distill / Invert's bodies (no ComfyUI needed): ``guide_lm`` connected, or toy_lm_small for the toy CLIP."""
+    from pez_nodes.comfy import node_bodies
+
+    config = node_bodies.make_config(prompt_len=16, method="guided", device=toy.device)
+    alone = node_bodies.distill(toy, "a small blue circle on sand", config)
+    connected = node_bodies.distill(toy, "a small blue circle on sand", config, guide_lm=small)
+    assert alone.method == connected.method == "guided" and alone.text == connected.text
+    assert {"blue", "circle"} <= set(alone.text.split())

@@ -77,10 +77,18 @@ def load_lm(model: str, device: str = "auto"):
     return load(model_choices.resolve_lm(model), device=core.resolve_device(device, host=comfy_device()))
 
 
-def _fluency_lm(clip, config: core.PEZConfig, lm):
-    """The connected LM, else the prompt model's own bundled one (the toy CLIP's), when fluency is on."""
-    if not config.fluency or lm is not None:
-        return lm
+def _language_models(clip, config: core.PEZConfig, fluency_lm, guide_lm) -> dict:
+    """The LMs the config's method uses, as the core takes them: each the connected one, else the prompt model's
+    own bundled one (the toy CLIP's toy_lm_small) — ``fluency_lm`` with fluency on, ``guide_lm`` for guided."""
+    lms = {}
+    if config.fluency:
+        lms["fluency_lm"] = fluency_lm if fluency_lm is not None else _bundled_lm(clip)
+    if config.method == "guided":
+        lms["guide_lm"] = guide_lm if guide_lm is not None else _bundled_lm(clip)
+    return lms
+
+
+def _bundled_lm(clip):
     from ..lm.load import default_fluency_lm
 
     name = default_fluency_lm(getattr(clip, "name", ""))
@@ -88,14 +96,14 @@ def _fluency_lm(clip, config: core.PEZConfig, lm):
 
 
 def _run(clip: core.ClipBackbone, targets: Sequence[core.Target], config: core.PEZConfig, node_id,
-         fluency_lm=None) -> core.PEZResult:
+         fluency_lm=None, guide_lm=None) -> core.PEZResult:
     return core.optimize(clip, targets, config, NodeProgress(node_id, config.steps),
-                         fluency_lm=_fluency_lm(clip, config, fluency_lm))
+                         **_language_models(clip, config, fluency_lm, guide_lm))
 
 
 def invert(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZConfig, node_id=None,
            negative_images: torch.Tensor | None = None, negative_text: str = "",
-           negative_weight: float = NEGATIVE_WEIGHT, fluency_lm=None) -> core.PEZResult:
+           negative_weight: float = NEGATIVE_WEIGHT, fluency_lm=None, guide_lm=None) -> core.PEZResult:
     """One prompt for a ComfyUI IMAGE batch ([B, H, W, C], 0..1); optional negatives push it away.
 
     ``negative_weight`` (0..0.95) is the negatives' total weight as a share of the positives' total,
@@ -104,7 +112,7 @@ def invert(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZConfig
     negatives = [] if negative_images is None else list(split_batch(negative_images))
     negatives += [from_text_encode(negative_text)] if negative_text and negative_text.strip() else []
     targets = core.with_negatives([core.Target(image=im) for im in split_batch(images)], negatives, negative_weight)
-    return _run(clip, targets, config, node_id, fluency_lm)
+    return _run(clip, targets, config, node_id, fluency_lm, guide_lm)
 
 
 def invert_each(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZConfig, node_id=None) -> list:
@@ -113,19 +121,19 @@ def invert_each(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZC
 
 
 def distill(clip: core.ClipBackbone, text: str, config: core.PEZConfig, node_id=None,
-            fluency_lm=None) -> core.PEZResult:
+            fluency_lm=None, guide_lm=None) -> core.PEZResult:
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text is empty; connect or type the prompt to distill.")
-    return _run(clip, [core.Target(text=from_text_encode(text))], config, node_id, fluency_lm)
+    return _run(clip, [core.Target(text=from_text_encode(text))], config, node_id, fluency_lm, guide_lm)
 
 
 def concat(clip: core.ClipBackbone, texts: Sequence[str], config: core.PEZConfig, node_id=None,
-           fluency_lm=None) -> core.PEZResult:
+           fluency_lm=None, guide_lm=None) -> core.PEZResult:
     given = [from_text_encode(t) for t in texts if t is not None and t.strip()]
     if len(given) < 2:
         raise ValueError(f"Prompt Concat needs two or more non-empty prompts, got {len(given)}.")
     return core.concat(clip, given, config, NodeProgress(node_id, config.steps),
-                       fluency_lm=_fluency_lm(clip, config, fluency_lm))
+                       **_language_models(clip, config, fluency_lm, guide_lm))
 
 
 def image_similarity(images_a: torch.Tensor, images_b: torch.Tensor, pez_clip=None, clip_vision=None,

@@ -47,7 +47,8 @@ def _optimisation_inputs(prompt_len: int = DEFAULTS.prompt_len) -> list:
                         tooltip="Optional template such as 'a photo of {} in the style of {}': only the {} slots are learned."),
         io.Combo.Input("method", options=list(METHODS), default=DEFAULTS.method, optional=True,
                        tooltip="pez (the paper's Algorithm 1) or one of its baselines: autoprompt_sgd, fluentprompt, "
-                               "soft (projected once at the end), greedy_bank (append phrases of 'bank')."),
+                               "soft (projected once at the end), greedy_bank (append phrases of 'bank'); guided: "
+                               "a language model (guide_lm) writes the prompt and CLIP chooses."),
         io.String.Input("bank", default="", multiline=True, optional=True,
                         tooltip="greedy_bank only: phrases it may append, one a line (empty: the model's own "
                                 "word list, e.g. the toy model's 20 words)."),
@@ -63,6 +64,9 @@ def _fluency_inputs() -> list:
         PEZ_LM.Input("fluency_lm", optional=True,
                      tooltip="From PEZ Load LM: a causal LM trained on CLIP's tokenizer (the toy CLIP's own: "
                              "toy_lm_small, used when nothing is connected)."),
+        PEZ_LM.Input("guide_lm", optional=True,
+                     tooltip="method guided: from PEZ Load LM, the language model that writes the prompt (any "
+                             "tokenizer; the toy CLIP's own toy_lm_small when nothing is connected)."),
     ]
 
 
@@ -236,7 +240,8 @@ class PEZInvert(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, pez_clip, images, fluency_lm=None, mode=node_bodies.INVERT_MODES[0], **widgets) -> io.NodeOutput:
+    def execute(cls, pez_clip, images, fluency_lm=None, guide_lm=None, mode=node_bodies.INVERT_MODES[0],
+                **widgets) -> io.NodeOutput:
         negatives = {k: widgets.pop(k) for k in ("negative_images", "negative_text", "negative_weight") if k in widgets}
         config = _config(pez_clip, **widgets)
         if mode == node_bodies.INVERT_MODES[1]:
@@ -244,7 +249,7 @@ class PEZInvert(io.ComfyNode):
                 raise ValueError("mode 'per image' takes no negatives; use mode 'shared' for them.")
             return _outputs(node_bodies.invert_each(pez_clip, images, config, cls.hidden.unique_id), cls.hidden.unique_id)
         return _outputs([node_bodies.invert(pez_clip, images, config, cls.hidden.unique_id, fluency_lm=fluency_lm,
-                                      **negatives)], cls.hidden.unique_id)
+                                            guide_lm=guide_lm, **negatives)], cls.hidden.unique_id)
 
 
 class PEZDistill(io.ComfyNode):
@@ -262,9 +267,11 @@ class PEZDistill(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, pez_clip, text, prompt_len=node_bodies.DISTILL_PROMPT_LEN, fluency_lm=None, **widgets) -> io.NodeOutput:
+    def execute(cls, pez_clip, text, prompt_len=node_bodies.DISTILL_PROMPT_LEN, fluency_lm=None, guide_lm=None,
+                **widgets) -> io.NodeOutput:
         config = _config(pez_clip, prompt_len=prompt_len, **widgets)
-        return _output(node_bodies.distill(pez_clip, text, config, cls.hidden.unique_id, fluency_lm), cls.hidden.unique_id)
+        return _output(node_bodies.distill(pez_clip, text, config, cls.hidden.unique_id, fluency_lm, guide_lm),
+                       cls.hidden.unique_id)
 
 
 class PEZPromptConcat(io.ComfyNode):
@@ -285,10 +292,11 @@ class PEZPromptConcat(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, pez_clip, text_a, text_b, text_c="", text_d="", fluency_lm=None, **widgets) -> io.NodeOutput:
+    def execute(cls, pez_clip, text_a, text_b, text_c="", text_d="", fluency_lm=None, guide_lm=None,
+                **widgets) -> io.NodeOutput:
         config = _config(pez_clip, **widgets)
         return _output(node_bodies.concat(pez_clip, [text_a, text_b, text_c, text_d], config, cls.hidden.unique_id,
-                                    fluency_lm), cls.hidden.unique_id)
+                                          fluency_lm, guide_lm), cls.hidden.unique_id)
 
 
 class PEZImageSimilarity(io.ComfyNode):
