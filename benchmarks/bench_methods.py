@@ -37,9 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from pez_nodes import toyworld as tw  # noqa: E402
 from pez_nodes.core import PEZConfig, distill, invert, load_clip  # noqa: E402
-from pez_nodes.core.optim.methods import METHODS  # noqa: E402
-
-GRADIENT = [m for m in METHODS if m != "greedy_bank"]
+from pez_nodes.core.optim.methods import GRADIENT_METHODS as GRADIENT, METHODS  # noqa: E402
 LONG_CAPTIONS = (
     (tw.Scene("circle", "red", "large", "grass"), "a photo of a large red circle on a grass background, a big red round "
                                                   "shape lying on green grass"),
