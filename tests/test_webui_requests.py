@@ -101,6 +101,7 @@ def test_only_listed_clips_unless_the_owner_allows_any(tmp_path):
     ({"text": "a", "model": 5}, "model must be a string"),
     ({"text": "a", "template": "x {} " * 5000}, "template is longer than this webui allows"),
     ({"text": "a", "model": "webui"}, "not running inside a webui"),
+    ({"text": "a", "method": "guided"}, "method guided is not offered in the webui yet"),
 ])
 def test_bad_fields_are_one_line(host, body, message):
     with pytest.raises(ValueError, match=message) as e:

@@ -18,11 +18,12 @@ import json
 import re
 from dataclasses import dataclass, field, fields
 
-from ..core import PEZConfig
+from ..core import METHODS, PEZConfig
 from . import checkpoint_clip, clip_vision, model_choices
 from .limits import SETTINGS, Limits
 
 CONFIG_KEYS = {f.name for f in fields(PEZConfig)} - {"device"}
+WEBUI_METHODS = tuple(m for m in METHODS if m != "guided")  # guided needs an LM choice the webui does not list yet
 VISION_KEYS = ("clip_vision", "clip_vision_2")
 KINDS = ("invert", "distill", "concat")
 REQUEST_KEYS = {"images", "text", "texts", "model", "pretrained", "device", *VISION_KEYS} | CONFIG_KEYS
@@ -63,6 +64,10 @@ def parse(kind: str, body, limits: Limits, folder=None, vision_folder=None) -> P
         raise ValueError("compile is not taken from a request (it costs tens of seconds of compilation each time); "
                          "leave it out.")
     config = PEZConfig(**{k: v for k, v in body.items() if k in CONFIG_KEYS}).validate()
+    if config.method not in WEBUI_METHODS:
+        raise ValueError(f"method {config.method} is not offered in the webui yet (it needs a language model, which the "
+                         f"webui does not list); use it from ComfyUI or the pez command, or choose one of "
+                         f"{', '.join(WEBUI_METHODS)}.")
     for name in ("steps", "restarts", "top_k"):
         _at_most(name, getattr(config, name), getattr(limits, f"max_{name}"), f"max_{name}")
     choice = check_model(body, limits, folder, vision_folder)

@@ -17,8 +17,9 @@ import traceback
 from dataclasses import fields
 from pathlib import Path
 
-from ..core import METHODS, PEZConfig
+from ..core import PEZConfig
 from . import clip_vision, device, model_choices, routes
+from .request import WEBUI_METHODS
 
 DEFAULTS = {f.name: f.default for f in fields(PEZConfig)}
 # (field, label, kind, extra): the controls under "Settings", in order; every PEZConfig field a user sets
@@ -31,7 +32,7 @@ CONTROLS = [
     ("lr", "Learning rate", "float", None),
     ("weight_decay", "Weight decay", "float", None),
     ("top_k", "Top-k (project onto one of the k nearest tokens)", "number", None),
-    ("method", "Method", "dropdown", METHODS),
+    ("method", "Method", "dropdown", WEBUI_METHODS),
     ("beta", "FluentPrompt noise β", "float", None),
     ("fluency", "Fluency λ (LM cross-entropy weight; toy CLIP: toy LM)", "float", None),
     ("template", "Template (e.g. 'a photo of {} in the style of {}')", "text", None),
