@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--prompt-len", type=int, default=8, help="PEZ's tokens (guided: its token budget is 16)")
-    ap.add_argument("--fluency", type=float, default=0.1)
+    ap.add_argument("--fluency", type=float, default=0.03, help="λ of pez + fluency (the README's best: 0.03)")
     ap.add_argument("--gen-seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)

@@ -120,13 +120,17 @@ def test_an_lm_with_its_own_tokenizer_guides_the_clip_prompt(toy, tmp_path):
     tokenizer = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=end, bos_token=end, unk_token=end)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64,
                                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id))
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }} {% endfor %}"
+                               "{% if add_generation_prompt %}assistant:{% endif %}")
     model.save_pretrained(tmp_path / "gpt2", safe_serialization=True)
     tokenizer.save_pretrained(tmp_path / "gpt2")
     lm = load_lm(str(tmp_path / "gpt2"))
     assert lm.encode("a red circle") != toy.tokenize("a red circle")  # another tokenizer indeed
-    result = distill(toy, "a large red circle on grass", PEZConfig(**GUIDED), guide_lm=lm)
-    assert result.text and result.similarity == pytest.approx(
-        float(encode_text(toy, result.text) @ encode_text(toy, "a large red circle on grass")), abs=1e-4)
+    assert lm.decode(lm.context_ids("draw it")) == "user: draw it assistant:"  # the instruction, chat-templated
+    for instruction in (None, "draw it"):
+        result = distill(toy, "a large red circle on grass", PEZConfig(**GUIDED, instruction=instruction), guide_lm=lm)
+        assert result.text and result.similarity == pytest.approx(
+            float(encode_text(toy, result.text) @ encode_text(toy, "a large red circle on grass")), abs=1e-4)
 
 
 def test_the_comfyui_nodes_guide_with_the_connected_lm_or_the_toy_clips_own(toy, small):

@@ -62,13 +62,20 @@ class CausalLM:
     def eos_id(self) -> int | None:
         return self.tokenizer.eos_token_id
 
+    @property
+    def max_length(self) -> int:
+        """How many tokens the LM reads (GPT-2: ``n_positions``); unbounded models report a large number."""
+        config = self.model.config
+        return int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 1 << 20)
+
     def context_ids(self, instruction: str = "") -> list[int]:
         """What the LM reads before the prompt: the instruction through the chat template when the tokenizer
         has one, else its start token (the end token when it has none, as GPT-2 starts) and the instruction."""
         template = getattr(self.tokenizer, "chat_template", None)
-        if instruction and template:
-            return list(self.tokenizer.apply_chat_template([{"role": "user", "content": instruction}],
-                                                           add_generation_prompt=True, tokenize=True))
+        if instruction and template:  # as text, then ids: apply_chat_template's tokenized return type varies
+            text = self.tokenizer.apply_chat_template([{"role": "user", "content": instruction}],
+                                                      add_generation_prompt=True, tokenize=False)
+            return list(self.tokenizer.encode(text, add_special_tokens=False))
         start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.eos_id
         return ([start] if start is not None else []) + (self.encode(instruction) if instruction else [])
 

@@ -149,9 +149,8 @@ class LMClassificationObjective:
 
 
 def max_positions(lm: CausalLM) -> int:
-    """How many tokens the LM reads (GPT-2: ``n_positions``); unbounded models report a large number."""
-    config = lm.model.config
-    return int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 1 << 20)
+    """How many tokens the LM reads (``CausalLM.max_length``)."""
+    return lm.max_length
 
 
 @torch.no_grad()

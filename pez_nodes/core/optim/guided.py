@@ -38,6 +38,7 @@ class GuideLM(Protocol):
 
     name: str
     eos_id: int | None
+    max_length: int  # tokens the LM reads at most (its context window)
 
     def context_ids(self, text: str) -> list[int]:
         """The ids the LM reads before the prompt: its start token (if any) and ``text`` (the instruction)."""
@@ -89,7 +90,11 @@ def guided_decode(objective, lm: GuideLM, budget: int, beams: int = 10, candidat
     if first:
         seen[text] = live[0]
     steps, stop_reason, history = 0, "completed", []
-    limit = budget * 4  # LM tokens can be shorter than the encoder's (a word in pieces); never loops forever
+    room = lm.max_length - len(context) - 1
+    if room < 1:
+        raise ValueError(f"the instruction takes {len(context)} of language model {lm.name}'s {lm.max_length} tokens; "
+                         "shorten it.")
+    limit = min(budget * 4, room)  # LM tokens can be shorter than the encoder's (a word in pieces); never past the LM
     while live and steps < limit:
         proposals = _propose(lm, context, live, candidates)
         fresh: dict[str, _Beam] = {}
@@ -113,7 +118,7 @@ def guided_decode(objective, lm: GuideLM, budget: int, beams: int = 10, candidat
         for beam in kept:
             if not _unfinished(beam.text) and (beam.done or beam.text not in seen):
                 seen[beam.text] = beam
-        live = [b for b in kept if not b.done and len(objective.user_tokens(b.text)) < budget]
+        live = [b for b in kept if not b.done and len(objective.user_tokens(b.text)) < budget and len(b.ids) < room]
         scored = [b.similarity for b in kept if b.similarity > -math.inf]
         if not scored:
             continue
