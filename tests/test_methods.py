@@ -22,14 +22,24 @@ from pez_nodes.core.optim.methods import METHODS, FluentPrompt
 PEZ_OVER_SOFT = 0.05
 
 
+def _lms(method: str) -> dict:
+    """The LM a method needs: guided decoding's writer (the toy world's toy_lm_small); none for the others."""
+    if method != "guided":
+        return {}
+    pytest.importorskip("transformers", reason="guided decoding's LM needs transformers: pip install -e '.[lm]'")
+    from pez_nodes.lm.load import load_lm
+
+    return {"guide_lm": load_lm("toy_lm_small")}
+
+
 def _target(seed: int = 0):
     return tw.render(tw.random_scene(random.Random(seed)), size=128, seed=seed)
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_each_method_runs_is_seeded_and_round_trip_exact(toy, method):
-    config = PEZConfig(prompt_len=6, steps=40, seed=3, method=method)
-    first, again = invert(toy, [_target()], config), invert(toy, [_target()], config)
+    config, lms = PEZConfig(prompt_len=6, steps=40, seed=3, method=method), _lms(method)
+    first, again = invert(toy, [_target()], config, **lms), invert(toy, [_target()], config, **lms)
     assert first.method == method and first.text and (first.text, first.similarity) == (again.text, again.similarity)
     assert first.token_ids == toy.tokenize(first.text)  # what was scored is what a user's encoder reads
     pasted = float(encode_text(toy, first.text) @ image_features(toy, [_target()])[0])
@@ -39,11 +49,13 @@ def test_each_method_runs_is_seeded_and_round_trip_exact(toy, method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_each_method_honours_the_blocklist_and_the_allowlist(toy, method):
+    lms = _lms(method)
     blocked = invert(toy, [_target(1)], PEZConfig(prompt_len=6, steps=40, method=method, blocklist=("red", "circle",
-                                                                                                    "large", "grass")))
+                                                                                                    "large", "grass")),
+                     **lms)
     assert not {"red", "circle", "large", "grass"} & set(blocked.text.split())
     words = ("small", "blue", "star", "night", "sand")
-    allowed = invert(toy, [_target(1)], PEZConfig(prompt_len=6, steps=40, method=method, allowlist=words))
+    allowed = invert(toy, [_target(1)], PEZConfig(prompt_len=6, steps=40, method=method, allowlist=words), **lms)
     assert set(allowed.text.split()) <= set(words), allowed.text
 
 

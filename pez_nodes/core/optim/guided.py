@@ -73,8 +73,8 @@ def guided_decode(objective, lm: GuideLM, budget: int, beams: int = 10, candidat
     """Beam search of ``lm``'s continuations scored by ``objective`` (see the module docstring).
 
     ``budget``: the prompt's largest length in the text encoder's tokens. ``allowed``: the text encoder's
-    token ids a prompt may use (None: any). ``callback(step, budget, best_text, best_similarity)`` after each
-    decoded token; returning True stops with the best so far. ``perplexity`` of the result is the guiding
+    token ids a prompt may use (None: any). ``callback(step, most_steps, best_text, best_similarity)`` after
+    each decoded token; returning True stops with the best so far. ``perplexity`` of the result is the guiding
     LM's, ``exp`` of the mean negative log-probability of the prompt's LM tokens.
     """
     start = time.perf_counter()
@@ -130,16 +130,24 @@ def guided_decode(objective, lm: GuideLM, budget: int, beams: int = 10, candidat
     if not seen:
         raise ValueError(f"language model {lm.name} proposed no continuation that fits {budget} tokens and the "
                          "vocabulary controls; raise candidates or prompt_len, or loosen the blocklist / allowlist.")
-    finished = [b for b in seen.values() if b.done]  # sentences the LM ended; else the best cut at the budget
+    return _result(objective, seen, lm_weight, top_k, extra_candidates, steps, time.perf_counter() - start,
+                   stop_reason, history, model_name)
+
+
+def _result(objective, seen: dict[str, _Beam], lm_weight: float, top_k: int, extra_candidates: tuple[Candidate, ...],
+            steps: int, seconds: float, stop_reason: str, history: list, model_name: str) -> PEZResult:
+    """The finished beam with the best score (else the best cut at the budget); a plain extra text (concat's
+    join) replaces it only when its similarity is higher. ``perplexity``: the guiding LM's, of the beam."""
+    finished = [b for b in seen.values() if b.done]  # sentences the LM ended
     ranked = sorted(finished or seen.values(), key=lambda b: -b.score(lm_weight))
     found = [Candidate(b.text, objective.score_text(b.text), objective.user_tokens(b.text)) for b in ranked[:top_k]]
-    best_beam = ranked[0]
-    cands = sorted([*found, *extra_candidates], key=lambda c: -c.similarity)[:top_k] if extra_candidates else found
-    best = cands[0] if extra_candidates and cands[0].similarity > found[0].similarity else found[0]
-    perplexity = math.exp(-best_beam.log_p / max(1, len(best_beam.ids))) if best is found[0] else None
+    best = max([found[0], *extra_candidates], key=lambda c: c.similarity) if extra_candidates else found[0]
+    candidates = [best, *(c for c in [*found, *extra_candidates] if c is not best)][:top_k]
+    beam = ranked[0]
+    perplexity = math.exp(-beam.log_p / max(1, len(beam.ids))) if best is found[0] else None
     return PEZResult(text=best.text, token_ids=list(best.token_ids), similarity=best.similarity, steps=steps,
-                     seconds=time.perf_counter() - start, stop_reason=stop_reason, best_per_restart=[best],
-                     candidates=cands, history=history, model=model_name, method="guided", perplexity=perplexity)
+                     seconds=seconds, stop_reason=stop_reason, best_per_restart=[best], candidates=candidates,
+                     history=history, model=model_name, method="guided", perplexity=perplexity)
 
 
 def _unfinished(text: str) -> bool:
