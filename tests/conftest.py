@@ -30,6 +30,24 @@ def toy_declared():
 
 
 @pytest.fixture(scope="session")
+def toy_lm_small():
+    """The bundled toy LM on CLIP's tokenizer (fluency, LM prompt tuning, guided decoding); needs transformers."""
+    pytest.importorskip("transformers", reason="the toy LMs need transformers: pip install -e '.[lm]'")
+    from pez_nodes.lm.load import load_lm
+
+    return load_lm("toy_lm_small")
+
+
+@pytest.fixture(scope="session")
+def toy_lm_large():
+    """The larger toy LM: a judge (or transfer target) that another LM's prompts were not tuned with."""
+    pytest.importorskip("transformers", reason="the toy LMs need transformers: pip install -e '.[lm]'")
+    from pez_nodes.lm.load import load_lm
+
+    return load_lm("toy_lm_large")
+
+
+@pytest.fixture(scope="session")
 def comfy_model_files(tmp_path_factory):
     """Full-size CLIP files with random weights (``comfy_files``), written once per session (~30 s, 4.5 GB of disk,
     removed when the session ends, passed or not):

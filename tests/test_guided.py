@@ -17,16 +17,6 @@ from pez_nodes.lm.load import load_lm  # noqa: E402
 GUIDED = dict(method="guided", prompt_len=16)  # VGD's 10 beams × 10 candidates, lm_weight 0.05
 
 
-@pytest.fixture(scope="module")
-def small():
-    return load_lm("toy_lm_small")
-
-
-@pytest.fixture(scope="module")
-def large():
-    return load_lm("toy_lm_large")
-
-
 def perplexity(lm, text: str) -> float:
     """``lm``'s perplexity of ``text`` read after its start token (the judge of readability)."""
     ids, context = lm.encode(text), lm.context_ids("")
@@ -39,7 +29,7 @@ def _scenes(n: int, seed: int):
     return [(s, tw.render(s, size=128, seed=500 + i)) for i, s in enumerate(tw.random_scene(rng) for _ in range(n))]
 
 
-def test_guided_prompts_read_far_better_than_pezs_and_find_the_scene(toy, small, large):
+def test_guided_prompts_read_far_better_than_pezs_and_find_the_scene(toy, toy_lm_small, toy_lm_large):
     """5 toy-world images, guided by toy_lm_small, judged by toy_lm_large (a different LM), against PEZ
     (8 tokens, 300 steps, 4 restarts) on the same images.
 
@@ -50,9 +40,9 @@ def test_guided_prompts_read_far_better_than_pezs_and_find_the_scene(toy, small,
     """
     sims, pez_sims, hits, total = [], [], 0, 0
     for i, (scene, image) in enumerate(_scenes(5, seed=0)):
-        guided = invert(toy, [image], PEZConfig(**GUIDED), guide_lm=small)
+        guided = invert(toy, [image], PEZConfig(**GUIDED), guide_lm=toy_lm_small)
         pez = invert(toy, [image], PEZConfig(prompt_len=8, steps=300, seed=i))
-        judged, judged_pez = perplexity(large, guided.text), perplexity(large, pez.text)
+        judged, judged_pez = perplexity(toy_lm_large, guided.text), perplexity(toy_lm_large, pez.text)
         print(f"{scene.caption!r}: guided {guided.text!r} {guided.similarity:.3f} ppl {judged:.1f} | "
               f"pez {pez.text!r} {pez.similarity:.3f} ppl {judged_pez:.3g}")
         assert judged <= judged_pez / 100
@@ -65,10 +55,10 @@ def test_guided_prompts_read_far_better_than_pezs_and_find_the_scene(toy, small,
     assert hits / total >= 0.9
 
 
-def test_guided_similarity_is_the_pasted_texts(toy, small):
+def test_guided_similarity_is_the_pasted_texts(toy, toy_lm_small):
     """Round-trip exact: each candidate's similarity is that of its text as a user's encoder reads it."""
     scene, image = _scenes(1, seed=3)[0]
-    result = invert(toy, [image], PEZConfig(**GUIDED, top_k=3), guide_lm=small)
+    result = invert(toy, [image], PEZConfig(**GUIDED, top_k=3), guide_lm=toy_lm_small)
     feature = image_features(toy, [image])[0]
     assert len(result.candidates) == 3 and result.candidates[0].text == result.text
     for cand in result.candidates:
@@ -76,23 +66,23 @@ def test_guided_similarity_is_the_pasted_texts(toy, small):
         assert cand.token_ids == toy.tokenize(cand.text)
 
 
-def test_guided_obeys_the_blocklist_and_the_negatives(toy, small):
+def test_guided_obeys_the_blocklist_and_the_negatives(toy, toy_lm_small):
     scene = tw.Scene("triangle", "red", "large", "grass")
     image = tw.render(scene, size=128, seed=1)
-    plain = invert(toy, [image], PEZConfig(**GUIDED), guide_lm=small)
+    plain = invert(toy, [image], PEZConfig(**GUIDED), guide_lm=toy_lm_small)
     assert "red" in plain.text.split()
-    blocked = invert(toy, [image], PEZConfig(**GUIDED, blocklist=("red",)), guide_lm=small)
+    blocked = invert(toy, [image], PEZConfig(**GUIDED, blocklist=("red",)), guide_lm=toy_lm_small)
     assert "red" not in blocked.text.lower()
-    pushed = optimize(toy, [Target(image=image), Target(text="red", weight=-1.0)], PEZConfig(**GUIDED), guide_lm=small)
+    pushed = optimize(toy, [Target(image=image), Target(text="red", weight=-1.0)], PEZConfig(**GUIDED), guide_lm=toy_lm_small)
     assert "red" not in pushed.text.split()
 
 
-def test_guided_distills_and_stops_from_the_callback_with_the_best_so_far(toy, small):
-    result = distill(toy, "a small blue circle on sand", PEZConfig(**GUIDED), guide_lm=small)
+def test_guided_distills_and_stops_from_the_callback_with_the_best_so_far(toy, toy_lm_small):
+    result = distill(toy, "a small blue circle on sand", PEZConfig(**GUIDED), guide_lm=toy_lm_small)
     assert {"small", "blue", "circle", "sand"} <= set(result.text.split()) and result.similarity > 0.9
     seen = []
     stopped = distill(toy, "a small blue circle on sand", PEZConfig(**GUIDED),
-                      callback=lambda step, total, text, sim: seen.append(text) or step == 2, guide_lm=small)
+                      callback=lambda step, total, text, sim: seen.append(text) or step == 2, guide_lm=toy_lm_small)
     assert stopped.stop_reason == "callback" and stopped.steps == 2 and stopped.text
 
 
@@ -133,12 +123,12 @@ def test_an_lm_with_its_own_tokenizer_guides_the_clip_prompt(toy, tmp_path):
             float(encode_text(toy, result.text) @ encode_text(toy, "a large red circle on grass")), abs=1e-4)
 
 
-def test_the_comfyui_nodes_guide_with_the_connected_lm_or_the_toy_clips_own(toy, small):
+def test_the_comfyui_nodes_guide_with_the_connected_lm_or_the_toy_clips_own(toy, toy_lm_small):
     """PEZ Distill / Invert's bodies (no ComfyUI needed): ``guide_lm`` connected, or toy_lm_small for the toy CLIP."""
     from pez_nodes.comfy import node_bodies
 
     config = node_bodies.make_config(prompt_len=16, method="guided", device=toy.device)
     alone = node_bodies.distill(toy, "a small blue circle on sand", config)
-    connected = node_bodies.distill(toy, "a small blue circle on sand", config, guide_lm=small)
+    connected = node_bodies.distill(toy, "a small blue circle on sand", config, guide_lm=toy_lm_small)
     assert alone.method == connected.method == "guided" and alone.text == connected.text
     assert {"blue", "circle"} <= set(alone.text.split())

@@ -19,7 +19,6 @@ from pez_nodes.cli import main  # noqa: E402
 from pez_nodes.cli.lm_cmd import split  # noqa: E402
 from pez_nodes.core import PEZConfig  # noqa: E402
 from pez_nodes.lm import synthetic  # noqa: E402
-from pez_nodes.lm.load import load_lm  # noqa: E402
 from pez_nodes.lm.objective import accuracy  # noqa: E402
 from pez_nodes.lm.tune import tune  # noqa: E402
 
@@ -29,17 +28,7 @@ TASK = synthetic.task()
 
 
 @pytest.fixture(scope="module")
-def small():
-    return load_lm("toy_lm_small")
-
-
-@pytest.fixture(scope="module")
-def large():
-    return load_lm("toy_lm_large")
-
-
-@pytest.fixture(scope="module")
-def runs(small):
+def runs(toy_lm_small):
     """(question, seed, fluency) → LMResult: 4-token prompts, 100 steps, 32 training / 32 holdout examples."""
     out = {}
     for q in QUESTIONS:
@@ -47,7 +36,7 @@ def runs(small):
         for seed in SEEDS:
             for fluency in (0.0, 0.003):
                 config = PEZConfig(prompt_len=4, steps=100, seed=seed, fluency=fluency, patience=0, top_k=5)
-                out[q, seed, fluency] = tune(small, TASK, train, holdout, config)
+                out[q, seed, fluency] = tune(toy_lm_small, TASK, train, holdout, config)
     return out
 
 
@@ -55,22 +44,22 @@ def _validation(q: str):
     return synthetic.examples(q, 200, seed=99)
 
 
-def test_the_toy_lms_answer_only_when_told_the_question(small, large):
+def test_the_toy_lms_answer_only_when_told_the_question(toy_lm_small, toy_lm_large):
     """What makes the task worth tuning: with the question's marker the LMs answer (measured 1.0 on all four
     questions, both LMs); with the empty template they sit near chance (measured 0.425–0.69)."""
-    for lm in (small, large):
+    for lm in (toy_lm_small, toy_lm_large):
         for q in synthetic.QUESTIONS:
             val = _validation(q)
             assert accuracy(lm, TASK, q + " :", val) >= 0.95, (lm.name, q)
             assert accuracy(lm, TASK, "", val) <= 0.75, (lm.name, q)
 
 
-def test_tuning_beats_the_empty_template_on_held_out_examples(small, runs):
+def test_tuning_beats_the_empty_template_on_held_out_examples(toy_lm_small, runs):
     """Measured: validation accuracy 1.0 on all 8 runs vs the template's 0.50 (warm colour) / 0.565 (outdoors).
     Threshold: ≥ 0.85 and ≥ template + 0.25 on every question, seed and fluency."""
     for (q, seed, fluency), result in runs.items():
         val = _validation(q)
-        tuned, template = accuracy(small, TASK, result.prompt, val), accuracy(small, TASK, "", val)
+        tuned, template = accuracy(toy_lm_small, TASK, result.prompt, val), accuracy(toy_lm_small, TASK, "", val)
         assert tuned >= 0.85 and tuned >= template + 0.25, (q, seed, fluency, result.prompt, tuned, template)
         assert result.holdout_accuracy is not None and result.holdout_accuracy >= 0.85
 
@@ -84,7 +73,7 @@ def test_fluency_lowers_the_prompts_perplexity(runs):
     assert geo(0.003) <= 0.5 * geo(0.0), (geo(0.0), geo(0.003))
 
 
-def test_a_prompt_tuned_on_the_small_lm_transfers_to_the_large_one(large, runs):
+def test_a_prompt_tuned_on_the_small_lm_transfers_to_the_large_one(toy_lm_large, runs):
     """Transfer (the paper's Table 5 in miniature): the 8 prompts tuned on toy_lm_small, scored on toy_lm_large
     against its empty template. Measured gains: +0.44, +0.44, +0.44, −0.005 (warm colour), +0.11, +0.385, −0.04,
     −0.10 (outdoors); mean +0.21, 5 of 8 above +0.1. As in the paper, transfer is real but uneven (bench_lm.py:
@@ -92,7 +81,7 @@ def test_a_prompt_tuned_on_the_small_lm_transfers_to_the_large_one(large, runs):
     gains = []
     for (q, seed, fluency), result in runs.items():
         val = _validation(q)
-        gains.append(accuracy(large, TASK, result.prompt, val) - accuracy(large, TASK, "", val))
+        gains.append(accuracy(toy_lm_large, TASK, result.prompt, val) - accuracy(toy_lm_large, TASK, "", val))
     assert statistics.fmean(gains) >= 0.1 and sum(g >= 0.1 for g in gains) >= 4, gains
 
 
