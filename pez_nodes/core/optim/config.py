@@ -42,8 +42,8 @@ class PEZConfig:
             list of words separated by commas or spaces.
         ascii_only: no emoji or non-Latin tokens.
         method: the optimiser (``methods.py``): ``"pez"`` (Algorithm 1, default), the paper's baselines
-            ``"autoprompt_sgd"`` and ``"fluentprompt"``, ``"soft"`` (a soft prompt projected once at the end)
-            , ``"greedy_bank"`` (greedily append phrases of ``bank``; ``prompt_len`` is its token budget) or
+            ``"autoprompt_sgd"`` and ``"fluentprompt"``, ``"soft"`` (a soft prompt projected once at the end),
+            ``"greedy_bank"`` (greedily append phrases of ``bank``; ``prompt_len`` is its token budget) or
             ``"guided"`` (a language model writes the prompt, CLIP chooses: ``guided.py``; ``prompt_len`` is its
             token budget).
         beta / beta_end: FluentPrompt's Langevin temperature, decaying geometrically from ``beta`` to
