@@ -98,22 +98,10 @@ def test_guided_needs_an_lm_and_refuses_what_it_cannot_do(toy):
 
 
 def test_an_lm_with_its_own_tokenizer_guides_the_clip_prompt(toy, tmp_path):
-    """A tiny random GPT-2 with its own byte-level BPE (trained here on toy captions): text crosses
-    tokenizers as text, so the prompt is scored as the CLIP tokenizer reads it."""
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
-
-    captions = [s.caption for s in tw.all_scenes()]
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(captions, vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"])
-    end = "<|endoftext|>"
-    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=end, bos_token=end, unk_token=end)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64,
-                                       bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id))
-    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }} {% endfor %}"
-                               "{% if add_generation_prompt %}assistant:{% endif %}")
-    model.save_pretrained(tmp_path / "gpt2", safe_serialization=True)
-    tokenizer.save_pretrained(tmp_path / "gpt2")
+    """A tiny random GPT-2 with its own byte-level BPE and a chat template: text crosses tokenizers as text, so
+    the prompt is scored as the CLIP tokenizer reads it."""
+    _tiny_gpt2(tmp_path / "gpt2", chat_template=("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }} {% endfor %}"
+                                                 "{% if add_generation_prompt %}assistant:{% endif %}"))
     lm = load_lm(str(tmp_path / "gpt2"))
     assert lm.encode("a red circle") != toy.tokenize("a red circle")  # another tokenizer indeed
     assert lm.decode(lm.context_ids("draw it")) == "user: draw it assistant:"  # the instruction, chat-templated
@@ -132,3 +120,39 @@ def test_the_comfyui_nodes_guide_with_the_connected_lm_or_the_toy_clips_own(toy,
     connected = node_bodies.distill(toy, "a small blue circle on sand", config, guide_lm=toy_lm_small)
     assert alone.method == connected.method == "guided" and alone.text == connected.text
     assert {"blue", "circle"} <= set(alone.text.split())
+
+
+def _tiny_gpt2(folder, with_tokenizer: bool = True, chat_template: str | None = None):
+    """A tiny random GPT-2 on its own byte-level BPE (trained here on toy captions), saved as a user's folder."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([s.caption for s in tw.all_scenes()], vocab_size=400, min_frequency=1,
+                            special_tokens=["<|endoftext|>"])
+    end = "<|endoftext|>"
+    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=end, bos_token=end, unk_token=end)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64,
+                                       bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id))
+    tokenizer.chat_template = chat_template
+    model.save_pretrained(folder, safe_serialization=True)
+    if with_tokenizer:
+        tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_bad_lm_folders_get_one_clear_line_each(toy, tmp_path, toy_lm_small):
+    """A folder that is no model, one without a tokenizer, one with only pickled weights, and an instruction
+    for a base model (no chat template): each one ValueError naming the folder or model and the fix."""
+    with pytest.raises(ValueError, match="is not a folder with config.json") as info:
+        load_lm(str(tmp_path / "nowhere"))
+    assert "\n" not in str(info.value)
+    bare = _tiny_gpt2(tmp_path / "no_tokenizer", with_tokenizer=False)
+    with pytest.raises(ValueError, match=r"has no tokenizer .*tokenizer.save_pretrained"):
+        load_lm(str(bare))
+    pickled = _tiny_gpt2(tmp_path / "pickled")
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="has no .safetensors weights"):
+        load_lm(str(pickled))
+    with pytest.raises(ValueError, match=r"'toy_lm_small' has no chat template \(a base model\).*start_text"):
+        distill(toy, "a red circle", PEZConfig(**GUIDED, instruction="Describe it:"), guide_lm=toy_lm_small)

@@ -19,6 +19,7 @@ from ..core import BUNDLED_MODELS, VOCABULARY_FILE, resolve_device
 MODELS = BUNDLED_MODELS
 BUNDLED = {"toy_lm_small": MODELS / "toy_lm_small", "toy_lm_large": MODELS / "toy_lm_large"}
 INSTALL = "pip install 'pez-hard-prompts[lm]' (or: pip install transformers)"
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model")  # fast, GPT-2 BPE, SentencePiece
 FLUENCY_DEFAULTS = {"toy": "toy_lm_small"}  # a prompt model's own fluency LM, used when none is named
 
 
@@ -70,14 +71,20 @@ class CausalLM:
 
     def context_ids(self, instruction: str = "") -> list[int]:
         """What the LM reads before the prompt: the instruction through the chat template when the tokenizer
-        has one, else its start token (the end token when it has none, as GPT-2 starts) and the instruction."""
+        has one (a base model cannot follow one: one clear error), else its start token (the end token when it
+        has none, as GPT-2 starts)."""
         template = getattr(self.tokenizer, "chat_template", None)
-        if instruction and template:  # as text, then ids: apply_chat_template's tokenized return type varies
+        if instruction and not template:
+            raise ValueError(f"language model {self.name!r} has no chat template (a base model), so it cannot follow "
+                             f"the instruction {instruction[:60]!r}; give an instruction-tuned model (its folder with "
+                             "the tokenizer's chat template), or leave instruction empty and seed the prompt with "
+                             "start_text.")
+        if instruction:  # as text, then ids: apply_chat_template's tokenized return type varies
             text = self.tokenizer.apply_chat_template([{"role": "user", "content": instruction}],
                                                       add_generation_prompt=True, tokenize=False)
             return list(self.tokenizer.encode(text, add_special_tokens=False))
         start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.eos_id
-        return ([start] if start is not None else []) + (self.encode(instruction) if instruction else [])
+        return [start] if start is not None else []
 
     @torch.no_grad()
     def next_log_probs(self, contexts) -> torch.Tensor:
@@ -99,6 +106,9 @@ def _folder(source: str) -> Path:
         raise ValueError(f"language model {source!r} is not a folder with config.json; give a local transformers folder "
                          f"(written by save_pretrained, with .safetensors weights and tokenizer files) or one of "
                          f"{', '.join(BUNDLED)}.")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise ValueError(f"language model folder {str(path)!r} has no tokenizer ({', '.join(TOKENIZER_FILES)}); save "
+                         "the model's tokenizer beside it (tokenizer.save_pretrained(folder)).")
     if not any(path.glob("*.safetensors")):
         raise ValueError(f"language model folder {str(path)!r} has no .safetensors weights; convert its weights "
                          "(model.save_pretrained(folder, safe_serialization=True)): pickles are not loaded.")
