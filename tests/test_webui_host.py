@@ -373,6 +373,46 @@ def test_a_clip_in_models_open_clip_is_listed_and_used(webui):
     assert status == 200 and out["prompt"], out
 
 
+def test_guided_decoding_through_the_route_with_the_toy_lm_and_a_listed_folder(webui):
+    """``method="guided"`` on the toy CLIP: toy_lm_small writes the prompt (no ``lm`` named), the similarity is
+    the round-trip one (the prompt's text re-encoded here); a folder of the webui's models/LLM is used by its
+    listed name; an LM given as a path (even that folder's) is a 400 naming the choices; unload frees the LM."""
+    from pez_nodes.core import load_clip
+    from pez_nodes.core.optim.text_encoder import encode_text
+    from pez_nodes.lm.load import BUNDLED
+
+    base, _ = webui
+    text = "a small blue circle on sand"
+    body = {"text": text, "method": "guided", "prompt_len": 8, "beams": 3, "candidates": 4}
+    llm = Path(os.environ[f"{_webui_name(base).upper()}_DIR"]) / "models" / "LLM"
+    made = not llm.exists()
+    name = f"pez_test_{os.getpid()}_lm"
+    try:
+        status, out = call(base, "/pez/v1/distill", body)
+        assert status == 200 and (out["method"], out["lm"], out["model"]) == ("guided", "toy_lm_small", "toy"), out
+        toy = load_clip("toy")
+        want = float(encode_text(toy, out["text"]) @ encode_text(toy, text))
+        assert abs(out["similarity"] - want) < 1e-4 and out["steps"] >= 1 and out["prompt"], (out, want)
+        shutil.copytree(BUNDLED["toy_lm_small"], llm / name)
+        status, mine = call(base, "/pez/v1/distill", {**body, "lm": f"{name}/"})
+        assert status == 200 and mine["lm"] == name and mine["text"] == out["text"], mine  # the same weights
+        for lm in (str(llm / name), str(BUNDLED["toy_lm_small"]), f"../LLM/{name}/", "gpt2"):
+            status, refused = call(base, "/pez/v1/distill", {**body, "lm": lm})
+            assert status == 400 and "\n" not in refused["error"], refused
+            assert refused["error"].startswith(f"lm {lm!r} is not one of the language models this webui offers "
+                                               f"('toy_lm_small', 'toy_lm_large', "), refused
+            assert f"'{name}/'" in refused["error"], refused
+        image = _png(tw.Scene("star", "blue", "small", "night"))
+        status, refused = call(base, "/pez/v1/invert", {**body, "images": [image], "fluency": 0.1})
+        assert status == 400 and "guided decoding takes no gradient" in refused["error"], refused
+        assert call(base, "/pez/v1/unload", {}) == (200, {"unloaded": ["toy", name]})
+    finally:
+        shutil.rmtree(llm / name, ignore_errors=True)
+        if made:
+            shutil.rmtree(llm, ignore_errors=True)
+        call(base, "/pez/v1/unload", {})
+
+
 def test_install_py_runs_under_the_webuis_own_installer_and_changes_nothing(webui, request):
     """``launch_utils.run_extension_installer`` (what the webui runs for every extension at start): our
     install.py finds everything installed and leaves the webui's packages (torch, open_clip 2.20.0) as they are."""
@@ -484,3 +524,24 @@ def test_pez_tab_bad_input_is_one_line_in_the_result_box(page):
     page.locator("#pez_learn_invert").click()  # no image uploaded
     info = _wait_value(page, "#pez_info", lambda v: v.startswith("Error"), timeout_s=60)
     assert info == "Error: images is missing or empty; give a list of base64 images (PNG, JPEG or WebP bytes)."
+
+
+def test_pez_tab_offers_guided_with_its_language_model(page):
+    """Method guided chosen under "More settings": the LM dropdown and guided's settings appear (hidden for the
+    other methods), and Learn writes the prompt with toy_lm_small."""
+    page.locator("#pez_tab_distill-button, button:has-text('Distill')").first.click()
+    page.locator("#pez_text textarea").fill("a small blue circle on sand")
+    page.locator("#pez_prompt_len input[type=number]").fill("8")
+    page.get_by_text("More settings (the paper's defaults)").click()
+    assert not page.locator("#pez_lm").is_visible()
+    page.locator("#pez_method input").click()
+    page.locator("#pez_method input").fill("guided")
+    page.keyboard.press("Enter")
+    page.locator("#pez_lm").wait_for(state="visible", timeout=30_000)
+    assert page.locator("#pez_lm input").input_value() == "toy_lm_small"
+    page.locator("#pez_beams input").fill("3")
+    page.locator("#pez_candidates input").fill("4")
+    page.locator("#pez_learn_distill").click()
+    info = _wait_value(page, "#pez_info", lambda v: v.startswith(("similarity", "Error")), timeout_s=120)
+    assert info.startswith("similarity") and "completed" in info, info
+    assert {"circle", "sand"} <= set(page.locator("#pez_prompt textarea").input_value().split())

@@ -30,6 +30,52 @@ def test_listed_clips_are_the_toy_the_folders_files_and_the_presets(tmp_path):
     assert mine.image_size == toy.image_size and mine.token_embedding.equal(toy.token_embedding)
 
 
+def test_listed_lms_are_the_bundled_ones_and_the_folders_with_a_config(tmp_path):
+    """``models/LLM``: each folder holding a config.json (nested ones by their path), never a folder without
+    one nor a file; a request's choice resolves only to the bundled LMs or those folders."""
+    from pez_nodes.lm.load import BUNDLED
+
+    folder = model_choices.lm_folder(tmp_path)
+    assert folder == tmp_path / "LLM" and model_choices.lm_choices(folder) == ["toy_lm_small", "toy_lm_large"]
+    for name in ("writer", "org/big", "empty", "weights_only"):
+        (folder / name).mkdir(parents=True)
+    (folder / "writer" / "config.json").write_text("{}")
+    (folder / "org" / "big" / "config.json").write_text("{}")
+    (folder / "weights_only" / "model.safetensors").write_bytes(b"")
+    (folder / "config.json").write_text("{}")  # the folder itself is no choice
+    (folder / "notes.txt").write_text("not a model")
+    (folder / "loose.safetensors").write_bytes(b"")
+    (folder / "dir_config" / "config.json").mkdir(parents=True)  # a folder named config.json is no config
+    assert model_choices.lm_choices(folder) == ["toy_lm_small", "toy_lm_large", "org/big/", "writer/"]
+    assert model_choices.resolve_lm("writer/", folder) == str(folder / "writer")
+    assert model_choices.resolve_lm("toy_lm_large", folder) == "toy_lm_large" and "toy_lm_large" in BUNDLED
+    for bad in ("writer", "empty/", "notes.txt", "../LLM/writer/", str(folder / "writer"), "", None, 3):
+        with pytest.raises(ValueError, match=r"is not one of the language models this webui offers \('toy_lm_small', "
+                                             r"'toy_lm_large', 'org/big/', 'writer/'\)") as e:
+            model_choices.resolve_lm(bad, folder)
+        assert "\n" not in str(e.value)
+    assert model_choices.default_lm(TOY) == model_choices.default_lm("toy") == model_choices.default_lm(None) \
+        == "toy_lm_small"
+    assert model_choices.default_lm("mine/") is None and model_choices.default_lm(CHECKPOINT) is None
+
+
+def test_tab_sends_the_lm_and_guideds_settings_only_with_guided():
+    values = {name: tab.DEFAULTS[name] if control not in ("text", "lines") else ""
+              for name, _, control, _ in tab.CONTROLS}
+    assert [name for name, *_ in tab.CONTROLS][-len(tab.GUIDED):] == list(tab.GUIDED)  # built beside the LM choice
+    plain = tab.request_body("distill", TOY, "", "a red circle", *values.values(), lm="toy_lm_large")
+    assert not {"lm", *tab.GUIDED} & set(plain)
+    values.update(method="guided", beams=4.0, instruction="Describe:", lm_weight=0.1)
+    guided = tab.request_body("distill", TOY, "", "a red circle", *values.values(), lm="toy_lm_large")
+    assert (guided["lm"], guided["beams"], guided["candidates"], guided["lm_weight"]) == ("toy_lm_large", 4, 10, 0.1)
+    assert guided["instruction"] == "Describe:" and "start_text" not in guided  # empty: the core's default
+    from pez_nodes.webui.limits import Limits
+    from pez_nodes.webui.request import parse
+
+    request = parse("distill", guided, Limits())
+    assert (request.lm, request.config.method, request.config.beams) == ("toy_lm_large", "guided", 4)
+
+
 def test_tab_request_matches_the_routes_fields(tmp_path):
     """The tab's controls are PEZConfig fields, and empty text controls fall back to the core's defaults; its
     uploads travel as their bytes (base64), as a request's images do."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import shutil
 import threading
 import time
 
@@ -101,12 +102,98 @@ def test_only_listed_clips_unless_the_owner_allows_any(tmp_path):
     ({"text": "a", "model": 5}, "model must be a string"),
     ({"text": "a", "template": "x {} " * 5000}, "template is longer than this webui allows"),
     ({"text": "a", "model": "webui"}, "not running inside a webui"),
-    ({"text": "a", "method": "guided"}, "method guided is not offered in the webui yet"),
+    # method guided: its LM only from the list (never a path), its fields bounded, the core's refusals as they are
+    ({"text": "a", "method": "guided", "lm": "/tmp/x"},
+     r"^lm '/tmp/x' is not one of the language models this webui offers \('toy_lm_small', 'toy_lm_large'\); "
+     r"choose one of them, or put a transformers folder .* in the webui's models/LLM and refresh\.$"),
+    ({"text": "a", "method": "guided", "lm": "../LLM/x/"}, r"lm '\.\./LLM/x/' is not one of the language models"),
+    ({"text": "a", "method": "guided", "lm": "gpt2"}, r"lm 'gpt2' is not one of the language models"),
+    ({"text": "a", "lm": "/etc"}, "lm '/etc' is not one of the language models"),  # checked whatever the method
+    ({"text": "a", "method": "guided", "lm": 5}, "lm must be a string"),
+    ({"text": "a", "method": "guided", "beams": 33}, r"beams is 33, more than this webui allows \(32\)"),
+    ({"text": "a", "method": "guided", "beams": 0}, "beams=0 is out of range"),
+    ({"text": "a", "method": "guided", "candidates": 65}, r"candidates is 65, more than this webui allows \(64\)"),
+    ({"text": "a", "method": "guided", "lm_weight": 10.5}, r"lm_weight=10.5 is more than this webui allows \(10\)"),
+    ({"text": "a", "method": "guided", "lm_weight": float("inf")}, "lm_weight=inf must be a finite number >= 0"),
+    ({"text": "a", "method": "guided", "lm_weight": -1}, "lm_weight=-1 must be a finite number >= 0"),
+    ({"text": "a", "method": "guided", "instruction": "x" * 501}, r"instruction has 501 characters, more than this "
+                                                                     r"webui takes \(500\)"),
+    ({"text": "a", "method": "guided", "start_text": "x" * 501}, "start_text has 501 characters"),
+    ({"text": "a", "method": "guided", "fluency": 0.1}, "guided decoding takes no gradient"),
+    ({"text": "a", "method": "guided", "template": "a photo of {}"},
+     "method guided builds a free prompt and takes no template"),
 ])
 def test_bad_fields_are_one_line(host, body, message):
     with pytest.raises(ValueError, match=message) as e:
         routes.run("distill", body)
     assert "\n" not in str(e.value)
+
+
+def test_guided_is_accepted_with_a_listed_lm_and_needs_one_for_another_clip(tmp_path):
+    folder, lm_folder = tmp_path / "open_clip", tmp_path / "LLM"
+    (folder / "mine").mkdir(parents=True)
+    (folder / "mine" / "open_clip_config.json").write_text("{}")
+    (lm_folder / "writer").mkdir(parents=True)
+    (lm_folder / "writer" / "config.json").write_text("{}")
+    strict = limits.Limits()
+    guided = {"text": "a", "method": "guided", "beams": 32, "candidates": 64, "lm_weight": 10, "instruction": "x" * 500}
+    request = parse("distill", guided, strict, folder, None, lm_folder)
+    assert (request.lm, request.config.method, request.config.beams) == ("toy_lm_small", "guided", 32)  # toy: its LM
+    for name in ("toy_lm_large", "writer/"):
+        assert parse("distill", {**guided, "lm": name, "model": "mine/"}, strict, folder, None, lm_folder).lm == name
+    assert parse("distill", {"text": "a", "lm": "toy_lm_large"}, strict).lm is None  # used by guided only
+    with pytest.raises(ValueError, match=r"^method guided needs a language model for this CLIP: set lm to one of "
+                                         r"'toy_lm_small', 'toy_lm_large', 'writer/' \(") as e:
+        parse("distill", {"text": "a", "method": "guided", "model": "mine/"}, strict, folder, None, lm_folder)
+    assert "\n" not in str(e.value)
+    for name in (str(lm_folder / "writer"), "writer", "writer/../writer/", str(tmp_path)):
+        with pytest.raises(ValueError, match=r"is not one of the language models this webui offers \('toy_lm_small', "
+                                             r"'toy_lm_large', 'writer/'\)"):
+            parse("distill", {**guided, "lm": name}, limits.Limits(allow_any_model=True), folder, None, lm_folder)
+
+
+class InterruptedAt(State):
+    """A webui state whose Interrupt is pressed when the progress reaches ``step``."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.at = step
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name == "sampling_step" and value == getattr(self, "at", None):
+            self.interrupt()
+
+
+def test_a_guided_run_writes_the_prompt_with_its_lm_and_reports_its_similarity(host, toy, tmp_path):
+    """A guided distill through the route: the toy CLIP's own toy_lm_small by default, the round-trip
+    similarity, one progress step per decoded token, the LM cached beside the CLIP and freed with it; a folder
+    of models/LLM is used by its listed name; the webui's Interrupt stops it within a token."""
+    from pez_nodes.core.optim.text_encoder import encode_text
+    from pez_nodes.lm.load import BUNDLED
+
+    pytest.importorskip("transformers", reason="guided decoding's LM needs transformers: pip install -e '.[lm]'")
+    routes.unload()
+    state = host
+    text = "a small blue circle on sand"
+    body = {"text": text, "method": "guided", "prompt_len": 8, "beams": 3, "candidates": 4}
+    out = routes.run("distill", body)
+    assert (out["method"], out["lm"], out["model"]) == ("guided", "toy_lm_small", "toy"), out
+    want = float(encode_text(toy, out["text"]) @ encode_text(toy, text))
+    assert abs(out["similarity"] - want) < 1e-5 and {"circle", "sand"} <= set(out["text"].split()), (out, want)
+    assert state.sampling_step == out["steps"] >= 1 and state.textinfo.startswith(f"PEZ {out['steps']}/")
+    assert routes.unload() == {"unloaded": ["toy", "toy_lm_small"]} and not routes._lms
+
+    routes.HOST.lm_folder = tmp_path / "LLM"
+    shutil.copytree(BUNDLED["toy_lm_small"], tmp_path / "LLM" / "mine")
+    again = routes.run("distill", {**body, "lm": "mine/"})
+    assert (again["lm"], again["text"], again["similarity"]) == ("mine", out["text"], out["similarity"])  # same weights
+
+    stopped = InterruptedAt(2)
+    routes.HOST.state = stopped
+    cut = routes.run("distill", {**body, "lm": "mine/"})
+    assert cut["stop_reason"] == "interrupted" and cut["steps"] == 2 and cut["text"], cut
+    assert routes.unload() == {"unloaded": ["toy", "mine"]}
 
 
 def test_images_are_decoded_inside_the_run_at_the_models_size(host, monkeypatch):

@@ -3,7 +3,9 @@
 
 Nothing a request says reaches the server's file system or the model hub unless the owner allows other
 sources: ``model`` is one of the CLIPs the PEZ tab lists, ``clip_vision`` one of the files listed in
-``models/clip_vision``, and an image is the bytes of a PNG / JPEG / WebP / BMP / GIF / TIFF, never a path.
+``models/clip_vision``, ``lm`` (``method="guided"``'s language model) one of the bundled toy LMs or a folder
+listed in ``models/LLM`` (always: "any CLIP" in Settings does not extend to LMs), and an image is the bytes
+of a PNG / JPEG / WebP / BMP / GIF / TIFF, never a path.
 Images stay compressed until the run holds the webui (their pixel count is read from the header here), so a
 queued request holds its bytes, never full-size pixels. Every refusal is one ``ValueError`` line (a 400)
 that names the field and the fix, and never echoes a payload.
@@ -23,11 +25,13 @@ from . import checkpoint_clip, clip_vision, model_choices
 from .limits import SETTINGS, Limits
 
 CONFIG_KEYS = {f.name for f in fields(PEZConfig)} - {"device"}
-WEBUI_METHODS = tuple(m for m in METHODS if m != "guided")  # guided needs an LM choice the webui does not list yet
+WEBUI_METHODS = tuple(METHODS)
 VISION_KEYS = ("clip_vision", "clip_vision_2")
 KINDS = ("invert", "distill", "concat")
-REQUEST_KEYS = {"images", "text", "texts", "model", "pretrained", "device", *VISION_KEYS} | CONFIG_KEYS
-TEXT_FIELDS = ("model", "pretrained", "device", *VISION_KEYS)
+REQUEST_KEYS = {"images", "text", "texts", "model", "pretrained", "device", "lm", *VISION_KEYS} | CONFIG_KEYS
+TEXT_FIELDS = ("model", "pretrained", "device", "lm", *VISION_KEYS)
+# guided decoding's bounds in a request (each step scores beams × candidates texts)
+MAX_BEAMS, MAX_CANDIDATES, MAX_LM_WEIGHT, MAX_GUIDE_CHARS = 32, 64, 10.0, 500
 IMAGE_FORMATS = ["PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"]  # what Pillow may parse from the network
 MAX_TEXTS = 64
 SETTING = "Settings → PEZ"
@@ -41,18 +45,20 @@ class PEZRequest:
     config: PEZConfig
     model: dict  # model, pretrained, clip_vision, clip_vision_2, as load_model reads them
     device: str | None
+    lm: str | None = None  # method guided: one of model_choices.lm_choices
     images: list[bytes] = field(default_factory=list)
     text: str | None = None
     texts: list[str] | None = None
 
 
-def parse(kind: str, body, limits: Limits, folder=None, vision_folder=None) -> PEZRequest:
-    """``body`` (parsed JSON) as a :class:`PEZRequest`, or one ``ValueError`` line."""
+def parse(kind: str, body, limits: Limits, folder=None, vision_folder=None, lm_folder=None) -> PEZRequest:
+    """``body`` (parsed JSON) as a :class:`PEZRequest`, or one ``ValueError`` line. ``folder``,
+    ``vision_folder``, ``lm_folder``: the webui's ``models/open_clip``, ``models/clip_vision``, ``models/LLM``."""
     if not isinstance(body, dict):
         raise ValueError("the request body must be a JSON object, e.g. {\"text\": \"a cat\"}.")
     unknown = sorted(set(body) - REQUEST_KEYS)
     if unknown:
-        raise ValueError(f"unknown field(s) {unknown[:5]}; known: images/text/texts, model, pretrained, device, "
+        raise ValueError(f"unknown field(s) {unknown[:5]}; known: images/text/texts, model, pretrained, device, lm, "
                          f"clip_vision(_2) and PEZConfig's fields ({', '.join(sorted(CONFIG_KEYS))}).")
     for key in TEXT_FIELDS:
         if body.get(key) is not None and not isinstance(body[key], str):
@@ -64,14 +70,11 @@ def parse(kind: str, body, limits: Limits, folder=None, vision_folder=None) -> P
         raise ValueError("compile is not taken from a request (it costs tens of seconds of compilation each time); "
                          "leave it out.")
     config = PEZConfig(**{k: v for k, v in body.items() if k in CONFIG_KEYS}).validate()
-    if config.method not in WEBUI_METHODS:
-        raise ValueError(f"method {config.method} is not offered in the webui yet (it needs a language model, which the "
-                         f"webui does not list); use it from ComfyUI or the pez command, or choose one of "
-                         f"{', '.join(WEBUI_METHODS)}.")
     for name in ("steps", "restarts", "top_k"):
         _at_most(name, getattr(config, name), getattr(limits, f"max_{name}"), f"max_{name}")
+    check_guided(config)
     choice = check_model(body, limits, folder, vision_folder)
-    request = PEZRequest(kind, config, choice, body.get("device"))
+    request = PEZRequest(kind, config, choice, body.get("device"), lm=check_lm(body, config, choice, lm_folder))
     if kind == "invert":
         images = body.get("images")
         if not isinstance(images, list) or not images:
@@ -122,6 +125,37 @@ def check_model(body: dict, limits: Limits, folder=None, vision_folder=None) -> 
             raise ValueError(f"{key} {_short(choice[key])} is not in this webui's models/clip_vision; choose one of "
                              f"{', '.join(visions[:8])}{', …' if len(visions) > 8 else ''}.")
     return choice
+
+
+def check_guided(config: PEZConfig) -> None:
+    """Guided decoding's fields within a request's bounds (the core has checked their types)."""
+    _at_most("beams", config.beams, MAX_BEAMS)
+    _at_most("candidates", config.candidates, MAX_CANDIDATES)
+    if config.lm_weight > MAX_LM_WEIGHT:
+        raise ValueError(f"lm_weight={config.lm_weight!r} is more than this webui allows ({MAX_LM_WEIGHT:g}); give a "
+                         f"weight from 0 to {MAX_LM_WEIGHT:g} (guided's default: 0.05).")
+    for name in ("start_text", "instruction"):
+        text = getattr(config, name) or ""
+        if len(text) > MAX_GUIDE_CHARS:
+            raise ValueError(f"{name} has {len(text)} characters, more than this webui takes ({MAX_GUIDE_CHARS}); "
+                             "shorten it.")
+
+
+def check_lm(body: dict, config: PEZConfig, choice: dict, lm_folder=None) -> str | None:
+    """The request's ``lm``: checked against the listed LMs whenever given, kept for ``method="guided"`` only
+    (default there: the toy CLIP's toy_lm_small; another CLIP must name one)."""
+    name = body.get("lm")
+    name = name.strip() if isinstance(name, str) and name.strip() else None
+    if name is not None:
+        name = model_choices.check_lm(name, lm_folder)
+    if config.method != "guided":
+        return None
+    name = name or model_choices.default_lm(choice.get("model"))
+    if name is None:
+        listed = ", ".join(repr(c) for c in model_choices.lm_choices(lm_folder)[:8])
+        raise ValueError(f"method guided needs a language model for this CLIP: set lm to one of {listed} (the "
+                         f"bundled toy LMs and the webui's models/{model_choices.LM_FOLDER} folders).")
+    return name
 
 
 def image_bytes(value, index: int, limits: Limits) -> bytes:

@@ -7,8 +7,10 @@ file or folder in the webui's ``models/open_clip``, a preset; ``"webui"``: the l
 encoder(s), with ``"clip_vision"`` / ``"clip_vision_2"`` files from ``models/clip_vision`` for images —
 ``checkpoint_clip.py``), ``"device"`` (``auto``: the webui's own — ``device.py``; ``cpu``, ``cuda``, ``cuda:N``)
 and any ``PEZConfig`` field (``prompt_len``, ``steps``, ``seed``, ...) within the owner's limits
-(``limits.py``; what is checked: ``request.py``). Response: ``{"prompt", "text", "similarity", "steps",
-"stop_reason", "model", "device", "notes"}`` — ``prompt`` is ``text`` (the learned prompt) written for the webuis'
+(``limits.py``; what is checked: ``request.py``); with ``"method": "guided"``, ``"lm"``: the language model that
+writes the prompt, a bundled toy LM or a folder in the webui's ``models/LLM`` (default with the toy CLIP:
+``toy_lm_small``). Response: ``{"prompt", "text", "similarity", "steps", "stop_reason", "model", "method", "lm",
+"device", "notes"}`` — ``prompt`` is ``text`` (the learned prompt) written for the webuis'
 prompt box (:func:`for_webui_prompt`). Bad input is a 400 with ``{"error": "one clear line"}``, a bug a 500 with
 one line (the traceback on the webui's console), and the webui keeps serving.
 
@@ -35,10 +37,12 @@ from .limits import Limits
 from .progress import WebuiProgress
 from .request import VISION_KEYS, PEZRequest, parse
 
-__all__ = ["HOST", "VISION_KEYS", "Job", "configure", "for_webui_prompt", "load_model", "mount", "run", "unload"]
+__all__ = ["HOST", "VISION_KEYS", "Job", "configure", "for_webui_prompt", "load_lm", "load_model", "mount", "run",
+           "unload"]
 
 _models: dict = {}
-_lock = threading.Lock()  # the cached model: held by a run (and the txt2img script) while it uses it
+_lms: dict = {}  # guided decoding's language model, cached as the CLIP is
+_lock = threading.Lock()  # the cached models: held by a run (and the txt2img script) while it uses them
 API_ROUTE = "/sdapi/v1/txt2img"  # the webui's own API: its dependencies are ours
 DEFAULT_MAX_SIDE = 224  # images decoded for a model of unknown input size: short side 448 px or more
 
@@ -52,6 +56,7 @@ class Host:
     models_folder: Path | None = None  # <webui>/models/open_clip
     vision_folder: Path | None = None  # <webui>/models/clip_vision
     limits: object = Limits  # () -> Limits: the owner's Settings → PEZ
+    lm_folder: Path | None = None  # <webui>/models/LLM
 
 
 HOST = Host()
@@ -97,9 +102,22 @@ def load_model(body: dict, target=None):
         key = (source, tag, str(target))
         make = lambda: load_clip(source, tag, device=target)  # noqa: E731
     if key not in _models:
-        _free()  # keep one model in memory
+        _free(_models)  # keep one model in memory
         _models[key] = make()
     return _models[key]
+
+
+def load_lm(choice: str, target):
+    """The language model a checked request names (a choice of ``model_choices.lm_choices``) on ``target``,
+    loaded once and kept while the same one is asked for."""
+    source = model_choices.resolve_lm(choice, HOST.lm_folder)
+    key = (source, str(target))
+    if key not in _lms:
+        from ..lm.load import load_lm as load
+
+        _free(_lms)  # keep one LM in memory
+        _lms[key] = load(source, device=target)
+    return _lms[key]
 
 
 def model_lock():
@@ -108,19 +126,20 @@ def model_lock():
 
 
 def unload() -> dict:
-    """Release the cached model (RAM, and VRAM on a GPU); a ``RuntimeError`` while a run holds it."""
+    """Release the cached CLIP and LM (RAM, and VRAM on a GPU); a ``RuntimeError`` while a run holds them."""
     if not _lock.acquire(blocking=False):
         raise RuntimeError("a PEZ run is using the model; unload after it ends (or interrupt it).")
     try:
-        names = [getattr(m, "name", str(k[0])) for k, m in _models.items()]
-        _free()
+        names = [getattr(m, "name", str(k[0])) for cache in (_models, _lms) for k, m in cache.items()]
+        _free(_models, _lms)
         return {"unloaded": names}
     finally:
         _lock.release()
 
 
-def _free() -> None:
-    _models.clear()
+def _free(*caches: dict) -> None:
+    for cache in caches:
+        cache.clear()
     gc.collect()
     try:
         import torch
@@ -145,7 +164,7 @@ def _trim_heap() -> None:
 def run(kind: str, body, job: Job | None = None) -> dict:
     """One request: check it (400s before waiting), wait for the webui's queue, load (cached), optimise with
     the webui's progress; the result as JSON."""
-    request = parse(kind, body, HOST.limits(), HOST.models_folder, HOST.vision_folder)
+    request = parse(kind, body, HOST.limits(), HOST.models_folder, HOST.vision_folder, HOST.lm_folder)
     target, device_notes = device.pick(request.device)
     job = job or Job()
     state = HOST.state
@@ -153,32 +172,35 @@ def run(kind: str, body, job: Job | None = None) -> dict:
         if job.cancelled.is_set():
             job.finished.set()
             return {"prompt": "", "text": "", "similarity": 0.0, "steps": 0, "stop_reason": "interrupted",
-                    "model": request.model.get("model") or "toy", "device": str(target),
-                    "notes": ["interrupted before it started"]}
+                    "model": request.model.get("model") or "toy", "method": request.config.method, "lm": request.lm,
+                    "device": str(target), "notes": ["interrupted before it started"]}
         job.started.set()
         try:
             if job.on_start is not None:
                 job.on_start()
             with _lock:
                 model = load_model({**request.model, "device": request.device}, target)
+                lm = load_lm(request.lm, target) if request.lm else None
                 with WebuiProgress(state, request.config.steps, stop=job.cancelled.is_set) as progress:
-                    result = _optimise(model, request, progress)
+                    result = _optimise(model, request, progress, lm)
                     stopped = bool(getattr(state, "interrupted", False)) or job.cancelled.is_set()
         finally:
             job.finished.set()
     return {"prompt": for_webui_prompt(result.text), "text": result.text, "similarity": result.similarity,
             "steps": result.steps, "stop_reason": "interrupted" if stopped else result.stop_reason,
-            "model": result.model, "device": str(target), "notes": [*result.notes, *device_notes]}
+            "model": result.model, "method": result.method, "lm": lm.name if lm is not None else None,
+            "device": str(target), "notes": [*result.notes, *device_notes]}
 
 
-def _optimise(model, request: PEZRequest, progress):
+def _optimise(model, request: PEZRequest, progress, lm=None):
+    """The core's run of the request; ``lm``: guided decoding's language model (one step: one decoded token)."""
     if request.kind == "invert":
         side = getattr(model, "image_size", None) or DEFAULT_MAX_SIDE
         images = [decode_image(raw, f"images[{i}]", side) for i, raw in enumerate(request.images)]
-        return invert(model, images, request.config, progress)
+        return invert(model, images, request.config, progress, guide_lm=lm)
     if request.kind == "distill":
-        return distill(model, request.text, request.config, progress)
-    return concat(model, request.texts, request.config, progress)
+        return distill(model, request.text, request.config, progress, guide_lm=lm)
+    return concat(model, request.texts, request.config, progress, guide_lm=lm)
 
 
 def image_field(data: bytes) -> str:
@@ -196,10 +218,12 @@ def api_dependencies(app) -> list | None:
     return None
 
 
-def configure(state, models_folder=None, vision_folder=None, queue_lock=None, limits=None) -> None:
+def configure(state, models_folder=None, vision_folder=None, queue_lock=None, limits=None, lm_folder=None) -> None:
     """What every PEZ run in this webui uses (routes, tab, txt2img script): ``state`` (``shared.state``), the
-    CLIP folders, the webui's ``queue_lock`` and ``limits`` (() -> the owner's ``Limits``)."""
+    CLIP folders, the webui's ``queue_lock``, ``limits`` (() -> the owner's ``Limits``) and the LM folder
+    (default: ``models/LLM`` beside ``models_folder``)."""
     HOST.state, HOST.models_folder, HOST.vision_folder = state, models_folder, vision_folder
+    HOST.lm_folder = lm_folder or (model_choices.lm_folder(Path(models_folder).parent) if models_folder else None)
     if queue_lock is not None:
         HOST.queue_lock = queue_lock
     if limits is not None:

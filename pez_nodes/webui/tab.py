@@ -7,7 +7,8 @@ thread and streams what ``shared.state`` shows while it runs — the webui's pro
 see the same job. The tab asks no more than a request may (the owner's limits, the listed CLIPs), since
 Gradio's own API lets other machines drive it too. Its Interrupt reaches only the run it started (a run
 still waiting for the webui's queue is dropped, a generation in progress is left alone); "Free PEZ's model"
-releases the cached CLIP.
+releases the cached CLIP (and guided decoding's LM). Method guided shows its language model (the bundled toy
+LMs and the webui's ``models/LLM`` folders) and its settings.
 """
 
 from __future__ import annotations
@@ -42,18 +43,27 @@ CONTROLS = [
     ("ascii_only", "ASCII tokens only", "checkbox", None),
     ("bank", "Bank (greedy_bank: phrases, one a line)", "lines", None),
     ("precision", "Precision", "dropdown", ("auto", "fp32", "bf16", "fp16")),
+    # method guided's (last: shown beside the LM choice, only while guided is chosen)
+    ("beams", "Guided: beams kept", "number", None),
+    ("candidates", "Guided: continuations per beam and step", "number", None),
+    ("lm_weight", "Guided: LM weight (against CLIP's similarity)", "float", None),
+    ("start_text", "Guided: start every prompt with", "text", None),
+    ("instruction", "Guided: instruction the LM reads first (not in the prompt)", "text", None),
 ]
 VISIBLE = 4  # prompt_len, steps, seed, restarts: shown; the rest under "More settings"
+GUIDED = ("beams", "candidates", "lm_weight", "start_text", "instruction")  # sent with method guided only
 KINDS = ("invert", "distill", "concat")
 JOBS: dict = {}  # task id (or "last") → the tab's routes.Job, for its Interrupt button
 
 
-def request_body(kind: str, model: str, pretrained: str, source, *values, visions=(), where: str = "auto") -> dict:
+def request_body(kind: str, model: str, pretrained: str, source, *values, visions=(), where: str = "auto",
+                 lm: str | None = None) -> dict:
     """The ``/pez/v1/<kind>`` request the tab's inputs make (empty text fields left out: the core's default).
 
     ``source``: invert — uploaded files (paths, or Gradio 3's temp-file objects); distill — the text;
     concat — the prompts, one a line. ``values`` follow :data:`CONTROLS`. ``visions``: the two CLIP Vision
-    choices (used with the webui's checkpoint). ``where``: the device (``auto``: the webui's).
+    choices (used with the webui's checkpoint). ``where``: the device (``auto``: the webui's). ``lm`` and the
+    :data:`GUIDED` controls are sent only with method guided.
     """
     body: dict = {"model": model or "toy", "device": where or "auto"}
     if pretrained and pretrained.strip():
@@ -75,6 +85,12 @@ def request_body(kind: str, model: str, pretrained: str, source, *values, vision
         if control == "number":
             value = int(value)
         body[name] = value
+    if body.get("method") == "guided":
+        if lm:
+            body["lm"] = lm
+    else:
+        for name in GUIDED:
+            body.pop(name, None)
     return body
 
 
@@ -151,11 +167,15 @@ def _control(gr, name: str, label: str, control: str, extra):
     return gr.Textbox(value="", label=label, lines=3 if control == "lines" else 1, elem_id=f"pez_{name}")
 
 
-def build(state, folder=None, add_send_buttons=None, tasks=None, vision_folder=None):
+def build(state, folder=None, add_send_buttons=None, tasks=None, vision_folder=None, lm_folder=None):
     """The tab's ``gr.Blocks``. ``add_send_buttons(prompt_box)`` (the webui's paste buttons) is called inside
-    it; ``folder`` is the webui's ``models/open_clip``, ``vision_folder`` its ``models/clip_vision``; ``tasks``
-    is the webui's ``modules.progress`` (its progress bar then follows each run, through ``javascript/pez.js``)."""
+    it; ``folder`` is the webui's ``models/open_clip``, ``vision_folder`` its ``models/clip_vision``,
+    ``lm_folder`` its ``models/LLM`` (default: beside ``folder``); ``tasks`` is the webui's ``modules.progress``
+    (its progress bar then follows each run, through ``javascript/pez.js``)."""
     import gradio as gr
+
+    if lm_folder is None and folder is not None:
+        lm_folder = model_choices.lm_folder(Path(folder).parent)
 
     with gr.Blocks(analytics_enabled=False) as tab:
         task_id = gr.Textbox(visible=False, elem_id="pez_task_id")  # set by pez_submit() in javascript/pez.js
@@ -174,8 +194,7 @@ def build(state, folder=None, add_send_buttons=None, tasks=None, vision_folder=N
                                    label=f"CLIP Vision{' 2 (SDXL: one per text encoder)' if i else ''} for "
                                          "the webui checkpoint (models/clip_vision)")
                        for i, key in enumerate(routes.VISION_KEYS)]
-        refresh.click(lambda: [gr.update(choices=model_choices.choices(folder))]
-                      + [gr.update(choices=clip_vision.choices(vision_folder))] * 2, outputs=[model, *visions])
+        guided_at = len(CONTROLS) - len(GUIDED)
         sources = {}
         with gr.Tabs():
             with gr.Tab("Invert", elem_id="pez_tab_invert"):
@@ -188,7 +207,17 @@ def build(state, folder=None, add_send_buttons=None, tasks=None, vision_folder=N
         with gr.Row():  # the ones set every day; the rest folded (defaults: the paper's)
             controls = [_control(gr, *c) for c in CONTROLS[:VISIBLE]]
         with gr.Accordion("More settings (the paper's defaults)", open=False):
-            controls += [_control(gr, *c) for c in CONTROLS[VISIBLE:]]
+            controls += [_control(gr, *c) for c in CONTROLS[VISIBLE:guided_at]]
+            with gr.Row(visible=DEFAULTS["method"] == "guided") as guided_row:  # shown while guided is chosen
+                lms = model_choices.lm_choices(lm_folder)
+                lm = gr.Dropdown(lms, value=lms[0], elem_id="pez_lm",
+                                 label="Guided: language model (bundled, or models/LLM)")
+                controls += [_control(gr, *c) for c in CONTROLS[guided_at:]]
+        method = controls[[c[0] for c in CONTROLS].index("method")]
+        method.change(lambda m: gr.update(visible=m == "guided"), inputs=[method], outputs=[guided_row])
+        refresh.click(lambda: [gr.update(choices=model_choices.choices(folder))]
+                      + [gr.update(choices=clip_vision.choices(vision_folder))] * 2
+                      + [gr.update(choices=model_choices.lm_choices(lm_folder))], outputs=[model, *visions, lm])
         with gr.Row():
             buttons = {k: gr.Button(f"Learn ({k})", variant="primary", elem_id=f"pez_learn_{k}") for k in KINDS}
             stop = gr.Button("Interrupt", elem_id="pez_interrupt")
@@ -202,17 +231,18 @@ def build(state, folder=None, add_send_buttons=None, tasks=None, vision_folder=N
                 add_send_buttons(prompt)
 
         for kind in KINDS:
-            def run(task, model_choice, custom_model, tag, on, vision, vision_2, source, *values, kind=kind):
+            def run(task, model_choice, custom_model, tag, on, vision, vision_2, lm_choice, source, *values, kind=kind):
                 try:
                     body = request_body(kind, (custom_model or "").strip() or model_choice, tag, source, *values,
-                                        visions=(vision, vision_2), where=on)
+                                        visions=(vision, vision_2), where=on, lm=lm_choice)
                 except (TypeError, ValueError) as e:  # e.g. a number box left empty
                     yield "", "", f"Error: a setting is not a number ({e}); fill in every number box."
                     return
                 yield from learn(kind, body, state, tasks=tasks, task_id=task)
 
             buttons[kind].click(run, _js="pez_submit" if tasks is not None else None,
-                                inputs=[task_id, model, custom, pretrained, where, *visions, sources[kind], *controls],
+                                inputs=[task_id, model, custom, pretrained, where, *visions, lm, sources[kind],
+                                        *controls],
                                 outputs=[live, prompt, info])
         stop.click(lambda task: interrupt(state, task), inputs=[task_id], outputs=[])
         free.click(free_model, inputs=[], outputs=[info])
