@@ -143,13 +143,17 @@ def image_similarity(images_a: torch.Tensor, images_b: torch.Tensor, pez_clip=No
     returns (mean, per-pair values)."""
     from ..evaluate.metric import paired_similarity
 
+    sims = paired_similarity(judge(pez_clip, clip_vision, crop), split_batch(images_a), split_batch(images_b)).tolist()
+    return sum(sims) / len(sims), sims
+
+
+def judge(pez_clip=None, clip_vision=None, crop: str = "center"):
+    """The judge of a node that scores images (PEZ Image Similarity, PEZ Pick by Generation): the PEZ CLIP, or the
+    CLIP Vision model as CLIPVisionEncode encodes (``crop``); exactly one of them must be connected."""
     if (pez_clip is None) == (clip_vision is None):
         raise ValueError("connect exactly one judge: a PEZ CLIP (pez_clip) or a CLIP Vision model (clip_vision).")
     if clip_vision is not None:
         from .native_vision import VisionJudge
 
-        judge = VisionJudge(clip_vision, crop)
-    else:
-        judge = pez_clip
-    sims = paired_similarity(judge, split_batch(images_a), split_batch(images_b)).tolist()
-    return sum(sims) / len(sims), sims
+        return VisionJudge(clip_vision, crop)
+    return pez_clip

@@ -11,7 +11,7 @@ import inspect
 from comfy_api.latest import ComfyExtension, io, ui
 
 from ..core import ACTIVATIONS, METHODS, PEZConfig, VOCABULARIES, load_clip
-from . import host, node_bodies, model_choices, native_text, native_vision, workflow_clip
+from . import host, node_bodies, model_choices, native_text, native_vision, pick_body, workflow_clip
 from .prompt_syntax import for_text_encode
 
 PEZ_CLIP = io.Custom("PEZ_CLIP")
@@ -332,7 +332,78 @@ class PEZImageSimilarity(io.ComfyNode):
         return io.NodeOutput(mean, text, ui=ui.PreviewText(f"mean {mean:.4f}\n{text}"))
 
 
-NODES = [PEZLoadCLIP, PEZCLIPFromWorkflow, PEZInvert, PEZDistill, PEZPromptConcat, PEZImageSimilarity, PEZLoadLM]
+class PEZPromptList(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PEZPromptList", display_name="PEZ Prompt List", category=CATEGORY,
+            description="Candidate prompts as a list: nodes downstream (CLIPTextEncode → KSampler → VAE Decode) run "
+                        "once per prompt, and PEZ Pick by Generation keeps the one whose images come closest.",
+            is_input_list=True,
+            inputs=[
+                io.String.Input("text_a", force_input=True, optional=True,
+                                tooltip="A candidate prompt (or a list of them, e.g. PEZ Invert's per-image prompts)."),
+                io.String.Input("text_b", force_input=True, optional=True, tooltip="Another candidate prompt."),
+                io.String.Input("text_c", force_input=True, optional=True, tooltip="Optional third candidate."),
+                io.String.Input("text_d", force_input=True, optional=True, tooltip="Optional fourth candidate."),
+                io.String.Input("lines", multiline=True, default="", optional=True,
+                                tooltip="More candidates, one prompt a line (empty lines are skipped)."),
+            ],
+            outputs=[io.String.Output(display_name="prompts", is_output_list=True,
+                                      tooltip="The non-empty prompts (each once), in order: text_a..text_d, then "
+                                              "lines. Nodes downstream run once per prompt.")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, text_a=None, text_b=None, text_c=None, text_d=None, lines=None) -> io.NodeOutput:
+        prompts = pick_body.prompt_list([t for t in (text_a, text_b, text_c, text_d) if t is not None],
+                                        "\n".join(lines or []))
+        host.show_on_node(cls.hidden.unique_id, "\n".join(f"{i + 1}. {p}" for i, p in enumerate(prompts)))
+        return io.NodeOutput(prompts)
+
+
+class PEZPickByGeneration(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PEZPickByGeneration", display_name="PEZ Pick by Generation", category=CATEGORY,
+            description="Keeps the candidate prompt whose generated images are closest to the target(s), judged by "
+                        "a CLIP: a better CLIP text score need not mean a closer regenerated image.",
+            is_input_list=True,
+            inputs=[
+                io.String.Input("prompts", force_input=True,
+                                tooltip="The candidate prompts, as a list (e.g. PEZ Prompt List)."),
+                io.Image.Input("images", tooltip="The images generated from each prompt: one batch per prompt, in the "
+                                                 "prompts' order (VAE Decode fed by the same prompt list)."),
+                io.Image.Input("target", tooltip="The target image(s) the prompts should regenerate."),
+                PEZ_CLIP.Input("pez_clip", optional=True,
+                               tooltip="Judge with this CLIP (connect this or clip_vision); best a CLIP other than "
+                                       "the one the prompts were learned with."),
+                io.ClipVision.Input("clip_vision", optional=True, tooltip="Judge with this CLIP Vision model."),
+                io.Combo.Input("crop", options=list(native_vision.CROPS), default="center", optional=True,
+                               tooltip="For clip_vision, as in CLIP Vision Encode: center-crop or squash."),
+            ],
+            outputs=[io.String.Output(display_name="prompt", tooltip="The prompt whose images came closest."),
+                     io.Float.Output(display_name="similarity",
+                                     tooltip="Its mean cosine similarity, its images × the targets."),
+                     io.String.Output(display_name="scores", tooltip="Every candidate's score, best first.")],
+            is_output_node=True,
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, prompts=None, images=None, target=None, pez_clip=None, clip_vision=None,
+                crop=None) -> io.NodeOutput:
+        result = pick_body.pick(prompts, images, target, (pez_clip or [None])[0], (clip_vision or [None])[0],
+                                (crop or ["center"])[0])
+        shown = pick_body.ranking_text(result, prompts)
+        host.show_on_node(cls.hidden.unique_id, shown)
+        return io.NodeOutput(result.prompt, result.score, result.table(prompts), ui=ui.PreviewText(shown))
+
+
+NODES = [PEZLoadCLIP, PEZCLIPFromWorkflow, PEZInvert, PEZDistill, PEZPromptConcat, PEZImageSimilarity, PEZLoadLM,
+         PEZPromptList, PEZPickByGeneration]
 
 
 class PEZExtension(ComfyExtension):
