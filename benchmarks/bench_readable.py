@@ -14,8 +14,9 @@ deterministic: one run per picture, repeated for its timing). Columns:
 * ``s``: seconds per prompt (generation not included; best-of-N includes its candidates' generations).
 
 ``best-of-N (gen)`` takes PEZ's ``top_k`` candidates and the guided prompt and keeps the one whose generated
-pictures the judge finds closest to the target (Williams et al. 2024: a better CLIP score need not mean a
-closer regenerated picture).
+pictures the judge finds closest to the target (``pez_nodes.evaluate.pick``; Williams et al. 2024: a better CLIP
+score need not mean a closer regenerated picture). Its ``gen`` is measured on the generations it was chosen by
+(``pez eval --pick-by-generation`` chooses on other seeds than it reports).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     clip, guide, judge_lm = load_clip("toy"), load_lm("toy_lm_small"), load_lm("toy_lm_large")
     from pez_nodes.evaluate.metric import image_similarity
+    from pez_nodes.evaluate.pick import pick_by_generated_images
     from pez_nodes.evaluate.reference import load_reference_clip
     from pez_nodes.generate import load_generator
 
@@ -102,10 +104,10 @@ def main() -> None:
                    time.perf_counter() - t)
             t = time.perf_counter()
             pool = {c.text: c.similarity for c in pez.candidates} | {guided.text: guided.similarity}
-            gens = {text: gen_similarity(picture, text) for text in pool}
-            best = max(gens, key=gens.get)
-            record("best-of-N (gen)", scene, picture, best, pool[best],
-                   pez_seconds + guided_seconds + time.perf_counter() - t, gens[best])
+            best = pick_by_generated_images(judge, list(pool), [picture],
+                                            [generator.generate(text, gen_seeds) for text in pool])
+            record("best-of-N (gen)", scene, picture, best.prompt, pool[best.prompt],
+                   pez_seconds + guided_seconds + time.perf_counter() - t, best.score)
         print(f"{scene.caption!r}: guided {guided.text!r}, {time.time() - start:.0f} s", flush=True)
 
     print(f"\n{'method':24} {'sim':>15} {'recall':>7} {'ppl (judge)':>22} {'gen':>15} {'s':>7}")

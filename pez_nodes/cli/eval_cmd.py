@@ -3,6 +3,7 @@
     pez eval targets/                         # invert each image, generate 5 seeds each, score (toy models)
     pez eval targets/ --prompts prompts.json  # score given prompts instead ({"file name": "prompt"})
     pez eval --distill "a long prompt ..."    # original vs distilled at ratios 0.7 / 0.5 / 0.3 / 0.1
+    pez eval targets/ --pick-by-generation 4  # also keep the best of PEZ's top 4 prompts by what they generate
     pez eval targets/ --model ViT-L-14 --generator /models/sd15 --judge ViT-bigG-14 --judge-pretrained ...
 
 Prints a table (mean ± std over seeds), writes ``eval.json`` and ``eval.png`` (target | prompt |
@@ -27,6 +28,10 @@ def add_parser(sub) -> None:
                                                               "instead of inverting (images without one are inverted; "
                                                               "a key that names no image is an error)")
     p.add_argument("--distill", default=None, metavar="TEXT", help="evaluate distilling TEXT at --ratios instead")
+    p.add_argument("--pick-by-generation", type=int, default=0, metavar="N",
+                   help="best-of-N by generation: generate each of PEZ's N best prompts (on other seeds than "
+                        "--seeds), keep the one whose pictures the judge finds closest, and report it next to the "
+                        "top-1 prompt, both scored on --seeds (0: off; default: %(default)s)")
     p.add_argument("--ratios", default="0.7,0.5,0.3,0.1", help="distillation ratios (default: %(default)s)")
     p.add_argument("--generator", default="toy", help="'toy' (bundled) or a Stable Diffusion diffusers folder / "
                                                       ".safetensors file (default: %(default)s)")
@@ -58,6 +63,10 @@ def eval_inputs(args: argparse.Namespace) -> tuple[list[Path], dict[str, str] | 
         raise ValueError("give a folder of target images, or --distill TEXT (not both).")
     if args.prompts is not None and args.distill is not None:
         raise ValueError("--prompts gives prompts for target images; --distill learns its own, so drop one of them.")
+    run.check_pick(args.pick_by_generation)
+    if args.pick_by_generation and args.distill is not None:
+        raise ValueError("--pick-by-generation chooses among the prompts PEZ learns for target images; --distill has "
+                         "none, so drop one of them.")
     check_settings(args.guidance, args.gen_steps)
     files = run.image_files(args.targets) if args.targets is not None else []
     prompts = None
@@ -113,21 +122,27 @@ def run_eval(args: argparse.Namespace, model, config, lms: dict | None = None) -
         scored = rows[1:]
     else:
         rows, timing = run.evaluate_inversion(model, generator, judge, targets, seeds, config, prompts,
-                                              args.guidance, args.gen_steps, log, lms)
+                                              args.guidance, args.gen_steps, log, lms, pick=args.pick_by_generation)
         scored = rows
     args.out.mkdir(parents=True, exist_ok=True)
-    picture = save_grid(rows, args.out / "eval.png")
+    picture = save_grid(run.grid_rows(rows), args.out / "eval.png")
     report = {"mode": "distill" if args.distill else "invert", "generator": getattr(generator, "name", args.generator),
               "judge": judge.name, "optimised_with": model.name, "seeds": args.seeds,
               "guidance": args.guidance if args.guidance is not None else generator.guidance,
               "gen_steps": args.gen_steps if args.gen_steps is not None else generator.steps, "summary": run.summary(scored), "rows": [r.as_dict() for r in rows],
               "timing": timing.as_dict(), "picture": str(picture)}
+    if args.pick_by_generation:
+        report.update(pick_by_generation=args.pick_by_generation, summary_picked=run.summary(scored, picked=True))
     (args.out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     if not args.json:
         print(run.table(rows))
         s = report["summary"]
         print(f"mean similarity {s['mean']:.4f} ± {s['std']:.4f} over {s['n']} generations; time "
               f"{timing.invert:.1f} s invert, {timing.generate:.1f} s generate, {timing.score:.1f} s score")
+        if args.pick_by_generation:
+            p = report["summary_picked"]
+            print(f"picked by generation (best of {args.pick_by_generation}): mean similarity {p['mean']:.4f} ± "
+                  f"{p['std']:.4f} (top-1: {s['mean']:.4f})")
         print(f"wrote {args.out / 'eval.json'} and {picture}")
     return report
 

@@ -4,10 +4,16 @@ Inversion: for each target image, a prompt (learned by PEZ, or given), ``seeds``
 and the reference CLIP's cosine similarity of each generation to the target; reported as mean ± std
 over seeds and images. Distillation: generations from the original prompt and from prompts distilled to
 ``ratio`` × its token count, scored pairwise (same seed) by the reference CLIP.
+
+Best-of-N by generation (``pick``): PEZ's top-N prompts for an image are each generated on other seeds
+(``pick_seeds``) and the one whose pictures the judge finds closest is kept (``pick.py`` says why); that prompt
+is then generated on the row's ``seeds`` and scored like the top-1 prompt, so the two compare fairly — the choice
+was not made on the generations it is scored with.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import statistics
 import time
@@ -17,6 +23,7 @@ from typing import Callable, Sequence
 
 from ..core import PEZConfig, distill, invert
 from .metric import image_similarity, paired_similarity
+from .pick import pick_by_generated_images
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 RATIOS = (0.7, 0.5, 0.3, 0.1)
@@ -34,23 +41,48 @@ class Timing:
 
 
 @dataclass
+class Picked:
+    """Best-of-N by generation for one target: the prompt kept, its place among the candidates, its generations
+    on the row's seeds and their similarities, and each candidate as (prompt, its CLIP similarity to the target
+    under the model it was learned with, its generations' mean similarity on the seeds it was chosen with)."""
+
+    prompt: str
+    index: int
+    similarities: list[float]
+    candidates: list[tuple[str, float, float]]
+    images: list = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict:
+        return {"prompt": self.prompt, "rank": self.index + 1, "of": len(self.candidates),
+                "similarities": [round(s, 5) for s in self.similarities],
+                "mean": round(statistics.fmean(self.similarities), 5),
+                "candidates": [{"prompt": p, "clip_similarity": round(c, 5), "choice_similarity": round(g, 5)}
+                               for p, c, g in self.candidates]}
+
+
+@dataclass
 class Row:
-    """One prompt's generations and their similarities."""
+    """One prompt's generations and their similarities (and, with best-of-N by generation, the prompt picked)."""
 
     name: str
     prompt: str
     similarities: list[float]
     images: list = field(default_factory=list, repr=False)
     target: object = field(default=None, repr=False)
+    picked: Picked | None = None
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "prompt": self.prompt, "similarities": [round(s, 5) for s in self.similarities],
-                "mean": round(statistics.fmean(self.similarities), 5)}
+        row = {"name": self.name, "prompt": self.prompt, "similarities": [round(s, 5) for s in self.similarities],
+               "mean": round(statistics.fmean(self.similarities), 5)}
+        if self.picked is not None:
+            row["picked"] = self.picked.as_dict()
+        return row
 
 
-def summary(rows: Sequence[Row]) -> dict:
-    """Mean ± std over every (image, seed) pair, and the mean of per-image means."""
-    values = [s for r in rows for s in r.similarities]
+def summary(rows: Sequence[Row], picked: bool = False) -> dict:
+    """Mean ± std over every (image, seed) pair; ``picked``: of the prompts best-of-N by generation kept (a row
+    without a pick, e.g. a given prompt, counts with its own prompt)."""
+    values = [s for r in rows for s in (r.picked.similarities if picked and r.picked else r.similarities)]
     return {"mean": round(statistics.fmean(values), 5), "std": round(statistics.pstdev(values), 5), "n": len(values)}
 
 
@@ -120,10 +152,15 @@ def _json_kind(value) -> str:
 def evaluate_inversion(clip, generator, judge, targets: Sequence[tuple[str, object]], seeds: Sequence[int],
                        config: PEZConfig, prompts: dict[str, str] | None = None, guidance: float | None = None,
                        steps: int | None = None, log: Callable[[str], None] = lambda s: None,
-                       lms: dict | None = None) -> tuple[list[Row], Timing]:
+                       lms: dict | None = None, pick: int = 0, pick_seeds: Sequence[int] | None = None
+                       ) -> tuple[list[Row], Timing]:
     """Invert (or take ``prompts[name]``), generate ``seeds``, score against the target with ``judge``.
 
     ``lms``: the language models the method uses, as the core takes them (``fluency_lm``, ``guide_lm``).
+
+    ``pick`` ≥ 2: best-of-N by generation among PEZ's ``pick`` best distinct prompts (``config.top_k`` raised to
+    it), each generated on ``pick_seeds`` (default: as many seeds, after ``seeds``) and judged against the target;
+    the prompt kept is generated on ``seeds`` and scored as ``Row.picked``. A given prompt is not picked among.
 
     ``prompts`` keys are matched to the targets' names as ``match_prompts`` does; one that names no target is
     an error before anything runs (never a silently learned prompt instead of the given one).
@@ -131,24 +168,74 @@ def evaluate_inversion(clip, generator, judge, targets: Sequence[tuple[str, obje
     from ..core import load_image
 
     prompts = match_prompts(prompts, [name for name, _ in targets]) if prompts is not None else {}
+    check_pick(pick)
+    if pick:
+        config = dataclasses.replace(config, top_k=max(config.top_k, pick))
+        pick_seeds = list(pick_seeds) if pick_seeds is not None else [max(seeds) + 1 + i for i in range(len(seeds))]
     timing, rows = Timing(), []
     for name, image in targets:
         if isinstance(image, (str, Path)):
             image = load_image(image)
         start = time.perf_counter()
-        prompt = prompts.get(name)
+        prompt, candidates = prompts.get(name), []
         if prompt is None:
-            prompt = invert(clip, [image], config, **(lms or {})).text
+            result = invert(clip, [image], config, **(lms or {}))
+            prompt = result.text
+            candidates = _candidates(result, pick) if pick else []
         timing.invert += time.perf_counter() - start
-        start = time.perf_counter()
-        images = generator.generate(prompt, seeds, guidance, steps)
-        timing.generate += time.perf_counter() - start
-        start = time.perf_counter()
-        sims = image_similarity(judge, [image], images)[0].tolist()
-        timing.score += time.perf_counter() - start
-        rows.append(Row(name, prompt, sims, images, image))
+        images, sims = _generate_and_score(generator, judge, image, prompt, seeds, guidance, steps, timing)
+        row = Row(name, prompt, sims, images, image)
+        if candidates:
+            row.picked = _pick(generator, judge, image, row, candidates, seeds, pick_seeds, guidance, steps, timing)
+        rows.append(row)
         log(f"{name}: {prompt!r}  similarity {statistics.fmean(sims):.4f}")
+        if row.picked is not None:
+            log(f"{name}: picked #{row.picked.index + 1} of {len(candidates)} by generation: {row.picked.prompt!r}  "
+                f"similarity {statistics.fmean(row.picked.similarities):.4f}")
     return rows, timing
+
+
+def check_pick(pick: int) -> None:
+    """Best-of-N by generation needs 2 or more candidates (0: off); anything else is one clear error."""
+    if isinstance(pick, bool) or not isinstance(pick, int) or pick < 0 or pick == 1:
+        raise ValueError(f"--pick-by-generation {pick!r}: give 2 or more candidates to choose among (0 or left out: "
+                         "off).")
+
+
+def _candidates(result, n: int) -> list[tuple[str, float]]:
+    """The top-1 prompt first, then PEZ's next best distinct prompts, ``n`` at most: (prompt, CLIP similarity)."""
+    found = [(result.text, result.similarity)]
+    for c in result.candidates:
+        if len(found) < n and c.text not in [t for t, _ in found]:
+            found.append((c.text, c.similarity))
+    return found
+
+
+def _generate_and_score(generator, judge, image, prompt, seeds, guidance, steps, timing: Timing) -> tuple[list, list]:
+    start = time.perf_counter()
+    images = generator.generate(prompt, seeds, guidance, steps)
+    timing.generate += time.perf_counter() - start
+    start = time.perf_counter()
+    sims = image_similarity(judge, [image], images)[0].tolist()
+    timing.score += time.perf_counter() - start
+    return images, sims
+
+
+def _pick(generator, judge, image, row: Row, candidates: list[tuple[str, float]], seeds, pick_seeds, guidance, steps,
+          timing: Timing) -> Picked:
+    """Choose among ``candidates`` by their generations on ``pick_seeds``; score the choice on ``seeds``."""
+    texts = [t for t, _ in candidates]
+    start = time.perf_counter()
+    generated = [generator.generate(t, pick_seeds, guidance, steps) for t in texts]
+    timing.generate += time.perf_counter() - start
+    start = time.perf_counter()
+    chosen = pick_by_generated_images(judge, texts, [image], generated)
+    timing.score += time.perf_counter() - start
+    if chosen.prompt == row.prompt:
+        images, sims = row.images, row.similarities
+    else:
+        images, sims = _generate_and_score(generator, judge, image, chosen.prompt, seeds, guidance, steps, timing)
+    return Picked(chosen.prompt, chosen.index, sims, [(t, c, g) for (t, c), g in zip(candidates, chosen.scores)], images)
 
 
 def evaluate_distillation(clip, generator, judge, text: str, seeds: Sequence[int], config: PEZConfig,
@@ -184,9 +271,25 @@ def evaluate_distillation(clip, generator, judge, text: str, seeds: Sequence[int
 
 
 def table(rows: Sequence[Row]) -> str:
-    """A plain-text table: name, mean ± std over seeds, prompt."""
+    """A plain-text table: name, mean ± std over seeds, prompt (and under it the prompt picked by generation)."""
     lines = [f"{'target':28} {'similarity':>17}  prompt"]
     for r in rows:
         std = statistics.pstdev(r.similarities)
         lines.append(f"{r.name[:28]:28} {statistics.fmean(r.similarities):8.4f} ± {std:6.4f}  {r.prompt}")
+        if r.picked is not None:
+            p = r.picked
+            label = f"  picked #{p.index + 1} of {len(p.candidates)}"
+            lines.append(f"{label:28} {statistics.fmean(p.similarities):8.4f} ± {statistics.pstdev(p.similarities):6.4f}"
+                         f"  {p.prompt}")
     return "\n".join(lines)
+
+
+def grid_rows(rows: Sequence[Row]) -> list[Row]:
+    """The rows to draw: each row, then its picked prompt's generations when another prompt was picked."""
+    out = []
+    for r in rows:
+        out.append(r)
+        if r.picked is not None and r.picked.prompt != r.prompt:
+            out.append(Row(f"{r.name} picked #{r.picked.index + 1}", r.picked.prompt, r.picked.similarities,
+                           r.picked.images, r.target))
+    return out
