@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMFY = os.environ.get("COMFYUI_DIR")
 pytestmark = pytest.mark.skipif(not COMFY, reason="COMFYUI_DIR is not set: no real ComfyUI to host the nodes")
 NODE_IDS = ("PEZLoadCLIP", "PEZCLIPFromWorkflow", "PEZInvert", "PEZDistill", "PEZPromptConcat", "PEZImageSimilarity",
-            "PEZLoadLM")
+            "PEZLoadLM", "PEZPromptList", "PEZPickByGeneration")
 EXAMPLES = [ROOT / "workflows" / "pez_example.png", ROOT / "workflows" / "pez_example_2.png"]
 
 

@@ -151,3 +151,25 @@ def test_omitted_inputs_run_with_the_widget_defaults(comfy_nodes, clip, monkeypa
         assert omitted["with_negatives"] == (node_bodies.NEGATIVE_WEIGHT,)
     assert reached_core({**_widget_defaults(node), **given}) == omitted
     assert reached_core(given) == omitted
+
+
+def test_the_pick_nodes_take_lists_and_an_omitted_crop_is_the_widgets(comfy_nodes, clip):
+    """PEZ Prompt List gives a list (downstream runs once per prompt); PEZ Pick by Generation takes every input as a
+    list; its one widget, crop, shows the judge's default, which an omitted crop gets."""
+    io, nodes = comfy_nodes
+    listing, picking = nodes.PEZPromptList.GET_SCHEMA(), nodes.PEZPickByGeneration.GET_SCHEMA()
+    assert listing.is_input_list and [o.is_output_list for o in listing.outputs] == [True]
+    assert picking.is_input_list and not any(o.is_output_list for o in picking.outputs)
+    assert _widget_defaults(nodes.PEZPickByGeneration) == {
+        "crop": inspect.signature(node_bodies.judge).parameters["crop"].default}
+    assert _widget_defaults(nodes.PEZPromptList) == {"lines": ""}
+    prompts = nodes.PEZPromptList.PREPARE_CLASS_CLONE({io.Hidden.unique_id: "1"}).execute(
+        text_a=["a red circle"], lines=["on grass\n\na red circle"]).result[0]
+    assert prompts == ["a red circle", "on grass"]
+    scenes = [tw.Scene("circle", "red", "large", "grass"), tw.Scene("ring", "blue", "small", "night")]
+    batches = [torch.from_numpy(np.asarray(tw.render(s, size=64, seed=0), dtype="float32")[None] / 255) for s in scenes]
+    node = nodes.PEZPickByGeneration.PREPARE_CLASS_CLONE({io.Hidden.unique_id: "2"})
+    omitted = node.execute(prompts=prompts, images=batches, target=[batches[1]], pez_clip=[clip]).result
+    assert omitted == node.execute(prompts=prompts, images=batches, target=[batches[1]], pez_clip=[clip],
+                                   crop=["center"]).result
+    assert omitted[0] == "on grass" and omitted[1] == pytest.approx(1.0, abs=1e-5)
