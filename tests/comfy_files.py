@@ -44,6 +44,15 @@ def write_bigg_text_encoder(path: Path, seed: int) -> Path:
     return _save(tower.state_dict(), path)
 
 
+def write_t5xxl_stub(path: Path) -> Path:
+    """A T5-XXL text-encoder file as ComfyUI recognises one (its detection reads the last block's ``wi_1`` width),
+    holding only that weight and the final norm (84 MB instead of 9.5 GB): DualCLIPLoader / TripleCLIPLoader
+    build Flux's and SD3's real CLIP classes from it, T5's other weights left unloaded. PEZ never reads T5."""
+    state = {"encoder.block.23.layer.1.DenseReluDense.wi_1.weight": torch.zeros(10240, 4096),
+             "encoder.final_layer_norm.weight": torch.ones(4096)}
+    return _save(state, path)
+
+
 def small_bigg_matching_vision(comfy_dir: str, tmp_dir: Path, seed: int):
     """A ComfyUI ``ClipVisionModel`` whose image features are 1280 wide like bigG's vision tower, with 2 small
     layers instead of 48 wide ones (the real one is 3.7 GB): built by ComfyUI's own class from a config."""

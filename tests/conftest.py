@@ -52,7 +52,8 @@ def comfy_model_files(tmp_path_factory):
     """Full-size CLIP files with random weights (``comfy_files``), written once per session (~30 s, 4.5 GB of disk,
     removed when the session ends, passed or not):
     ``vit_l`` (open_clip ViT-L-14-quickgelu, text + vision), ``sd15`` (its text half as SD 1.5 holds it: no
-    text_projection), ``vit_h`` (open_clip ViT-H-14, text + vision), ``g`` (bigG's text tower)."""
+    text_projection), ``vit_h`` (open_clip ViT-H-14, text + vision), ``g`` (bigG's text tower), ``t5`` (a T5-XXL
+    stub: Flux's and SD3's CLIP classes load from it, PEZ never reads it)."""
     import shutil
 
     d = tmp_path_factory.mktemp("comfy_models")
@@ -65,11 +66,12 @@ def comfy_model_files(tmp_path_factory):
 def _write_comfy_model_files(d):
     from types import SimpleNamespace
 
-    from comfy_files import write_bigg_text_encoder, write_open_clip, write_sd15_text_encoder
+    from comfy_files import write_bigg_text_encoder, write_open_clip, write_sd15_text_encoder, write_t5xxl_stub
 
     vit_l, l_model = write_open_clip("ViT-L-14-quickgelu", d / "vit_l_14.safetensors", seed=1)
     sd15 = write_sd15_text_encoder(l_model, d / "clip_l_sd15.safetensors")
     del l_model
     vit_h, _ = write_open_clip("ViT-H-14", d / "vit_h_14.safetensors", seed=2)
     g = write_bigg_text_encoder(d / "clip_g.safetensors", seed=3)
-    return SimpleNamespace(dir=d, vit_l=str(vit_l), sd15=str(sd15), vit_h=str(vit_h), g=str(g))
+    t5 = write_t5xxl_stub(d / "t5xxl_stub.safetensors")
+    return SimpleNamespace(dir=d, vit_l=str(vit_l), sd15=str(sd15), vit_h=str(vit_h), g=str(g), t5=str(t5))

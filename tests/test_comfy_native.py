@@ -233,6 +233,27 @@ def test_sdxl_learns_one_prompt_for_both_text_encoders(cm, files, tmp_path):
     assert result.similarity == pytest.approx((1.0 * cos_l + 3.0 * cos_g) / 4.0, abs=1e-4)
 
 
+def test_flux_and_sd3_clips_give_pez_their_clip_encoders_and_leave_t5_out(cm, files):
+    """Flux (DualCLIPLoader type flux: CLIP-L + T5-XXL) and SD3 (TripleCLIPLoader: CLIP-L + bigG + T5-XXL), built by
+    ComfyUI's own classes: PEZ learns for the CLIP towers (features equal ComfyUI's), T5 is left out with a note."""
+    flux = cm.sd.load_clip([files.sd15, files.t5], clip_type=cm.sd.CLIPType.FLUX)
+    sd3 = cm.sd.load_clip([files.sd15, files.g, files.t5], clip_type=cm.sd.CLIPType.SD3)
+    for clip, towers in ((flux, ["clip_l"]), (sd3, ["clip_l", "clip_g"])):
+        assert clip.cond_stage_model.t5xxl is not None
+        pez = _workflow_clip(clip)
+        assert [t.name for t in pez.towers] == towers
+        assert any(n.startswith("t5xxl is not a CLIP text encoder") for n in pez.notes), pez.notes
+        for text in TEXTS[:2]:
+            for tower in pez.towers:
+                key = tower.name[-1]
+                assert _comfy_ids(clip, text, key) == pez.tokenize(text)
+                projected = tower.text.tower.text_projection is not None  # bigG's is in its file; CLIP-L's is not
+                torch.testing.assert_close(_ours(tower.text, text), _sub_pooled(clip, tower.name, key, text, projected),
+                                           **TOL)
+    result = distill(_workflow_clip(sd3), "a red fox in the snow", PEZConfig(steps=3, prompt_len=3, restarts=1))
+    assert _comfy_ids(sd3, result.text, "l") == _comfy_ids(sd3, result.text, "g") == result.token_ids
+
+
 def _random_lora(clip, seed: int) -> dict:
     """A LoRA (kohya keys) on two of CLIP-L's layers, as LoraLoader reads it from a file."""
     import comfy.lora

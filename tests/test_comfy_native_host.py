@@ -28,13 +28,43 @@ def server(tmp_path_factory, comfy_model_files):
     from harness.comfyui_server import running_comfyui
 
     d = comfy_model_files.dir
+    names = _placeholders(tmp_path_factory.mktemp("named"))
     config = tmp_path_factory.mktemp("paths") / "extra_model_paths.yaml"
-    config.write_text(f"pez_test:\n  base_path: {d}\n  text_encoders: .\n  clip_vision: .\n")
+    config.write_text(f"pez_test:\n  base_path: {d}\n  text_encoders: .\n  clip_vision: .\n"
+                      f"pez_named:\n  base_path: {names}\n" + "".join(f"  {f}: {f}\n" for f in PAIR_FOLDERS))
     log = tmp_path_factory.mktemp("comfy") / "server.log"
     with running_comfyui(COMFY, log, extra_args=("--extra-model-paths-config", str(config))) as proc:
         srv = client.Comfy(proc.address, timeout=600)
         srv.log = proc.log
         yield srv
+
+
+# The files the prompt-pair workflows name, by the loader input that names them: (folder, input).
+PAIR_FOLDERS = ("diffusion_models", "vae", "checkpoints", "text_encoders", "clip_vision", "LLM")
+FILE_INPUTS = {"UNETLoader": [("diffusion_models", "unet_name")], "VAELoader": [("vae", "vae_name")],
+               "CheckpointLoaderSimple": [("checkpoints", "ckpt_name")], "CLIPVisionLoader": [("clip_vision", "clip_name")],
+               "DualCLIPLoader": [("text_encoders", "clip_name1"), ("text_encoders", "clip_name2")],
+               "TripleCLIPLoader": [("text_encoders", f"clip_name{i}") for i in (1, 2, 3)], "PEZLoadLM": [("LLM", "model")]}
+
+
+def _pair_workflows() -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((WORKFLOWS / "api").glob("pez_prompt_pair_*.json"))}
+
+
+def _placeholders(root: Path) -> Path:
+    """Empty files (and an LM folder with a bare config.json) under the names the prompt-pair workflows use: enough
+    for ComfyUI to validate them (a name must be in its model lists), not to load them."""
+    for api in _pair_workflows().values():
+        for node in api.values():
+            for folder, name in FILE_INPUTS.get(node["class_type"], []):
+                path = root / folder / node["inputs"][name]
+                if folder == "LLM":
+                    path.mkdir(parents=True, exist_ok=True)
+                    (path / "config.json").write_text("{}")
+                else:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.touch()
+    return root
 
 
 def _graph(text_file: str, vision_file: str | None, projection: str = "none", invert: bool = False) -> dict:
@@ -97,12 +127,13 @@ def test_the_workflows_clip_inverts_an_image_and_distills_a_text(server, tmp_pat
 
 
 def test_shared_workflow_clip_workflows_use_only_known_nodes_and_inputs(server):
-    """The shared SD 1.5 / SD 2.x / SDXL workflows name only nodes and inputs this ComfyUI (+ PEZ) has.
+    """The shared SD 1.5 / SD 2.x / SDXL and Flux / SD3 prompt-pair workflows name only nodes and inputs this
+    ComfyUI (+ PEZ) has.
 
     Their model files are not here, so they are not run: their structure is checked against ``/object_info``.
     """
-    paths = sorted((WORKFLOWS / "api").glob("pez_workflow_clip_*.json"))
-    assert len(paths) == 3, paths
+    paths = sorted((WORKFLOWS / "api").glob("pez_workflow_clip_*.json")) + sorted((WORKFLOWS / "api").glob("pez_prompt_pair_*.json"))
+    assert len(paths) == 5, paths
     info = _get(server, "/object_info")
     for path in paths:
         api = json.loads(path.read_text())
@@ -146,3 +177,57 @@ def test_image_similarity_judges_with_the_workflows_clip_vision(server, tmp_path
     assert status == "execution_error" and _error(seen)["node_type"] == "PEZImageSimilarity"
     assert "clip_vision" in _error(seen)["exception_message"]
     assert _get(server, "/system_stats")
+
+
+def _pez_side(api: dict) -> dict:
+    """The nodes a prompt-pair workflow's two PEZ Invert nodes depend on, with this test's files: CLIP-L (SD 1.5
+    layout), bigG, a T5-XXL stub, the random ViT-L as both CLIP Vision and text projection, toy_lm_small as the
+    guide, and few steps. ComfyUI's own DualCLIPLoader / TripleCLIPLoader build the Flux / SD3 CLIP."""
+    inverts = [k for k, n in api.items() if n["class_type"] == "PEZInvert"]
+    keep, todo = set(), list(inverts)
+    while todo:
+        k = todo.pop()
+        keep.add(k)
+        todo += [v[0] for v in api[k]["inputs"].values() if isinstance(v, list) and v[0] not in keep]
+    wf = {k: json.loads(json.dumps(api[k])) for k in keep}
+    files = {"clip_l.safetensors": "clip_l_sd15.safetensors", "clip_g.safetensors": "clip_g.safetensors",
+             "t5xxl_fp16.safetensors": "t5xxl_stub.safetensors"}
+    for node in wf.values():
+        kind, inputs = node["class_type"], node["inputs"]
+        if kind in ("DualCLIPLoader", "TripleCLIPLoader"):
+            for name, value in inputs.items():
+                inputs[name] = files.get(value, value)
+        elif kind == "CLIPVisionLoader":
+            inputs["clip_name"] = "vit_l_14.safetensors"
+        elif kind == "PEZCLIPFromWorkflow":
+            inputs.pop("clip_vision_2", None)  # one ViT-L here: bigG's vision model is 3.7 GB
+            inputs["text_projection"] = PROJECTION
+        elif kind == "PEZLoadLM":
+            inputs["model"] = "toy_lm_small"
+        elif kind == "PEZInvert":
+            inputs.update(steps=3, restarts=1, prompt_len=4 if inputs["method"] == "guided" else 3)
+    return {k: v for k, v in wf.items() if v["class_type"] != "CLIPVisionLoader" or
+            any(v2 == [k, 0] for n in wf.values() for v2 in n["inputs"].values())}
+
+
+def test_the_prompt_pair_workflows_validate_and_their_pez_side_runs(server, tmp_path):
+    """Flux and SD3: the shipped API workflows pass ComfyUI's validation (their files' names in its lists, as on a
+    user's machine that has them); with this test's files, the keywords (PEZ) and the sentence (guided, a language
+    model) both come out of the workflow's own CLIP, T5 left out with a note."""
+    picture = tmp_path / "star.png"
+    tw.render(tw.all_scenes()[5], seed=1).save(picture)
+    for name, api in _pair_workflows().items():
+        prompt_id = server.queue(api)  # validated, or queue raises with ComfyUI's node errors
+        assert prompt_id
+        server.cancel(prompt_id)  # placeholder files: nothing to load
+        kinds = {n["class_type"] for n in api.values()}
+        assert {"CLIPTextEncodeFlux" if name.endswith("flux") else "CLIPTextEncodeSD3", "PEZLoadLM"} <= kinds
+
+        wf = _pez_side(api)
+        _, status, entry, _ = _run(server, wf, images=[picture])
+        assert status == "success", server.log
+        shown = {n["_meta"]["title"]: entry["outputs"][k]["text"][0] for k, n in wf.items() if n["class_type"] == "PEZInvert"}
+        keywords, sentence = shown["PEZ keywords (CLIP box)"], shown["Guided sentence (T5 box)"]
+        assert "t5xxl is not a CLIP text encoder" in keywords and "t5xxl is not a CLIP text encoder" in sentence
+        assert "· guided" in sentence and "· guided" not in keywords
+        assert keywords.split("\n")[0].strip() and sentence.split("\n")[0].strip()

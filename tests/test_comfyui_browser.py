@@ -20,6 +20,7 @@ import pytest
 
 from harness.chromium import why_no_browser
 from harness.comfyui_page import comfy_page, wait_until_done
+from harness.workflow_kinds import offline_ui
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
@@ -31,14 +32,7 @@ OPTIMISING = ("PEZInvert", "PEZDistill", "PEZPromptConcat")
 UI_WORKFLOWS = sorted(WORKFLOWS.glob("*.json"))
 
 
-def _offline(ui_workflow: dict) -> bool:
-    """Runs here: only the toy CLIP, no checkpoint (as ``test_comfyui_host._offline``, on the UI format)."""
-    types = {n["type"] for n in ui_workflow["nodes"]}
-    loaders = [n for n in ui_workflow["nodes"] if n["type"] == "PEZLoadCLIP"]
-    return "CheckpointLoaderSimple" not in types and all(n["widgets_values"][0].startswith("toy") for n in loaders)
-
-
-OFFLINE = [p for p in UI_WORKFLOWS if _offline(json.loads(p.read_text()))]
+OFFLINE = [p for p in UI_WORKFLOWS if offline_ui(json.loads(p.read_text()))]
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.workflow_kinds import offline_api
 from pez_nodes.clients import comfyui as client
 from pez_nodes.core import TOY_DIR
 
@@ -115,13 +116,7 @@ def test_loader_lists_and_loads_models_from_the_open_clip_folder(server):
         assert status == "success", entry.get("status")
 
 
-def _offline(workflow: dict) -> bool:
-    types = {v["class_type"] for v in workflow.values()}
-    loaders = [v for v in workflow.values() if v["class_type"] == "PEZLoadCLIP"]
-    return "CheckpointLoaderSimple" not in types and all(v["inputs"]["model"].startswith("toy") for v in loaders)
-
-
-OFFLINE = sorted(p for p in (ROOT / "workflows" / "api").glob("*.json") if _offline(json.loads(p.read_text())))
+OFFLINE = sorted(p for p in (ROOT / "workflows" / "api").glob("*.json") if offline_api(json.loads(p.read_text())))
 
 
 def test_there_are_offline_workflows():

@@ -49,16 +49,24 @@ NODE_TYPES = {
     "VAEDecode": ([("IMAGE", "IMAGE")], []),
     "SaveImage": ([], ["filename_prefix"]),
     "PEZImageSimilarity": ([("similarity", "FLOAT"), ("per_pair", "STRING")], ["crop"]),
+    "UNETLoader": ([("MODEL", "MODEL")], ["unet_name", "weight_dtype"]),
+    "DualCLIPLoader": ([("CLIP", "CLIP")], ["clip_name1", "clip_name2", "type", "device"]),
+    "TripleCLIPLoader": ([("CLIP", "CLIP")], ["clip_name1", "clip_name2", "clip_name3"]),
+    "VAELoader": ([("VAE", "VAE")], ["vae_name"]),
+    "CLIPTextEncodeFlux": ([("CONDITIONING", "CONDITIONING")], ["clip_l", "t5xxl", "guidance"]),
+    "CLIPTextEncodeSD3": ([("CONDITIONING", "CONDITIONING")], ["clip_l", "clip_g", "t5xxl", "empty_padding"]),
+    "EmptySD3LatentImage": ([("LATENT", "LATENT")], ["width", "height", "batch_size"]),
 }
 INPUT_TYPES = {"pez_clip": "PEZ_CLIP", "images": "IMAGE", "image1": "IMAGE", "image2": "IMAGE", "clip": "CLIP",
                "model": "MODEL", "positive": "CONDITIONING", "negative": "CONDITIONING", "latent_image": "LATENT",
                "samples": "LATENT", "vae": "VAE", "text": "STRING", "text_a": "STRING", "text_b": "STRING",
                "clip_vision": "CLIP_VISION", "clip_vision_2": "CLIP_VISION", "images_a": "IMAGE", "images_b": "IMAGE",
-               "fluency_lm": "PEZ_LM"}
+               "fluency_lm": "PEZ_LM", "guide_lm": "PEZ_LM", "clip_l": "STRING", "clip_g": "STRING", "t5xxl": "STRING"}
 TOY = "toy (bundled, offline)"
 # OpenAI's clip-vit-large-patch14 model.safetensors, renamed, in models/clip_vision: SD 1.5's / SDXL's CLIP-L
 # vision model, and the text projection their checkpoints leave out. (file, node title)
 VIT_L = ("clip-vit-large-patch14.safetensors", "CLIP Vision (ViT-L/14)")
+GUIDE_LM = "Qwen2.5-0.5B-Instruct/"  # the prompt-pair workflows' guiding LM: a transformers folder in models/LLM
 FLUENCY = 0.03  # the fluency weight of the fluent workflow (README, "Fluent image prompts": measured there)
 
 
@@ -69,7 +77,9 @@ SIZES = {"PEZLoadCLIP": (300, 178), "PEZCLIPFromWorkflow": (300, 194), "PEZInver
          "PEZDistill": (400, 450), "PEZPromptConcat": (400, 612), "PEZLoadLM": (300, 82),
          "PEZImageSimilarity": (300, 118), "LoadImage": (300, 340), "ImageBatch": (160, 46),
          "CheckpointLoaderSimple": (300, 98), "CLIPVisionLoader": (300, 58), "CLIPTextEncode": (400, 200),
-         "EmptyLatentImage": (300, 106), "KSampler": (300, 262), "VAEDecode": (160, 46), "SaveImage": (300, 270)}
+         "EmptyLatentImage": (300, 106), "KSampler": (300, 262), "VAEDecode": (160, 46), "SaveImage": (300, 270),
+         "UNETLoader": (300, 82), "DualCLIPLoader": (300, 130), "TripleCLIPLoader": (300, 106), "VAELoader": (300, 58),
+         "CLIPTextEncodeFlux": (400, 170), "CLIPTextEncodeSD3": (400, 224), "EmptySD3LatentImage": (300, 106)}
 RESULT_ROOM = 110
 GAP = (60, 40)  # between columns, between nodes of a column
 
@@ -145,6 +155,62 @@ def workflow_clip(ckpt_name: str, visions: list[tuple[str, str]], projection: st
                       {"images_a": (picture_in.id, 0), "images_b": (decode.id, 0), "clip_vision": (2, 0)},
                       "Target vs generated (the paper's metric)")
     return [*nodes, pez, picture_in, invert, *sampler, similarity]
+
+
+def prompt_pair(kind: str) -> list[Node]:
+    """Flux / SD3: one image → PEZ's keywords for the CLIP box(es) and a guided sentence for the T5 box.
+
+    The workflow's own CLIP (Flux: DualCLIPLoader CLIP-L + T5-XXL; SD3: TripleCLIPLoader CLIP-L + bigG + T5-XXL)
+    feeds PEZ CLIP from Workflow, which uses its CLIP towers and leaves T5 out; PEZ Invert learns the keywords,
+    a second PEZ Invert (method guided, an LM from models/LLM) writes the sentence, both from the same image, into
+    CLIPTextEncodeFlux / CLIPTextEncodeSD3 → the sampler.
+    """
+    flux = kind == "flux"
+    if flux:
+        clip = Node(2, "DualCLIPLoader", (40, 200), {"clip_name1": "clip_l.safetensors",
+                                                      "clip_name2": "t5xxl_fp16.safetensors", "type": "flux",
+                                                      "device": "default"})
+        model = Node(1, "UNETLoader", (40, 60), {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"})
+        vae = Node(3, "VAELoader", (40, 380), {"vae_name": "ae.safetensors"})
+        visions, vae_link = [VIT_L], (3, 0)
+    else:
+        clip = Node(2, "TripleCLIPLoader", (40, 200), {"clip_name1": "clip_l.safetensors",
+                                                        "clip_name2": "clip_g.safetensors",
+                                                        "clip_name3": "t5xxl_fp16.safetensors"})
+        model = Node(1, "CheckpointLoaderSimple", (40, 60), {"ckpt_name": "sd3.5_medium.safetensors"})
+        vae = None
+        visions, vae_link = [("clip_vision_g.safetensors", "CLIP Vision (bigG)"), VIT_L], (1, 2)
+    nodes = [model, clip] + ([vae] if vae else [])
+    links = {"clip": (2, 0)}
+    for k, (file, title) in enumerate(visions):
+        nodes.append(Node(4 + k, "CLIPVisionLoader", (40, 480 + 100 * k), {"clip_name": file}, title=title))
+        links["clip_vision" if k == 0 else f"clip_vision_{k + 1}"] = (4 + k, 0)
+    pez = Node(6, "PEZCLIPFromWorkflow", (420, 60), {"crop": "center", "text_projection": f"clip_vision/{VIT_L[0]}",
+                                                     "weight_clip_l": 1.0, "weight_clip_g": 1.0, "device": "auto"},
+               links)
+    picture_in = image(7, "pez_example.png", (420, 300))
+    lm = Node(8, "PEZLoadLM", (420, 700), {"model": GUIDE_LM, "device": "auto"}, title="PEZ Load LM (writes the sentence)")
+    keywords = Node(9, "PEZInvert", (800, 60), invert_widgets(prompt_len=16, steps=1000, restarts=1, patience=300),
+                    {"pez_clip": (6, 0), "images": (7, 0)}, "PEZ keywords (CLIP box)")
+    sentence = Node(10, "PEZInvert", (800, 700), invert_widgets(prompt_len=32, method="guided"),
+                    {"pez_clip": (6, 0), "images": (7, 0), "guide_lm": (8, 0)}, "Guided sentence (T5 box)")
+    if flux:
+        encode = Node(11, "CLIPTextEncodeFlux", (1220, 60), {"guidance": 3.5},
+                      {"clip": (2, 0), "clip_l": (9, 0), "t5xxl": (10, 0)}, "Positive (keywords + sentence)")
+        sampling = {"seed": 0, "steps": 20, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}
+    else:
+        encode = Node(11, "CLIPTextEncodeSD3", (1220, 60), {"empty_padding": "none"},
+                      {"clip": (2, 0), "clip_l": (9, 0), "clip_g": (9, 0), "t5xxl": (10, 0)},
+                      "Positive (keywords + sentence)")
+        sampling = {"seed": 0, "steps": 28, "cfg": 4.5, "sampler_name": "dpmpp_2m", "scheduler": "sgm_uniform",
+                    "denoise": 1.0}
+    return [*nodes, pez, picture_in, lm, keywords, sentence, encode,
+            Node(12, "CLIPTextEncode", (1220, 260), {"text": ""}, {"clip": (2, 0)}, "Negative (empty)"),
+            Node(13, "EmptySD3LatentImage", (1220, 460), {"width": 1024, "height": 1024, "batch_size": 1}),
+            Node(14, "KSampler", (1600, 60), sampling,
+                 {"model": (1, 0), "positive": (11, 0), "negative": (12, 0), "latent_image": (13, 0)}),
+            Node(15, "VAEDecode", (1980, 60), {}, {"samples": (14, 0), "vae": vae_link}),
+            Node(16, "SaveImage", (1980, 240), {"filename_prefix": f"pez_{kind}"}, {"images": (15, 0)})]
 
 
 def graphs() -> dict[str, tuple[str, list[Node]]]:
@@ -224,6 +290,21 @@ def graphs() -> dict[str, tuple[str, list[Node]]]:
             "generated image, judged with bigG (the paper's metric).",
             workflow_clip("sd_xl_base_1.0.safetensors", [("clip_vision_g.safetensors", "CLIP Vision (bigG)"), VIT_L],
                           f"clip_vision/{VIT_L[0]}", 1024)),
+        "pez_prompt_pair_flux": (
+            "Flux: one image gives two prompts — PEZ's keywords for the CLIP-L box and a sentence written by a "
+            "language model and chosen by CLIP (method guided) for the T5-XXL box — into CLIPTextEncodeFlux. Needs "
+            "Flux's files: models/diffusion_models/flux1-dev.safetensors, models/text_encoders/clip_l.safetensors and "
+            "t5xxl_fp16.safetensors, models/vae/ae.safetensors; OpenAI's clip-vit-large-patch14 model.safetensors "
+            f"renamed {VIT_L[0]} in models/clip_vision (CLIP-L's vision model and text projection); and a causal LM "
+            f"saved with safetensors in models/LLM/{GUIDE_LM} (any transformers causal LM folder works).",
+            prompt_pair("flux")),
+        "pez_prompt_pair_sd3": (
+            "SD3 / SD3.5: PEZ's keywords for the CLIP-L and bigG boxes and a guided sentence for the T5-XXL box, "
+            "into CLIPTextEncodeSD3. Needs models/checkpoints/sd3.5_medium.safetensors, models/text_encoders/"
+            "clip_l.safetensors, clip_g.safetensors and t5xxl_fp16.safetensors; in models/clip_vision "
+            f"clip_vision_g.safetensors (bigG's vision model) and {VIT_L[0]} (OpenAI's clip-vit-large-patch14 "
+            f"model.safetensors, renamed); and a causal LM saved with safetensors in models/LLM/{GUIDE_LM}.",
+            prompt_pair("sd3")),
     }
 
 

@@ -32,6 +32,7 @@ WORKFLOWS = ROOT / "workflows"
 from harness.chromium import why_no_browser  # noqa: E402
 from harness.comfyui_page import comfy_page, wait_until_done  # noqa: E402
 from harness.comfyui_server import running_comfyui  # noqa: E402
+from harness.workflow_kinds import offline_ui  # noqa: E402
 
 OPTIMISING = ("PEZInvert", "PEZDistill", "PEZPromptConcat", "PEZImageSimilarity")
 MARGIN = (160, 200)  # page pixels around the graph: the sidebar, the top bar, the canvas toolbar
@@ -42,12 +43,6 @@ def viewport(ui_workflow: dict) -> dict:
     right = max(n["pos"][0] + n["size"][0] for n in ui_workflow["nodes"])
     bottom = max(n["pos"][1] + n["size"][1] for n in ui_workflow["nodes"])
     return {"width": max(1280, right + MARGIN[0]), "height": max(720, bottom + MARGIN[1])}
-
-
-def offline(ui_workflow: dict) -> bool:
-    types = {n["type"] for n in ui_workflow["nodes"]}
-    loaders = [n for n in ui_workflow["nodes"] if n["type"] == "PEZLoadCLIP"]
-    return "CheckpointLoaderSimple" not in types and all(n["widgets_values"][0].startswith("toy") for n in loaders)
 
 
 def with_workflow(png: bytes, workflow_text: str, api_text: str) -> tuple[Image.Image, PngInfo]:
@@ -62,15 +57,23 @@ def shoot(ui, path: Path) -> None:
     """Open ``path`` as a user would, run it when offline, and write ``path``'s PNG."""
     workflow = json.loads(path.read_text())
     ui.drop_file(path)
-    if offline(workflow):
+    if offline_ui(workflow):
         nodes = [n["id"] for n in ui.nodes() if n["type"] in OPTIMISING]
         ui.run()
         wait_until_done(ui, nodes)
-    ui.page.get_by_role("button", name="Fit View").first.click()  # the canvas toolbar's button: the whole graph
+    for attempt in range(3):  # the canvas toolbar's button (the whole graph); a dialog opening may cover it a moment
+        try:
+            ui.page.get_by_role("button", name="Fit View").first.click(timeout=10_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise AssertionError(f"Fit View could not be clicked; dialogs: {ui.dialogs()}") from None
+            ui.page.keyboard.press("Escape")
+            ui.settle(1)
     ui.settle(1)
     image, info = with_workflow(ui.page.screenshot(), path.read_text(), (WORKFLOWS / "api" / path.name).read_text())
     image.save(path.with_suffix(".png"), pnginfo=info, optimize=True)
-    print(f"wrote workflows/{path.with_suffix('.png').name}" + (" (after a run)" if offline(workflow) else ""))
+    print(f"wrote workflows/{path.with_suffix('.png').name}" + (" (after a run)" if offline_ui(workflow) else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

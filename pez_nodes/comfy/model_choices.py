@@ -29,9 +29,10 @@ def _folder_paths():
 def register_folder() -> None:
     """Add ``models/open_clip`` and ``models/LLM`` to ComfyUI's model folders (idempotent; nothing outside ComfyUI)."""
     fp = _folder_paths()
-    for name in (FOLDER, LM_FOLDER):
-        if fp is not None and name not in fp.folder_names_and_paths:
-            fp.add_model_folder_path(name, os.path.join(fp.models_dir, name), is_default=True)
+    for name in (FOLDER, LM_FOLDER):  # also when extra_model_paths.yaml named the folder first: keep models/<name>
+        default = os.path.join(fp.models_dir, name) if fp is not None else None
+        if fp is not None and (name not in fp.folder_names_and_paths or default not in fp.get_folder_paths(name)):
+            fp.add_model_folder_path(name, default, is_default=True)
 
 
 def local_entries() -> list[str]:

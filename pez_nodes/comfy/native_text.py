@@ -112,6 +112,12 @@ def text_parts(clip) -> list[TextPart]:
     return parts
 
 
+def other_encoders(clip) -> list[str]:
+    """The text encoders of a ComfyUI CLIP that are not CLIPs (Flux / SD3: ``t5xxl``), which PEZ leaves out."""
+    model = getattr(clip, "cond_stage_model", None)
+    return [n for n, m in model.named_children() if n not in TOWER_NAMES and m is not None] if model is not None else []
+
+
 def _activation(sub) -> str:
     import comfy.clip_model
 

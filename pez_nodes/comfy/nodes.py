@@ -199,12 +199,13 @@ class PEZLoadLM(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="PEZLoadLM", display_name="PEZ Load LM", category=CATEGORY,
-            description="Loads a causal language model on CLIP's tokenizer for the fluency term of PEZ's nodes "
-                        "(needs transformers): the bundled toy LMs, or transformers folders in models/LLM.",
+            description="Loads a causal language model (needs transformers): the bundled toy LMs, or transformers "
+                        "folders in models/LLM. As guide_lm (method guided) any causal LM writes the prompt; as "
+                        "fluency_lm it must share CLIP's tokenizer.",
             inputs=[
                 io.Combo.Input("model", options=model_choices.lm_choices(),
                                tooltip="toy_lm_small / toy_lm_large (bundled, the toy world's), or a folder "
-                                       "written by save_pretrained in ComfyUI/models/LLM/ whose tokenizer is CLIP's."),
+                                       "written by save_pretrained (safetensors + tokenizer) in ComfyUI/models/LLM/."),
                 io.Combo.Input("device", options=["auto", "cpu", "cuda"], default="auto", tooltip="auto: ComfyUI's device."),
             ],
             outputs=[PEZ_LM.Output(display_name="pez_lm")],

@@ -1,7 +1,8 @@
 """PEZ CLIP from Workflow: the workflow's own CLIP (+ CLIP Vision) as one PEZ model.
 
 Each CLIP text encoder inside the ComfyUI ``CLIP`` becomes a tower of a :class:`~pez_nodes.core.JointClip`
-(SD 1.5: ``clip_l``; SD 2.x: ``clip_h``; SDXL: ``clip_l`` + ``clip_g`` — one prompt for both). Each
+(SD 1.5: ``clip_l``; SD 2.x: ``clip_h``; SDXL and SD3: ``clip_l`` + ``clip_g`` — one prompt for both; Flux:
+``clip_l``). Text encoders that are not CLIPs (Flux's and SD3's ``t5xxl``) are left out, with a note. Each
 connected CLIP Vision model is paired with the text encoder of its width (768: CLIP-L, 1024: ViT-H,
 1280: bigG) and scores that tower's images. Every way the pair can be wrong ends in one error that
 names what to load.
@@ -86,6 +87,11 @@ def workflow_clip(clip, clip_vision=None, clip_vision_2=None, crop: str = "cente
         images = native_vision.image_encoder(paired[part.name], crop) if part.name in paired else None
         towers.append(Tower(part.name, backbone, images, float(weights.get(part.name, 1.0))))
     names = " + ".join(p.name for p in parts)
+    others = native_text.other_encoders(clip)
+    if others:
+        notes.append(f"{' and '.join(others)} is not a CLIP text encoder and is left out: PEZ learns the prompt for "
+                     f"{names}. Give the {' / '.join(others)} box a sentence of its own (Flux / SD3: method guided, "
+                     "as in the pez_prompt_pair workflows).")
     hint = "Connect the CLIP Vision model that matches it to PEZ CLIP from Workflow: " + "; ".join(
         f"{p.name} → {MATCHING_VISION.get(p.width, 'the vision half of the same CLIP')}" for p in parts) + "."
     return JointClip(towers, f"workflow CLIP ({names})", notes, image_hint=hint)
