@@ -24,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,6 +135,44 @@ def test_bad_node_inputs_are_one_line_naming_the_input(toy, inputs, message):
     with pytest.raises(ValueError) as error:
         pick_body.pick(given.pop("prompts"), given.pop("images"), given.pop("targets"), **given)
     assert message in str(error.value) and "\n" not in str(error.value), str(error.value)
+
+
+def test_a_clip_vision_judge_scores_with_clip_vision_encodes_features(tmp_path):
+    """The node's other judge: a ComfyUI CLIP Vision model (a small random one), its images encoded as
+    CLIPVisionEncode encodes them (crop "none": squashed)."""
+    comfy_dir = os.environ.get("COMFYUI_DIR")
+    if not comfy_dir:
+        pytest.skip("COMFYUI_DIR is not set: no ComfyUI CLIP Vision model to judge with")
+    import torch.nn.functional as F
+
+    sys.path.append(comfy_dir)
+    try:
+        import comfy.cli_args
+
+        comfy.cli_args.args.cpu = True
+        import comfy.clip_vision
+    finally:
+        sys.path.remove(comfy_dir)
+    config = json.loads((Path(comfy_dir) / "comfy" / "clip_vision_config_vitl.json").read_text())
+    config.update(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_hidden_layers=2,
+                  projection_dim=32, image_size=64, patch_size=16)
+    (tmp_path / "vision.json").write_text(json.dumps(config))
+    vision = comfy.clip_vision.ClipVisionModel(str(tmp_path / "vision.json"))
+    generator = torch.Generator().manual_seed(0)
+    vision.load_sd({k: torch.randn(v.shape, generator=generator) * 0.1 + (1.0 if k.endswith("norm.weight") else 0.0)
+                    for k, v in vision.get_sd().items()})
+    scenes = [tw.Scene("circle", "red", "large", "grass"), tw.Scene("ring", "blue", "small", "night")]
+    batches = [comfy_image([tw.render(s, size=64, seed=k) for k in (0, 1)]) for s in scenes]
+    target = comfy_image([tw.render(scenes[1], size=64, seed=5)])
+    result = pick_body.pick(["red circle", "blue ring"], batches, [target], clip_vision=vision, crop="none")
+
+    def embeds(images):
+        with torch.inference_mode():
+            return F.normalize(vision.encode_image(images, crop=False)["image_embeds"].float().clone(), dim=-1)
+
+    expected = [float((embeds(b) @ embeds(target).T).mean()) for b in batches]
+    assert result.scores == pytest.approx(expected, abs=1e-4)
+    assert result.index == int(np.argmax(expected))
 
 
 class _Generator:
