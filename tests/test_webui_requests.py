@@ -196,6 +196,25 @@ def test_a_guided_run_writes_the_prompt_with_its_lm_and_reports_its_similarity(h
     assert routes.unload() == {"unloaded": ["toy", "mine"]}
 
 
+def test_fluency_runs_with_the_toy_clips_own_lm(host, toy):
+    """fluency > 0 in the webui: the toy CLIP's toy_lm_small scores the prompt (the result reports its perplexity)."""
+    pytest.importorskip("transformers", reason="the fluency LM needs transformers: pip install -e '.[lm]'")
+    routes.unload()
+    out = routes.run("distill", {"text": "a small blue circle on sand", "prompt_len": 4, "steps": 3, "fluency": 0.05})
+    assert out["text"] and out["stop_reason"] != "interrupted", out
+    assert routes.unload() == {"unloaded": ["toy", "toy_lm_small"]}
+
+
+def test_a_broken_lm_folder_is_named_by_its_choice_not_the_servers_path(host, tmp_path):
+    pytest.importorskip("transformers", reason="guided decoding's LM needs transformers: pip install -e '.[lm]'")
+    routes.HOST.lm_folder = tmp_path / "LLM"
+    (tmp_path / "LLM" / "broken").mkdir(parents=True)
+    (tmp_path / "LLM" / "broken" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="'broken/' has no tokenizer") as info:
+        routes.run("distill", {"text": "a cat", "method": "guided", "lm": "broken/", "prompt_len": 4})
+    assert str(tmp_path) not in str(info.value)
+
+
 def test_images_are_decoded_inside_the_run_at_the_models_size(host, monkeypatch):
     """A queued request holds its compressed bytes; the run decodes them shrunk for the model (1600 px → short
     side 2x to 4x the toy's input), never at full size."""

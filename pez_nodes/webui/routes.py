@@ -116,7 +116,10 @@ def load_lm(choice: str, target):
         from ..lm.load import load_lm as load
 
         _free(_lms)  # keep one LM in memory
-        _lms[key] = load(source, device=target)
+        try:
+            _lms[key] = load(source, device=target)
+        except ValueError as exc:  # the caller named a choice: the server's folder stays unsaid
+            raise ValueError(str(exc).replace(str(source), choice)) from None
     return _lms[key]
 
 
@@ -181,8 +184,9 @@ def run(kind: str, body, job: Job | None = None) -> dict:
             with _lock:
                 model = load_model({**request.model, "device": request.device}, target)
                 lm = load_lm(request.lm, target) if request.lm else None
+                fluent = _fluency_lm(model, request, target)
                 with WebuiProgress(state, request.config.steps, stop=job.cancelled.is_set) as progress:
-                    result = _optimise(model, request, progress, lm)
+                    result = _optimise(model, request, progress, lm, fluent)
                     stopped = bool(getattr(state, "interrupted", False)) or job.cancelled.is_set()
         finally:
             job.finished.set()
@@ -192,15 +196,31 @@ def run(kind: str, body, job: Job | None = None) -> dict:
             "device": str(target), "notes": [*result.notes, *device_notes]}
 
 
-def _optimise(model, request: PEZRequest, progress, lm=None):
-    """The core's run of the request; ``lm``: guided decoding's language model (one step: one decoded token)."""
+def _fluency_lm(model, request: PEZRequest, target):
+    """The fluency term's LM: the CLIP's own bundled one (the toy CLIP's toy_lm_small), or one clear error."""
+    if not request.config.fluency or request.config.method == "guided":
+        return None
+    from ..lm.load import default_fluency_lm
+
+    name = default_fluency_lm(getattr(model, "name", ""))
+    if name is None:
+        raise ValueError(f"fluency in the webui uses the CLIP's own bundled LM, and {getattr(model, 'name', 'this model')} "
+                         "has none (the toy CLIP's is toy_lm_small); set fluency 0, or for readable prompts choose "
+                         "method guided with a language model.")
+    return load_lm(name, target)
+
+
+def _optimise(model, request: PEZRequest, progress, lm=None, fluency_lm=None):
+    """The core's run of the request; ``lm``: guided decoding's language model (one step: one decoded token),
+    ``fluency_lm``: the fluency term's."""
+    lms = {"guide_lm": lm, "fluency_lm": fluency_lm}
     if request.kind == "invert":
         side = getattr(model, "image_size", None) or DEFAULT_MAX_SIDE
         images = [decode_image(raw, f"images[{i}]", side) for i, raw in enumerate(request.images)]
-        return invert(model, images, request.config, progress, guide_lm=lm)
+        return invert(model, images, request.config, progress, **lms)
     if request.kind == "distill":
-        return distill(model, request.text, request.config, progress, guide_lm=lm)
-    return concat(model, request.texts, request.config, progress, guide_lm=lm)
+        return distill(model, request.text, request.config, progress, **lms)
+    return concat(model, request.texts, request.config, progress, **lms)
 
 
 def image_field(data: bytes) -> str:
