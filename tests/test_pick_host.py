@@ -33,10 +33,15 @@ PROMPTS = [A_CLIP_BEST, B_GENERATION_BEST]
 def server(tmp_path_factory):
     from harness.comfyui_server import running_comfyui
 
-    with running_comfyui(Path(COMFY), tmp_path_factory.mktemp("comfy") / "server.log") as proc:
-        base = client.Comfy(proc.address, timeout=300)
-        base.log = proc.log
-        yield base
+    try:
+        with running_comfyui(Path(COMFY), tmp_path_factory.mktemp("comfy") / "server.log") as proc:
+            base = client.Comfy(proc.address, timeout=300)
+            base.log = proc.log
+            yield base
+    finally:  # the pictures this module uploaded (their names: the stems below + a hash of the bytes)
+        for path in (Path(COMFY) / "input").glob("pick_[tc]*.png"):
+            if path.name.startswith(("pick_target_", "pick_candidate")):
+                path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
