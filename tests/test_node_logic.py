@@ -94,6 +94,24 @@ def test_logic_defaults_are_pezconfigs():
     assert inspect.signature(node_bodies.invert).parameters["negative_weight"].default == node_bodies.NEGATIVE_WEIGHT == share
 
 
+def test_pez_options_merge_with_the_widgets_and_moved_inputs_are_refused():
+    """PEZ Options' values and a node's widgets make one PEZConfig (the widgets win); the guided settings and empty
+    texts as "not set"; an API prompt that still sends a moved setting is refused by name."""
+    options = node_bodies.options(lr=0.05, restarts=2, beams=3, start_text=" ", instruction="Describe it.")
+    values = node_bodies.settings("PEZ Distill Prompt", options, {"steps": 5, "restarts": 1})
+    assert node_bodies.make_config(**values) == PEZConfig(lr=0.05, restarts=1, steps=5, beams=3,
+                                                          instruction="Describe it.")
+    assert node_bodies.settings("PEZ Distill Prompt", None, {"steps": 5}) == {"steps": 5}
+    with pytest.raises(ValueError, match="PEZ Options has no input 'steps'"):
+        node_bodies.options(steps=5)
+    with pytest.raises(ValueError, match="PEZ Distill Prompt no longer takes restarts, fluency: these settings moved "
+                                         "to a PEZ Options node"):
+        node_bodies.settings("PEZ Distill Prompt", None, {}, sent={"steps": 5, "fluency": 0.0, "restarts": 4})
+    kept, notes = node_bodies.without_negatives("PEZ Distill", {"negative_text": "blue", "negative_weight": 0.5, "lr": 1})
+    assert kept == {"lr": 1} and "takes no negatives" in notes[0]
+    assert node_bodies.without_negatives("PEZ Distill", {"negative_text": ""}) == ({}, [])
+
+
 def test_loader_options_left_out_take_load_clips_defaults(monkeypatch):
     calls = []
     monkeypatch.setattr(core, "load_clip", lambda *args, **kwargs: calls.append((args, kwargs)))

@@ -59,15 +59,59 @@ def make_config(prompt_len: int = DEFAULTS.prompt_len, steps: int = DEFAULTS.ste
                 lr: float = DEFAULTS.lr, restarts: int = DEFAULTS.restarts, patience: int = DEFAULTS.patience,
                 blocklist: str = "", ascii_only: bool = DEFAULTS.ascii_only, template: str = "", slot_len: int = 0,
                 top_k: int = DEFAULTS.top_k, method: str = DEFAULTS.method, bank: str = "",
-                fluency: float = DEFAULTS.fluency, device=None) -> core.PEZConfig:
+                fluency: float = DEFAULTS.fluency, beams: int = DEFAULTS.beams, candidates: int = DEFAULTS.candidates,
+                lm_weight: float = DEFAULTS.lm_weight, start_text: str = "", instruction: str = "",
+                device=None) -> core.PEZConfig:
     """A ``PEZConfig`` from node widget values (empty strings and 0 mean "not set")."""
     model_device = str(device) if device is not None else "auto"
     return core.PEZConfig(
         prompt_len=prompt_len, steps=steps, seed=int(seed), lr=lr, restarts=restarts, patience=patience,
         blocklist=tuple(w for w in (blocklist or "").split(",") if w.strip()), ascii_only=bool(ascii_only),
         template=template.strip() or None if template else None, slot_len=slot_len or None, top_k=top_k,
-        method=method, bank=bank if bank and bank.strip() else None, fluency=fluency, device=model_device,
+        method=method, bank=bank if bank and bank.strip() else None, fluency=fluency, beams=beams,
+        candidates=candidates, lm_weight=lm_weight, start_text=_text_or_none(start_text),
+        instruction=_text_or_none(instruction), device=model_device,
     )
+
+
+def _text_or_none(text: str) -> str | None:
+    return text.strip() or None if isinstance(text, str) else text
+
+
+# PEZ Options: the settings the optimising nodes do not show (``make_config``'s keywords, and PEZ Invert's negatives)
+OPTIONS = ("lr", "restarts", "patience", "blocklist", "ascii_only", "template", "bank", "negative_text",
+           "negative_weight", "fluency", "beams", "candidates", "lm_weight", "start_text", "instruction")
+NEGATIVES = ("negative_text", "negative_weight")  # only PEZ Invert (mode shared) uses them
+
+
+def options(**values) -> dict:
+    """PEZ Options' output: the values it was given (one left out takes ``make_config``'s default)."""
+    unknown = sorted(set(values) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"PEZ Options has no input {unknown[0]!r} (its inputs: {', '.join(OPTIONS)}).")
+    return dict(values)
+
+
+def settings(node: str, options_in: dict | None, widgets: dict, sent: dict | None = None) -> dict:
+    """The node's settings: PEZ Options' values merged with the node's own widgets (the widgets win).
+
+    ``sent`` (the node's inputs as the API prompt gave them) must not name a setting that moved to PEZ Options:
+    ComfyUI drops unknown inputs without a word, so an old API workflow is refused here, by name.
+    """
+    moved = [k for k in OPTIONS if k in (sent or {})]
+    if moved:
+        raise ValueError(f"{node} no longer takes {', '.join(moved)}: these settings moved to a PEZ Options node "
+                         "(PEZOptions); add one with them and link its output to this node's 'options' input.")
+    if options_in is not None and not isinstance(options_in, dict):
+        raise ValueError(f"{node}: 'options' takes PEZ Options' output, got {type(options_in).__name__}.")
+    return {**(options_in or {}), **widgets}
+
+
+def without_negatives(node: str, values: dict) -> tuple[dict, list[str]]:
+    """Distill and Concat take no negatives (as before PEZ Options): its negative_text is left out, with a note."""
+    unused = (values.get("negative_text") or "").strip()
+    note = [f"{node} takes no negatives: PEZ Options' negative_text is not used here (PEZ Invert uses it)."]
+    return {k: v for k, v in values.items() if k not in NEGATIVES}, note if unused else []
 
 
 def load_lm(model: str, device: str = "auto"):

@@ -1,7 +1,9 @@
 """The PEZ nodes for ComfyUI (V3 schema). Each ``execute`` is a call into ``node_bodies``.
 
-Node ids (``PEZLoadCLIP``, ``PEZCLIPFromWorkflow``, ``PEZInvert``, ``PEZDistill``, ``PEZPromptConcat``,
-``PEZImageSimilarity``, ``PEZLoadLM``) are what saved workflows store: they never change.
+Node ids (``PEZLoadCLIP``, ``PEZCLIPFromWorkflow``, ``PEZInvert``, ``PEZDistill``, ``PEZPromptConcat``, ``PEZOptions``,
+``PEZImageSimilarity``, ``PEZLoadLM``) are what saved workflows store: they never change. The optimising nodes
+show only what most users change; ``PEZOptions`` holds the rest (``javascript/pez.js`` moves an older saved
+workflow's values there).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from .prompt_syntax import for_text_encode
 
 PEZ_CLIP = io.Custom("PEZ_CLIP")
 PEZ_LM = io.Custom("PEZ_LM")
+PEZ_OPTIONS = io.Custom("PEZ_OPTIONS")
 CATEGORY = "conditioning/PEZ"
 DEFAULTS = node_bodies.DEFAULTS  # PEZConfig's defaults: the widgets show what an omitted input gets
 LOAD_DEFAULTS = inspect.signature(load_clip).parameters
 
 
 def _optimisation_inputs(prompt_len: int = DEFAULTS.prompt_len) -> list:
-    """Widgets every optimising node shares (paper defaults: 16 tokens, 3000 steps, lr 0.1).
+    """The widgets every optimising node shows (paper defaults: 16 tokens, 3000 steps); the rest is PEZ Options'.
 
     An omitted input gets ``node_bodies.make_config``'s default, which is the same ``PEZConfig`` default.
     """
@@ -30,9 +33,35 @@ def _optimisation_inputs(prompt_len: int = DEFAULTS.prompt_len) -> list:
         io.Int.Input("prompt_len", default=prompt_len, min=1, max=75,
                      tooltip="Learned tokens in the prompt (paper: 16; 8 for short distilled prompts)."),
         io.Int.Input("steps", default=DEFAULTS.steps, min=1, max=100000,
-                     tooltip="Optimisation steps (paper: 3000). Stop early with 'patience' or Cancel: the best so far is kept."),
+                     tooltip="Optimisation steps (paper: 3000). Stop early with PEZ Options' 'patience' or Cancel: "
+                             "the best so far is kept."),
         io.Int.Input("seed", default=DEFAULTS.seed, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                      tooltip="Seeds the initial tokens: the same seed and inputs give the same prompt."),
+        io.Combo.Input("method", options=list(METHODS), default=DEFAULTS.method, optional=True,
+                       tooltip="pez (the paper's Algorithm 1) or one of its baselines: autoprompt_sgd, fluentprompt, "
+                               "soft (projected once at the end), greedy_bank (append phrases of PEZ Options' "
+                               "'bank'); guided: a language model (guide_lm) writes the prompt and CLIP chooses."),
+    ]
+
+
+def _link_inputs() -> list:
+    """The optional links every optimising node takes: PEZ Options, and the language models."""
+    return [
+        PEZ_OPTIONS.Input("options", optional=True,
+                          tooltip="From PEZ Options: lr, restarts, patience, vocabulary controls, negatives, fluency, "
+                                  "guided decoding's settings (nothing connected: their defaults)."),
+        PEZ_LM.Input("fluency_lm", optional=True,
+                     tooltip="From PEZ Load LM: a causal LM trained on CLIP's tokenizer, for PEZ Options' fluency "
+                             "(the toy CLIP's own: toy_lm_small, used when nothing is connected)."),
+        PEZ_LM.Input("guide_lm", optional=True,
+                     tooltip="method guided: from PEZ Load LM, the language model that writes the prompt (any "
+                             "tokenizer; the toy CLIP's own toy_lm_small when nothing is connected)."),
+    ]
+
+
+def _option_inputs() -> list:
+    """PEZ Options' widgets: each default is ``PEZConfig``'s (= what a node without PEZ Options runs with)."""
+    return [
         io.Float.Input("lr", default=DEFAULTS.lr, min=0.0001, max=10.0, step=0.01, optional=True,
                        tooltip="AdamW learning rate on the continuous prompt (paper: 0.1)."),
         io.Int.Input("restarts", default=DEFAULTS.restarts, min=1, max=64, optional=True,
@@ -45,34 +74,43 @@ def _optimisation_inputs(prompt_len: int = DEFAULTS.prompt_len) -> list:
                          tooltip="Only ASCII tokens: no emoji, no non-Latin scripts."),
         io.String.Input("template", default="", optional=True,
                         tooltip="Optional template such as 'a photo of {} in the style of {}': only the {} slots are learned."),
-        io.Combo.Input("method", options=list(METHODS), default=DEFAULTS.method, optional=True,
-                       tooltip="pez (the paper's Algorithm 1) or one of its baselines: autoprompt_sgd, fluentprompt, "
-                               "soft (projected once at the end), greedy_bank (append phrases of 'bank'); guided: "
-                               "a language model (guide_lm) writes the prompt and CLIP chooses."),
         io.String.Input("bank", default="", multiline=True, optional=True,
                         tooltip="greedy_bank only: phrases it may append, one a line (empty: the model's own "
                                 "word list, e.g. the toy model's 20 words)."),
-    ]
-
-
-def _fluency_inputs() -> list:
-    """Fluency (FluentPrompt's LM term), last in every optimising node so saved widget values keep their places."""
-    return [
+        io.String.Input("negative_text", default="", optional=True,
+                        tooltip="PEZ Invert (mode shared) only: a text the prompt should NOT match."),
+        io.Float.Input("negative_weight", default=node_bodies.NEGATIVE_WEIGHT, min=0.0, max=0.95, step=0.05,
+                       optional=True,
+                       tooltip="PEZ Invert only: how hard the negatives push: their total weight as a share of the "
+                               "images' weight."),
         io.Float.Input("fluency", default=DEFAULTS.fluency, min=0.0, max=10.0, step=0.001, optional=True,
                        tooltip="Weight of a language model's cross-entropy over the prompt: more readable prompts "
                                "at some cost in similarity (0: off). Needs fluency_lm, except with the toy CLIP."),
-        PEZ_LM.Input("fluency_lm", optional=True,
-                     tooltip="From PEZ Load LM: a causal LM trained on CLIP's tokenizer (the toy CLIP's own: "
-                             "toy_lm_small, used when nothing is connected)."),
-        PEZ_LM.Input("guide_lm", optional=True,
-                     tooltip="method guided: from PEZ Load LM, the language model that writes the prompt (any "
-                             "tokenizer; the toy CLIP's own toy_lm_small when nothing is connected)."),
+        io.Int.Input("beams", default=DEFAULTS.beams, min=1, max=64, optional=True,
+                     tooltip="method guided: beams kept (VGD: 10)."),
+        io.Int.Input("candidates", default=DEFAULTS.candidates, min=1, max=256, optional=True,
+                     tooltip="method guided: continuations each beam proposes per step (VGD: 10)."),
+        io.Float.Input("lm_weight", default=DEFAULTS.lm_weight, min=0.0, max=10.0, step=0.01, optional=True,
+                       tooltip="method guided: weight of the LM's mean log-probability against CLIP's similarity "
+                               "(0: CLIP alone picks among the LM's likely tokens)."),
+        io.String.Input("start_text", default="", optional=True,
+                        tooltip="method guided: words every prompt starts with (e.g. PEZ's hard prompt or a subject)."),
+        io.String.Input("instruction", default="", optional=True,
+                        tooltip="method guided: what the LM reads before the prompt, not part of it (an "
+                                "instruction-tuned LM's request, through its chat template when it has one)."),
     ]
 
 
 def _config(clip, **widgets) -> PEZConfig:
     """The widget values given; each omitted one takes ``node_bodies.make_config``'s (= ``PEZConfig``'s) default."""
     return node_bodies.make_config(device=clip.device, **widgets)
+
+
+def _settings(node: type[io.ComfyNode], options, widgets: dict) -> dict:
+    """PEZ Options' values and the node's widgets (``node_bodies.settings``), checked against the inputs the API
+    prompt sent this node (an optimising node is an output node: ComfyUI hands it the prompt)."""
+    sent = ((node.hidden.prompt or {}).get(str(node.hidden.unique_id)) or {}).get("inputs")
+    return node_bodies.settings(node.GET_SCHEMA().display_name, options, widgets, sent)
 
 
 def _shown(result) -> tuple[str, str]:
@@ -221,36 +259,37 @@ class PEZInvert(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return _optimising_schema(
             "PEZInvert", "PEZ Invert Image",
-            "Learns a readable prompt that CLIP matches to the image(s); several images give one shared prompt.",
+            "Learns a readable prompt that CLIP matches to the image(s); several images give one shared prompt. "
+            "More settings (lr, restarts, blocklist, negative_text, fluency, ...): connect a PEZ Options node.",
             [
                 PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP or PEZ CLIP from Workflow."),
                 io.Image.Input("images", tooltip="One image, or a batch whose shared content/style the prompt captures."),
                 *_optimisation_inputs(),
-                io.Image.Input("negative_images", optional=True, tooltip="Images the prompt should NOT match."),
-                io.String.Input("negative_text", default="", optional=True, tooltip="A text the prompt should NOT match."),
-                io.Float.Input("negative_weight", default=node_bodies.NEGATIVE_WEIGHT, min=0.0, max=0.95, step=0.05,
-                               optional=True,
-                               tooltip="How hard the negatives push: their total weight as a share of the images' weight."),
-                *_fluency_inputs(),
                 io.Combo.Input("mode", options=list(node_bodies.INVERT_MODES), default=node_bodies.INVERT_MODES[0], optional=True,
                                tooltip="shared: one prompt for the whole batch (its common content or style). "
                                        "per image: one prompt for each image, all optimised together (a list: "
                                        "nodes downstream run once per prompt)."),
+                io.Image.Input("negative_images", optional=True,
+                               tooltip="Images the prompt should NOT match (their weight: PEZ Options' negative_weight)."),
+                *_link_inputs(),
             ],
             outputs=_LIST_OUTPUTS,
         )
 
     @classmethod
-    def execute(cls, pez_clip, images, fluency_lm=None, guide_lm=None, mode=node_bodies.INVERT_MODES[0],
-                **widgets) -> io.NodeOutput:
-        negatives = {k: widgets.pop(k) for k in ("negative_images", "negative_text", "negative_weight") if k in widgets}
-        config = _config(pez_clip, **widgets)
+    def execute(cls, pez_clip, images, negative_images=None, options=None, fluency_lm=None, guide_lm=None,
+                mode=node_bodies.INVERT_MODES[0], **widgets) -> io.NodeOutput:
+        values = _settings(cls, options, widgets)
+        negatives = {k: values.pop(k) for k in node_bodies.NEGATIVES if k in values}
+        config = _config(pez_clip, **values)
         if mode == node_bodies.INVERT_MODES[1]:
-            if negatives.get("negative_images") is not None or (negatives.get("negative_text") or "").strip():
-                raise ValueError("mode 'per image' takes no negatives; use mode 'shared' for them.")
+            if negative_images is not None or (negatives.get("negative_text") or "").strip():
+                raise ValueError("mode 'per image' takes no negatives (negative_images, PEZ Options' negative_text); "
+                                 "use mode 'shared' for them.")
             return _outputs(node_bodies.invert_each(pez_clip, images, config, cls.hidden.unique_id), cls.hidden.unique_id)
         return _outputs([node_bodies.invert(pez_clip, images, config, cls.hidden.unique_id, fluency_lm=fluency_lm,
-                                            guide_lm=guide_lm, **negatives)], cls.hidden.unique_id)
+                                            guide_lm=guide_lm, negative_images=negative_images, **negatives)],
+                        cls.hidden.unique_id)
 
 
 class PEZDistill(io.ComfyNode):
@@ -258,21 +297,24 @@ class PEZDistill(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return _optimising_schema(
             "PEZDistill", "PEZ Distill Prompt",
-            "Learns a short prompt with the meaning of a long one (texts over 77 tokens are averaged per window).",
+            "Learns a short prompt with the meaning of a long one (texts over 77 tokens are averaged per window). "
+            "More settings: connect a PEZ Options node.",
             [
                 PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP or PEZ CLIP from Workflow."),
                 io.String.Input("text", multiline=True, default="", tooltip="The prompt to distill."),
                 *_optimisation_inputs(prompt_len=node_bodies.DISTILL_PROMPT_LEN),
-                *_fluency_inputs(),
+                *_link_inputs(),
             ],
         )
 
     @classmethod
-    def execute(cls, pez_clip, text, prompt_len=node_bodies.DISTILL_PROMPT_LEN, fluency_lm=None, guide_lm=None,
-                **widgets) -> io.NodeOutput:
-        config = _config(pez_clip, prompt_len=prompt_len, **widgets)
-        return _output(node_bodies.distill(pez_clip, text, config, cls.hidden.unique_id, fluency_lm, guide_lm),
-                       cls.hidden.unique_id)
+    def execute(cls, pez_clip, text, prompt_len=node_bodies.DISTILL_PROMPT_LEN, options=None, fluency_lm=None,
+                guide_lm=None, **widgets) -> io.NodeOutput:
+        values, notes = node_bodies.without_negatives("PEZ Distill", _settings(cls, options, widgets))
+        config = _config(pez_clip, prompt_len=prompt_len, **values)
+        result = node_bodies.distill(pez_clip, text, config, cls.hidden.unique_id, fluency_lm, guide_lm)
+        result.notes.extend(notes)
+        return _output(result, cls.hidden.unique_id)
 
 
 class PEZPromptConcat(io.ComfyNode):
@@ -280,24 +322,45 @@ class PEZPromptConcat(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return _optimising_schema(
             "PEZPromptConcat", "PEZ Prompt Concat",
-            "Composes two or more prompts into one: learned by PEZ, or their plain join if that matches better.",
+            "Composes two or more prompts into one: learned by PEZ, or their plain join if that matches better. "
+            "More settings: connect a PEZ Options node.",
             [
                 PEZ_CLIP.Input("pez_clip", tooltip="From PEZ Load CLIP or PEZ CLIP from Workflow."),
                 io.String.Input("text_a", multiline=True, default="", tooltip="First prompt."),
                 io.String.Input("text_b", multiline=True, default="", tooltip="Second prompt."),
-                io.String.Input("text_c", multiline=True, default="", optional=True, tooltip="Optional third prompt."),
-                io.String.Input("text_d", multiline=True, default="", optional=True, tooltip="Optional fourth prompt."),
                 *_optimisation_inputs(),
-                *_fluency_inputs(),
+                io.String.Input("text_c", force_input=True, optional=True,
+                                tooltip="Optional third prompt (a link, e.g. another PEZ node's prompt)."),
+                io.String.Input("text_d", force_input=True, optional=True, tooltip="Optional fourth prompt (a link)."),
+                *_link_inputs(),
             ],
         )
 
     @classmethod
-    def execute(cls, pez_clip, text_a, text_b, text_c="", text_d="", fluency_lm=None, guide_lm=None,
+    def execute(cls, pez_clip, text_a, text_b, text_c="", text_d="", options=None, fluency_lm=None, guide_lm=None,
                 **widgets) -> io.NodeOutput:
-        config = _config(pez_clip, **widgets)
-        return _output(node_bodies.concat(pez_clip, [text_a, text_b, text_c, text_d], config, cls.hidden.unique_id,
-                                          fluency_lm, guide_lm), cls.hidden.unique_id)
+        values, notes = node_bodies.without_negatives("PEZ Prompt Concat", _settings(cls, options, widgets))
+        config = _config(pez_clip, **values)
+        result = node_bodies.concat(pez_clip, [text_a, text_b, text_c, text_d], config, cls.hidden.unique_id,
+                                    fluency_lm, guide_lm)
+        result.notes.extend(notes)
+        return _output(result, cls.hidden.unique_id)
+
+
+class PEZOptions(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PEZOptions", display_name="PEZ Options", category=CATEGORY,
+            description="The settings PEZ Invert, Distill and Concat do not show: link its output to their 'options' "
+                        "(one PEZ Options may feed several). Without it they run with these defaults.",
+            inputs=_option_inputs(),
+            outputs=[PEZ_OPTIONS.Output(display_name="options", tooltip="Link to a PEZ node's 'options' input.")],
+        )
+
+    @classmethod
+    def execute(cls, **values) -> io.NodeOutput:
+        return io.NodeOutput(node_bodies.options(**values))
 
 
 class PEZImageSimilarity(io.ComfyNode):
@@ -403,8 +466,8 @@ class PEZPickByGeneration(io.ComfyNode):
         return io.NodeOutput(result.prompt, result.score, result.table(prompts), ui=ui.PreviewText(shown))
 
 
-NODES = [PEZLoadCLIP, PEZCLIPFromWorkflow, PEZInvert, PEZDistill, PEZPromptConcat, PEZImageSimilarity, PEZLoadLM,
-         PEZPromptList, PEZPickByGeneration]
+NODES = [PEZLoadCLIP, PEZCLIPFromWorkflow, PEZInvert, PEZDistill, PEZPromptConcat, PEZOptions, PEZImageSimilarity,
+         PEZLoadLM, PEZPromptList, PEZPickByGeneration]
 
 
 class PEZExtension(ComfyExtension):
