@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -171,3 +172,102 @@ def test_a_pez_node_added_from_search_and_linked_by_dragging_runs(ui):
     assert entry["prompt"][2][str(invert)]["inputs"]["steps"] == 60  # what was typed is what ran
     assert seen["final"] == entry["outputs"][str(invert)]["text"][0]
     assert seen["final"].endswith("60 steps") or "60 steps" in seen["final"]
+
+
+# KSampler's height (262 px in frontend 1.27: 4 link rows + 7 widget rows) plus what a KSampler has not: two more
+# link rows (PEZ nodes take up to 6 links: pez_clip, images, negative_images, options, fluency_lm, guide_lm; 2 × 20 px)
+# and PEZ Prompt Concat's two multiline prompt boxes (58 px each at their minimum, 34 px more than a 24 px widget row).
+BESIDE_KSAMPLER = 2 * 20 + 2 * 34
+
+
+def test_each_pez_node_shows_at_most_8_widgets_and_fits_beside_a_ksampler(ui):
+    """At 100 % zoom, each optimising node (as the frontend sizes a new one) shows ≤ 8 widgets (seed's
+    control_after_generate counted) and is no taller than a KSampler + BESIDE_KSAMPLER (108 px); PEZ Options holds
+    the rest."""
+    ui.new_blank_workflow()
+    ui.page.evaluate("app.canvas.ds.scale = 1")  # 100 %: a canvas unit is a page pixel
+    sizes = dict(ui.page.evaluate("""['KSampler', 'PEZInvert', 'PEZDistill', 'PEZPromptConcat', 'PEZOptions'].map(t => {
+        const n = LiteGraph.createNode(t); app.graph.add(n);
+        return [t, [n.computeSize()[1], n.widgets.filter(w => !w.name.startsWith('$$')).map(w => w.name)]]; })"""))
+    ksampler = sizes.pop("KSampler")[0]
+    options = sizes.pop("PEZOptions")[1]
+    for node, (height, widgets) in sizes.items():
+        assert len(widgets) <= 8, f"{node} shows {len(widgets)} widgets: {widgets}"
+        assert height <= ksampler + BESIDE_KSAMPLER, f"{node} is {height} px tall, KSampler {ksampler} px"
+        assert not set(widgets) & set(options), f"{node} shows a PEZ Options setting: {widgets}"
+    assert {"lr", "restarts", "patience", "blocklist", "negative_text", "fluency", "beams"} <= set(options)
+
+
+# The optimising nodes' widget orders before PEZ Options (git: tools/make_workflows.py, NODE_TYPES)
+_OPT = ["prompt_len", "steps", "seed", "@control", "lr", "restarts", "patience", "blocklist", "ascii_only", "template",
+        "method", "bank"]
+OLD_ORDER = {"PEZInvert": _OPT + ["negative_text", "negative_weight", "fluency", "mode"],
+             "PEZDistill": ["text"] + _OPT + ["fluency"],
+             "PEZPromptConcat": ["text_a", "text_b"] + _OPT[:4] + ["text_c", "text_d"] + _OPT[4:] + ["fluency"]}
+
+
+def _old_layout_workflow(monkeypatch, path: Path) -> None:
+    """A UI workflow as the previous nodes saved it: PEZ Invert and Distill with the same moved settings, Concat
+    with others and a text_c, a second Invert with every moved setting at its default."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_workflows", ROOT / "tools" / "make_workflows.py")
+    mw = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, mw)  # its dataclass looks itself up there
+    spec.loader.exec_module(mw)
+    for node, order in OLD_ORDER.items():
+        monkeypatch.setitem(mw.NODE_TYPES, node, (mw.NODE_TYPES[node][0], order))
+    common = dict(lr=0.1, restarts=4, patience=0, blocklist="", ascii_only=False, template="", method="pez", bank="",
+                  fluency=0.0)
+    moved = dict(common, lr=0.05, restarts=2, blocklist="red")
+    nodes = [mw.loader(1), mw.image(2, "pez_example.png", (40, 260)),
+             mw.Node(3, "PEZInvert", (420, 60), dict(moved, prompt_len=4, steps=20, seed=7, negative_text="",
+                                                     negative_weight=0.5, mode="shared"),
+                     {"pez_clip": (1, 0), "images": (2, 0)}),
+             mw.Node(4, "PEZDistill", (420, 600), dict(moved, text="a large red circle on grass", prompt_len=3,
+                                                       steps=20, seed=9), {"pez_clip": (1, 0)}),
+             mw.Node(5, "PEZPromptConcat", (820, 60), dict(common, patience=5, text_c="a third prompt", text_d="",
+                                                           prompt_len=5, steps=20, seed=3),
+                     {"pez_clip": (1, 0), "text_a": (3, 0), "text_b": (4, 0)}),
+             mw.Node(6, "PEZInvert", (820, 600), dict(common, prompt_len=2, steps=10, seed=11, negative_text="",
+                                                      negative_weight=0.5, mode="per image"),
+                     {"pez_clip": (1, 0), "images": (2, 0)})]
+    path.write_text(json.dumps(mw.ui_format(nodes, "saved before PEZ Options")))
+
+
+def test_a_workflow_saved_before_pez_options_opens_with_its_values_by_name(ui, monkeypatch, tmp_path):
+    """Its widgets get their values by name (not by position); its moved settings go to a PEZ Options node, added
+    and linked (one per set of values; none where all are defaults), Concat's text_c to a text node; one message
+    names each node; the run uses exactly the saved values (/history)."""
+    path = tmp_path / "saved_before_pez_options.json"
+    _old_layout_workflow(monkeypatch, path)
+    ui.drop_file(path)
+    try:
+        message = "\n".join(ui.dialogs())
+        assert "These settings moved to a PEZ Options node" in message, message
+        nodes = {n["id"]: n for n in ui.nodes()}
+        assert nodes[3]["widgets"] == {"prompt_len": 4, "steps": 20, "seed": 7, "control_after_generate": "fixed",
+                                       "method": "pez", "mode": "shared"}
+        assert nodes[4]["widgets"]["text"] == "a large red circle on grass" and nodes[4]["widgets"]["seed"] == 9
+        assert [nodes[5]["widgets"][k] for k in ("prompt_len", "steps", "seed", "method")] == [5, 20, 3, "pez"]
+        assert nodes[6]["widgets"]["mode"] == "per image" and nodes[6]["widgets"]["seed"] == 11
+        into = {(dst, name): src for src, _, dst, name in ui.links()}
+        shared, concat, text = into[(3, "options")], into[(5, "options")], into[(5, "text_c")]
+        assert into[(4, "options")] == shared and (6, "options") not in into  # node 6: every setting at its default
+        assert {k: nodes[shared]["widgets"][k] for k in ("lr", "restarts", "patience", "blocklist")} == \
+            {"lr": 0.05, "restarts": 2, "patience": 1000, "blocklist": "red"}
+        assert nodes[concat]["widgets"]["patience"] == 5 and nodes[text]["widgets"]["value"] == "a third prompt"
+        for line in ("PEZ Invert Image #3: lr, restarts, blocklist → PEZ Options", "PEZ Distill Prompt #4:",
+                     "PEZ Prompt Concat #5: patience → PEZ Options", "text_c (a link now) → text node"):
+            assert line in message, message
+        assert "#6" not in message
+    finally:
+        ui.page.evaluate("app.extensionManager.toast.removeAll()")
+    ui.run()
+    wait_until_done(ui, [3, 4, 5, 6])
+    entry = _history(ui)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    ran = entry["prompt"][2]
+    assert ran[str(shared)]["inputs"]["lr"] == 0.05 and ran["3"]["inputs"]["options"] == [str(shared), 0]
+    assert ran["5"]["inputs"]["text_c"] == [str(text), 0] and ran["3"]["inputs"]["seed"] == 7
+    assert "red" not in entry["outputs"]["4"]["text"][0].split("\n")[0].split()
