@@ -106,11 +106,11 @@ def _config(clip, **widgets) -> PEZConfig:
     return node_bodies.make_config(device=clip.device, **widgets)
 
 
-def _settings(node: type[io.ComfyNode], options, widgets: dict) -> dict:
+def _settings(node: type[io.ComfyNode], name: str, options, widgets: dict) -> dict:
     """PEZ Options' values and the node's widgets (``node_bodies.settings``), checked against the inputs the API
     prompt sent this node (an optimising node is an output node: ComfyUI hands it the prompt)."""
     sent = ((node.hidden.prompt or {}).get(str(node.hidden.unique_id)) or {}).get("inputs")
-    return node_bodies.settings(node.GET_SCHEMA().display_name, options, widgets, sent)
+    return node_bodies.settings(name, options, widgets, sent)
 
 
 def _shown(result) -> tuple[str, str]:
@@ -279,7 +279,7 @@ class PEZInvert(io.ComfyNode):
     @classmethod
     def execute(cls, pez_clip, images, negative_images=None, options=None, fluency_lm=None, guide_lm=None,
                 mode=node_bodies.INVERT_MODES[0], **widgets) -> io.NodeOutput:
-        values = _settings(cls, options, widgets)
+        values = _settings(cls, "PEZ Invert Image", options, widgets)
         negatives = {k: values.pop(k) for k in node_bodies.NEGATIVES if k in values}
         config = _config(pez_clip, **values)
         if mode == node_bodies.INVERT_MODES[1]:
@@ -310,7 +310,8 @@ class PEZDistill(io.ComfyNode):
     @classmethod
     def execute(cls, pez_clip, text, prompt_len=node_bodies.DISTILL_PROMPT_LEN, options=None, fluency_lm=None,
                 guide_lm=None, **widgets) -> io.NodeOutput:
-        values, notes = node_bodies.without_negatives("PEZ Distill", _settings(cls, options, widgets))
+        values, notes = node_bodies.without_negatives("PEZ Distill",
+                                                      _settings(cls, "PEZ Distill Prompt", options, widgets))
         config = _config(pez_clip, prompt_len=prompt_len, **values)
         result = node_bodies.distill(pez_clip, text, config, cls.hidden.unique_id, fluency_lm, guide_lm)
         result.notes.extend(notes)
@@ -339,7 +340,8 @@ class PEZPromptConcat(io.ComfyNode):
     @classmethod
     def execute(cls, pez_clip, text_a, text_b, text_c="", text_d="", options=None, fluency_lm=None, guide_lm=None,
                 **widgets) -> io.NodeOutput:
-        values, notes = node_bodies.without_negatives("PEZ Prompt Concat", _settings(cls, options, widgets))
+        values, notes = node_bodies.without_negatives("PEZ Prompt Concat",
+                                                   _settings(cls, "PEZ Prompt Concat", options, widgets))
         config = _config(pez_clip, **values)
         result = node_bodies.concat(pez_clip, [text_a, text_b, text_c, text_d], config, cls.hidden.unique_id,
                                     fluency_lm, guide_lm)
