@@ -254,6 +254,39 @@ def test_flux_and_sd3_clips_give_pez_their_clip_encoders_and_leave_t5_out(cm, fi
     assert _comfy_ids(sd3, result.text, "l") == _comfy_ids(sd3, result.text, "g") == result.token_ids
 
 
+def _scaled_fp8(source: str, path: Path) -> Path:
+    """``source``'s CLIP text encoder in ComfyUI's scaled-fp8 format: each Linear weight as float8_e4m3fn divided by
+    its own ``scale_weight`` (max |w| / 448), the rest as it was, and the ``scaled_fp8`` marker."""
+    from safetensors.torch import load_file, save_file
+
+    state = {}
+    for key, value in load_file(source).items():
+        if key.endswith(("proj.weight", "fc1.weight", "fc2.weight")) and value.dim() == 2:
+            scale = value.float().abs().max() / 448.0
+            state[key] = (value.float() / scale).to(torch.float8_e4m3fn)
+            state[key[: -len("weight")] + "scale_weight"] = scale.reshape(())
+        else:
+            state[key] = value
+    state["scaled_fp8"] = torch.tensor([], dtype=torch.float8_e4m3fn)
+    save_file(state, str(path))
+    return path
+
+
+def test_a_scaled_fp8_text_encoder_is_copied_with_its_scales(cm, files, tmp_path):
+    """ComfyUI's scaled-fp8 format (``scale_weight`` per Linear): PEZ's copy computes what ComfyUI's encoder computes
+    (measured: within 1e-4 of its pooled output), and not what the unscaled fp8 numbers would give."""
+    path = _scaled_fp8(files.sd15, tmp_path / "clip_l_fp8_scaled.safetensors")
+    clip = cm.sd.load_clip([str(path)], model_options={"scaled_fp8": torch.float8_e4m3fn})
+    layer = clip.cond_stage_model.clip_l.transformer.text_model.encoder.layers[0].mlp.fc1
+    assert layer.weight.dtype == torch.float8_e4m3fn and float(layer.scale_weight) != 1.0  # ComfyUI's scaled layers
+    pez = _workflow_clip(clip)
+    plain = _workflow_clip(cm.sd.load_clip([files.sd15]))
+    for text in TEXTS[:2]:
+        ours = _ours(pez, text)
+        torch.testing.assert_close(ours, _sub_pooled(clip, "clip_l", "l", text, projected=False), **TOL)
+        assert F.cosine_similarity(ours, _ours(plain, text)).item() > 0.99  # fp8 rounding only
+
+
 def _random_lora(clip, seed: int) -> dict:
     """A LoRA (kohya keys) on two of CLIP-L's layers, as LoraLoader reads it from a file."""
     import comfy.lora

@@ -165,6 +165,19 @@ class ComfyTokenizer:
         return self._bpe.decode(ids)
 
 
+def unscaled(state: dict) -> dict:
+    """Weights as the encoder computes with them: a scaled-fp8 Linear (ComfyUI's ``scale_weight`` beside an fp8
+    ``weight``, as in ``*_fp8_scaled`` downloads) becomes ``weight × scale_weight`` in fp32; ``scale_input`` and
+    the ``scaled_fp8`` marker are dropped. Other tensors pass unchanged."""
+    out = {}
+    for key, value in state.items():
+        if key.endswith(("scale_weight", "scale_input")) or key.rsplit(".", 1)[-1] == "scaled_fp8":
+            continue
+        scale = state.get(key[: -len("weight")] + "scale_weight") if key.endswith("weight") else None
+        out[key] = value.float() * scale.float() if scale is not None else value
+    return out
+
+
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -186,9 +199,10 @@ def convert(clip, part: TextPart, device: torch.device, projection: torch.Tensor
     mm.load_models_gpu([clip.patcher], force_full_load=True)  # merges LoRA patches into the weights
     transformer = part.sub.transformer
     with torch.inference_mode(False), torch.no_grad():
-        state = {k: v for k, v in transformer.state_dict().items() if k.startswith("text_model.")}
+        weights = unscaled(transformer.state_dict())
+        state = {k: v for k, v in weights.items() if k.startswith("text_model.")}
         if part.has_projection and projection is None:
-            projection = transformer.text_projection.weight
+            projection = weights["text_projection.weight"]
         heads = transformer.text_model.encoder.layers[0].self_attn.heads
         backbone = text_backbone_from_hf(state, heads, _activation(part.sub), part.name, projection, device,
                                          tokenizer=ComfyTokenizer(clip, part.name.removeprefix("clip_")))
