@@ -1,4 +1,5 @@
-"""Readable prompts on the toy world: PEZ, PEZ + fluency, guided decoding and best-of-N by generation, side by side.
+"""Readable prompts on the toy world: PEZ, PEZ + fluency, guided decoding (alone and seeded by PEZ) and best-of-N by
+generation, side by side.
 
     python benchmarks/bench_readable.py            # ~10 min on 2 cores; prints the table (mean ± std), --json
 
@@ -13,7 +14,8 @@ deterministic: one run per picture, repeated for its timing). Columns:
   from the prompt (``--gen-seeds`` each) to the target picture;
 * ``s``: seconds per prompt (generation not included; best-of-N includes its candidates' generations).
 
-``best-of-N (gen)`` takes PEZ's ``top_k`` candidates and the guided prompt and keeps the one whose generated
+``guided seeded by PEZ`` starts guided decoding from the word of that seed's PEZ prompt that alone is closest to
+the picture (its seconds include PEZ's). ``best-of-N (gen)`` takes PEZ's ``top_k`` candidates and the guided prompt and keeps the one whose generated
 pictures the judge finds closest to the target (``pez_nodes.evaluate.pick``; Williams et al. 2024: a better CLIP
 score need not mean a closer regenerated picture). Its ``gen`` is measured on the generations it was chosen by
 (``pez eval --pick-by-generation`` chooses on other seeds than it reports).
@@ -36,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pez_nodes import toyworld as tw  # noqa: E402
-from pez_nodes.core import PEZConfig, invert, load_clip  # noqa: E402
+from pez_nodes.core import PEZConfig, encode_text, image_features, invert, load_clip  # noqa: E402
 from pez_nodes.lm.load import load_lm  # noqa: E402
 
 
@@ -48,6 +50,14 @@ def perplexity(lm, text: str) -> float:
 
 def mean_std(values: list[float], digits: int = 3) -> str:
     return f"{statistics.fmean(values):.{digits}f} ± {statistics.pstdev(values):.{digits}f}"
+
+
+def best_word(clip, picture, text: str) -> str:
+    """The word of PEZ's prompt that alone is closest to the picture: guided decoding's first word (as VGD starts
+    from the CLIP token nearest the image, here chosen among PEZ's hard prompt)."""
+    words = sorted(set(text.split()))
+    feature = image_features(clip, [picture])[0]
+    return max(words, key=lambda w: float(encode_text(clip, w) @ feature))
 
 
 def main() -> None:
@@ -97,6 +107,12 @@ def main() -> None:
             pez = invert(clip, [picture], PEZConfig(prompt_len=args.prompt_len, steps=args.steps, seed=seed, top_k=4))
             pez_seconds = time.perf_counter() - t
             record("pez", scene, picture, pez.text, pez.similarity, pez_seconds)
+            t = time.perf_counter()
+            seed_word = best_word(clip, picture, pez.text)
+            seeded = invert(clip, [picture], PEZConfig(method="guided", prompt_len=16, start_text=seed_word),
+                            guide_lm=guide)
+            record("guided seeded by PEZ", scene, picture, seeded.text, seeded.similarity,
+                   pez_seconds + time.perf_counter() - t)
             t = time.perf_counter()
             fluent = invert(clip, [picture], PEZConfig(prompt_len=args.prompt_len, steps=args.steps, seed=seed,
                                                        fluency=args.fluency), fluency_lm=guide)
