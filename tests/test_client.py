@@ -35,7 +35,8 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's handshake constant
 HANG = 8.0  # the longest a stub keeps a silent websocket open, so a client that never gives up still ends
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 WORKFLOW = {"1": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
-            "3": {"class_type": "PEZInvert", "inputs": {"steps": 300, "template": "", "images": ["1", 0]}}}
+            "3": {"class_type": "PEZInvert", "inputs": {"steps": 300, "images": ["1", 0], "options": ["4", 0]}},
+            "4": {"class_type": "PEZOptions", "inputs": {"template": ""}}}
 LEARNED = "learned prompt\n\nsimilarity 0.9 · 10 steps"
 
 
@@ -221,7 +222,7 @@ def _free_port() -> int:
 def test_success_uploads_the_image_applies_sets_and_prints_the_prompt(capsys, stub, files):
     wf, img = files
     rc, out, err = run(capsys, wf, "--image", img, "--server", stub.address, "--set", "3.steps=40",
-                       "--set", "3.template=a photo of {}")
+                       "--set", "4.template=a photo of {}")
     assert rc == 0, err
     assert out == "learned prompt\n"
     uploaded = client.upload_name(img, img.read_bytes())
@@ -229,7 +230,7 @@ def test_success_uploads_the_image_applies_sets_and_prints_the_prompt(capsys, st
     assert [name for name, _ in stub.uploads] == [uploaded] and img.read_bytes() in stub.uploads[0][1]
     sent = stub.posted["prompt"]
     assert sent["1"]["inputs"]["image"] == uploaded
-    assert sent["3"]["inputs"]["steps"] == 40 and sent["3"]["inputs"]["template"] == "a photo of {}"
+    assert sent["3"]["inputs"]["steps"] == 40 and sent["4"]["inputs"]["template"] == "a photo of {}"
     assert stub.posted["client_id"] and ("GET", f"/ws?clientId={stub.posted['client_id']}") in stub.seen
     assert "a live best prompt" in err  # the binary event-3 frame became the progress line
     assert not stub.interrupts

@@ -30,12 +30,12 @@ def server(tmp_path_factory, comfy_model_files):
     d = comfy_model_files.dir
     names = _placeholders(tmp_path_factory.mktemp("named"))
     config = tmp_path_factory.mktemp("paths") / "extra_model_paths.yaml"
-    config.write_text(f"pez_test:\n  base_path: {d}\n  text_encoders: .\n  clip_vision: .\n"
+    config.write_text(f"pez_test:\n  base_path: {d}\n  text_encoders: .\n  clip_vision: .\n  open_clip: .\n"
                       f"pez_named:\n  base_path: {names}\n" + "".join(f"  {f}: {f}\n" for f in PAIR_FOLDERS))
     log = tmp_path_factory.mktemp("comfy") / "server.log"
     with running_comfyui(COMFY, log, extra_args=("--extra-model-paths-config", str(config))) as proc:
         srv = client.Comfy(proc.address, timeout=600)
-        srv.log = proc.log
+        srv.log, srv.proc = proc.log, proc
         yield srv
 
 
@@ -76,7 +76,8 @@ def _graph(text_file: str, vision_file: str | None, projection: str = "none", in
     if vision_file:
         wf["2"] = {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": vision_file}}
         wf["3"]["inputs"]["clip_vision"] = ["2", 0]
-    common = {"pez_clip": ["3", 0], "prompt_len": 3, "steps": 3, "seed": 0, "restarts": 1}
+    wf["6"] = {"class_type": "PEZOptions", "inputs": {"restarts": 1}}
+    common = {"pez_clip": ["3", 0], "prompt_len": 3, "steps": 3, "seed": 0, "options": ["6", 0]}
     if invert:
         wf["4"] = {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}}
         wf["5"] = {"class_type": "PEZInvert", "inputs": {**common, "images": ["4", 0]}}
@@ -205,7 +206,9 @@ def _pez_side(api: dict) -> dict:
         elif kind == "PEZLoadLM":
             inputs["model"] = "toy_lm_small"
         elif kind == "PEZInvert":
-            inputs.update(steps=3, restarts=1, prompt_len=4 if inputs["method"] == "guided" else 3)
+            inputs.update(steps=3, prompt_len=4 if inputs["method"] == "guided" else 3)
+        elif kind == "PEZOptions":
+            inputs.update(restarts=1)
     return {k: v for k, v in wf.items() if v["class_type"] != "CLIPVisionLoader" or
             any(v2 == [k, 0] for n in wf.values() for v2 in n["inputs"].values())}
 
@@ -231,3 +234,37 @@ def test_the_prompt_pair_workflows_validate_and_their_pez_side_runs(server, tmp_
         assert "t5xxl is not a CLIP text encoder" in keywords and "t5xxl is not a CLIP text encoder" in sentence
         assert "· guided" in sentence and "· guided" not in keywords
         assert keywords.split("\n")[0].strip() and sentence.split("\n")[0].strip()
+
+
+def _free(server) -> None:
+    """ComfyUI's own "unload models and free memory" (the Manager's and the API's ``POST /free``)."""
+    import urllib.request
+
+    request = urllib.request.Request(server.base + "/free", data=json.dumps({"unload_models": True,
+                                     "free_memory": True}).encode(), headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=30).read()
+
+
+def test_comfyuis_free_releases_pezs_model_and_a_second_run_reloads_it(server):
+    """A full-size ViT-L-14 (random weights, 1.7 GB in fp32) loaded by PEZ Load CLIP: after a run ComfyUI's model
+    management holds it (its log says it loaded it), ``POST /free`` gives the memory back (the server's RSS falls by
+    at least 1.2 GB: measured ~1.7 GB), and the next run loads it again."""
+    import time
+
+    wf = {"1": {"class_type": "PEZLoadCLIP", "inputs": {"model": "vit_l_14.safetensors", "device": "cpu"}},
+          "2": {"class_type": "PEZDistill", "inputs": {"pez_clip": ["1", 0], "text": "a red fox", "prompt_len": 2,
+                                                       "steps": 2, "seed": 0}}}
+    log_before = server.log.read_text(errors="replace")
+    _, status, _, _ = _run(server, wf)
+    assert status == "success", server.log
+    assert "Requested to load CLIP" in server.log.read_text(errors="replace")[len(log_before):]  # ComfyUI loaded it
+    held = server.proc.rss_mb()
+    _free(server)
+    deadline, rss = time.time() + 60, held
+    while time.time() < deadline and held - rss < 1200:
+        time.sleep(1)
+        rss = server.proc.rss_mb()
+    assert held - rss >= 1200, f"RSS {held:.0f} MB → {rss:.0f} MB after POST /free"
+    _, status, _, _ = _run(server, {**wf, "2": {**wf["2"], "inputs": {**wf["2"]["inputs"], "seed": 1}}})
+    assert status == "success", server.log
+    assert server.proc.rss_mb() - rss >= 1200  # loaded again

@@ -25,8 +25,8 @@ from pez_nodes.core import TOY_DIR
 ROOT = Path(__file__).resolve().parents[1]
 COMFY = os.environ.get("COMFYUI_DIR")
 pytestmark = pytest.mark.skipif(not COMFY, reason="COMFYUI_DIR is not set: no real ComfyUI to host the nodes")
-NODE_IDS = ("PEZLoadCLIP", "PEZCLIPFromWorkflow", "PEZInvert", "PEZDistill", "PEZPromptConcat", "PEZImageSimilarity",
-            "PEZLoadLM", "PEZPromptList", "PEZPickByGeneration")
+NODE_IDS = ("PEZLoadCLIP", "PEZCLIPFromWorkflow", "PEZInvert", "PEZDistill", "PEZPromptConcat", "PEZOptions",
+            "PEZImageSimilarity", "PEZLoadLM", "PEZPromptList", "PEZPickByGeneration")
 EXAMPLES = [ROOT / "workflows" / "pez_example.png", ROOT / "workflows" / "pez_example_2.png"]
 
 
@@ -102,6 +102,10 @@ def test_object_info_lists_every_node_with_inputs_and_tooltips(server):
     assert options[0] == "toy (bundled, offline)"
     assert info["PEZInvert"]["output"] == ["STRING", "FLOAT"]
     assert info["PEZInvert"]["input"]["required"]["seed"][1]["control_after_generate"] is True
+    assert info["PEZOptions"]["output"] == ["PEZ_OPTIONS"] and "lr" in info["PEZOptions"]["input"]["optional"]
+    for node_id in ("PEZInvert", "PEZDistill", "PEZPromptConcat"):
+        optional = info[node_id]["input"]["optional"]
+        assert optional["options"][0] == "PEZ_OPTIONS" and not {"lr", "restarts", "fluency"} & set(optional)
 
 
 def test_loader_lists_and_loads_models_from_the_open_clip_folder(server):
@@ -275,6 +279,48 @@ def test_a_workflow_cannot_make_the_server_unpickle(server, tmp_path, inputs):
     message = error["exception_message"].strip()
     assert error["node_type"] == "PEZLoadCLIP" and "pickle" in message and "\n" not in message, message
     assert not marker.exists()
+
+
+def _words(prompts: dict, node: str) -> set[str]:
+    return set(prompts[node].replace("\\", "").replace("(", " ").replace(")", " ").split())
+
+
+def test_one_pez_options_node_changes_both_pez_nodes_it_feeds(server):
+    """pez_concat_toy's PEZ Options feeds both PEZ Invert nodes: every word of their prompts put on its blocklist,
+    neither prompt has one of them any more (read from /history)."""
+    workflow = json.loads((ROOT / "workflows" / "api" / "pez_concat_toy.json").read_text())
+    inverts = [k for k, v in workflow.items() if v["class_type"] == "PEZInvert"]
+    options = workflow[inverts[0]]["inputs"]["options"][0]
+    assert [workflow[k]["inputs"]["options"] for k in inverts] == [[options, 0]] * 2
+    for node in inverts + [k for k, v in workflow.items() if v["class_type"] == "PEZPromptConcat"]:
+        workflow[node]["inputs"]["steps"] = 40
+    _, status, entry, _ = _run(server, workflow, EXAMPLES)
+    assert status == "success", entry.get("status")
+    before = client.prompts_from_history(workflow, entry)
+    blocked = _words(before, inverts[0]) | _words(before, inverts[1])
+    workflow[options]["inputs"]["blocklist"] = ", ".join(sorted(blocked))
+    _, status, entry, _ = _run(server, workflow, EXAMPLES)
+    assert status == "success", entry.get("status")
+    after = client.prompts_from_history(workflow, entry)
+    for node in inverts:
+        assert after[node] != before[node] and not _words(after, node) & blocked, (before[node], after[node])
+
+
+def test_an_api_workflow_still_sending_a_moved_setting_is_refused_by_name(server):
+    """ComfyUI would drop PEZ Distill's old ``lr`` without a word and run with the default: the node refuses the
+    workflow in one line naming the setting and PEZ Options."""
+    wf = _distill("a red circle", steps=5)
+    wf["2"]["inputs"].update(lr=0.05, restarts=2)
+    _, status, _, seen = _run(server, wf)
+    assert status == "execution_error"
+    error = _error_of(seen)
+    assert error["node_type"] == "PEZDistill" and "\n" not in error["exception_message"].strip()
+    assert "PEZ Distill Prompt no longer takes lr, restarts: these settings moved to a PEZ Options node" in \
+        error["exception_message"]
+
+
+def _error_of(seen) -> dict:
+    return [d for k, d in seen if k == "execution_error"][0]
 
 
 def test_per_image_mode_returns_one_prompt_per_image(server):

@@ -23,21 +23,26 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "workflows"
 
 from pez_nodes import toyworld as tw  # noqa: E402
+from pez_nodes.comfy.node_bodies import NEGATIVE_WEIGHT  # noqa: E402
+from pez_nodes.core import PEZConfig  # noqa: E402
+
+DEFAULTS = PEZConfig()
 
 # Output slots (name, type) and widget names in the order ComfyUI's frontend shows them: the schema's required
 # inputs, then its optional ones (tests/test_comfyui_browser.py opens each file in the real frontend and checks).
-# A seed widget with control_after_generate is followed by its control value in widgets_values.
-PEZ_OPT = ["prompt_len", "steps", "seed", "@control", "lr", "restarts", "patience", "blocklist", "ascii_only", "template",
-           "method", "bank"]
+# A seed widget with control_after_generate is followed by its control value in widgets_values. The optimising
+# nodes show only what most users change; PEZ Options holds the rest (javascript/pez.js maps the older orders).
+PEZ_OPT = ["prompt_len", "steps", "seed", "@control", "method"]
+OPTIONS = ["lr", "restarts", "patience", "blocklist", "ascii_only", "template", "bank", "negative_text", "negative_weight",
+           "fluency", "beams", "candidates", "lm_weight", "start_text", "instruction"]
 NODE_TYPES = {
     "PEZLoadCLIP": ([("pez_clip", "PEZ_CLIP")], ["model", "device", "custom_model", "pretrained"]),
     "PEZCLIPFromWorkflow": ([("pez_clip", "PEZ_CLIP")],
                             ["crop", "text_projection", "weight_clip_l", "weight_clip_g", "device"]),
-    "PEZInvert": ([("prompt", "STRING"), ("similarity", "FLOAT")],
-                  PEZ_OPT + ["negative_text", "negative_weight", "fluency", "mode"]),
-    "PEZDistill": ([("prompt", "STRING"), ("similarity", "FLOAT")], ["text"] + PEZ_OPT + ["fluency"]),
-    "PEZPromptConcat": ([("prompt", "STRING"), ("similarity", "FLOAT")],  # required widgets first, then optional
-                        ["text_a", "text_b"] + PEZ_OPT[:4] + ["text_c", "text_d"] + PEZ_OPT[4:] + ["fluency"]),
+    "PEZInvert": ([("prompt", "STRING"), ("similarity", "FLOAT")], PEZ_OPT + ["mode"]),
+    "PEZDistill": ([("prompt", "STRING"), ("similarity", "FLOAT")], ["text"] + PEZ_OPT),
+    "PEZPromptConcat": ([("prompt", "STRING"), ("similarity", "FLOAT")], ["text_a", "text_b"] + PEZ_OPT),
+    "PEZOptions": ([("options", "PEZ_OPTIONS")], OPTIONS),
     "PEZLoadLM": ([("pez_lm", "PEZ_LM")], ["model", "device"]),
     "LoadImage": ([("IMAGE", "IMAGE"), ("MASK", "MASK")], ["image", "@upload"]),
     "ImageBatch": ([("IMAGE", "IMAGE")], []),
@@ -61,7 +66,8 @@ INPUT_TYPES = {"pez_clip": "PEZ_CLIP", "images": "IMAGE", "image1": "IMAGE", "im
                "model": "MODEL", "positive": "CONDITIONING", "negative": "CONDITIONING", "latent_image": "LATENT",
                "samples": "LATENT", "vae": "VAE", "text": "STRING", "text_a": "STRING", "text_b": "STRING",
                "clip_vision": "CLIP_VISION", "clip_vision_2": "CLIP_VISION", "images_a": "IMAGE", "images_b": "IMAGE",
-               "fluency_lm": "PEZ_LM", "guide_lm": "PEZ_LM", "clip_l": "STRING", "clip_g": "STRING", "t5xxl": "STRING"}
+               "fluency_lm": "PEZ_LM", "guide_lm": "PEZ_LM", "clip_l": "STRING", "clip_g": "STRING", "t5xxl": "STRING",
+               "options": "PEZ_OPTIONS", "negative_images": "IMAGE", "text_c": "STRING", "text_d": "STRING"}
 TOY = "toy (bundled, offline)"
 # OpenAI's clip-vit-large-patch14 model.safetensors, renamed, in models/clip_vision: SD 1.5's / SDXL's CLIP-L
 # vision model, and the text projection their checkpoints leave out. (file, node title)
@@ -73,8 +79,8 @@ FLUENCY = 0.03  # the fluency weight of the fluent workflow (README, "Fluent ima
 # (width, height) ComfyUI's frontend (1.27) draws each node at, measured in the page; a PEZ node that learns
 # a prompt gets RESULT_ROOM more for its text box (the live best prompt, then the result), a LoadImage
 # node room for its picture.
-SIZES = {"PEZLoadCLIP": (300, 178), "PEZCLIPFromWorkflow": (300, 194), "PEZInvert": (400, 508),
-         "PEZDistill": (400, 450), "PEZPromptConcat": (400, 612), "PEZLoadLM": (300, 82),
+SIZES = {"PEZLoadCLIP": (300, 178), "PEZCLIPFromWorkflow": (300, 194), "PEZInvert": (400, 278),
+         "PEZDistill": (400, 268), "PEZPromptConcat": (400, 362), "PEZOptions": (400, 424), "PEZLoadLM": (300, 82),
          "PEZImageSimilarity": (300, 118), "LoadImage": (300, 340), "ImageBatch": (160, 46),
          "CheckpointLoaderSimple": (300, 98), "CLIPVisionLoader": (300, 58), "CLIPTextEncode": (400, 200),
          "EmptyLatentImage": (300, 106), "KSampler": (300, 262), "VAEDecode": (160, 46), "SaveImage": (300, 270),
@@ -94,13 +100,25 @@ class Node:
     title: str | None = None
 
 
-def pez_widgets(prompt_len=8, steps=300, seed=0, restarts=4, **extra) -> dict:
-    return {"prompt_len": prompt_len, "steps": steps, "seed": seed, "lr": 0.1, "restarts": restarts, "patience": 0,
-            "blocklist": "", "ascii_only": False, "template": "", "method": "pez", "bank": "", "fluency": 0.0, **extra}
+def pez_widgets(prompt_len=8, steps=300, seed=0, method="pez") -> dict:
+    return {"prompt_len": prompt_len, "steps": steps, "seed": seed, "method": method}
 
 
-def invert_widgets(fluency: float = 0.0, mode: str = "shared", **kw) -> dict:
-    return {**pez_widgets(**kw), "negative_text": "", "negative_weight": 0.5, "fluency": fluency, "mode": mode}
+def invert_widgets(mode: str = "shared", **kw) -> dict:
+    return {**pez_widgets(**kw), "mode": mode}
+
+
+def options(node_id: int, pos, title: str | None = None, **changes) -> Node:
+    """A PEZ Options node: PEZConfig's defaults (what a PEZ node without one runs with), but ``changes``."""
+    unset = {"blocklist": "", "template": "", "bank": "", "negative_text": "", "negative_weight": NEGATIVE_WEIGHT,
+             "start_text": "", "instruction": ""}  # the widgets' "not set" (PEZConfig: None or ())
+    widgets = {k: unset[k] if k in unset else getattr(DEFAULTS, k) for k in OPTIONS}
+    return Node(node_id, "PEZOptions", pos, {**widgets, **changes}, title=title)
+
+
+def one_restart(node_id: int, pos) -> Node:
+    """The real-model workflows' PEZ Options: one restart (the paper's prompt_bs), stop after 300 steps without gain."""
+    return options(node_id, pos, "PEZ Options (1 restart, patience 300)", restarts=1, patience=300)
 
 
 def loader(node_id: int, pos=(40, 60), model=TOY) -> Node:
@@ -147,14 +165,14 @@ def workflow_clip(ckpt_name: str, visions: list[tuple[str, str]], projection: st
                                                      "weight_clip_l": 1.0, "weight_clip_g": 1.0, "device": "auto"},
                links)
     picture_in = image(i + 1, "pez_example.png", (420, 380))
-    invert = Node(i + 2, "PEZInvert", (800, 60), invert_widgets(prompt_len=16, steps=1000, restarts=1, patience=300),
-                  {"pez_clip": (i, 0), "images": (i + 1, 0)})
+    invert = Node(i + 2, "PEZInvert", (800, 60), invert_widgets(prompt_len=16, steps=1000),
+                  {"pez_clip": (i, 0), "images": (i + 1, 0), "options": (i + 10, 0)})
     sampler = sampler_half(i + 3, 1, invert, size, 1180)
     decode = sampler[4]  # VAEDecode: the generated image
     similarity = Node(i + 9, "PEZImageSimilarity", (1940, 460), {"crop": "center"},
                       {"images_a": (picture_in.id, 0), "images_b": (decode.id, 0), "clip_vision": (2, 0)},
                       "Target vs generated (the paper's metric)")
-    return [*nodes, pez, picture_in, invert, *sampler, similarity]
+    return [*nodes, pez, picture_in, invert, *sampler, similarity, one_restart(i + 10, (40, 900))]
 
 
 def prompt_pair(kind: str) -> list[Node]:
@@ -190,8 +208,8 @@ def prompt_pair(kind: str) -> list[Node]:
                links)
     picture_in = image(7, "pez_example.png", (420, 300))
     lm = Node(8, "PEZLoadLM", (420, 700), {"model": GUIDE_LM, "device": "auto"}, title="PEZ Load LM (writes the sentence)")
-    keywords = Node(9, "PEZInvert", (800, 60), invert_widgets(prompt_len=16, steps=1000, restarts=1, patience=300),
-                    {"pez_clip": (6, 0), "images": (7, 0)}, "PEZ keywords (CLIP box)")
+    keywords = Node(9, "PEZInvert", (800, 60), invert_widgets(prompt_len=16, steps=1000),
+                    {"pez_clip": (6, 0), "images": (7, 0), "options": (17, 0)}, "PEZ keywords (CLIP box)")
     sentence = Node(10, "PEZInvert", (800, 700), invert_widgets(prompt_len=32, method="guided"),
                     {"pez_clip": (6, 0), "images": (7, 0), "guide_lm": (8, 0)}, "Guided sentence (T5 box)")
     if flux:
@@ -210,7 +228,8 @@ def prompt_pair(kind: str) -> list[Node]:
             Node(14, "KSampler", (1600, 60), sampling,
                  {"model": (1, 0), "positive": (11, 0), "negative": (12, 0), "latent_image": (13, 0)}),
             Node(15, "VAEDecode", (1980, 60), {}, {"samples": (14, 0), "vae": vae_link}),
-            Node(16, "SaveImage", (1980, 240), {"filename_prefix": f"pez_{kind}"}, {"images": (15, 0)})]
+            Node(16, "SaveImage", (1980, 240), {"filename_prefix": f"pez_{kind}"}, {"images": (15, 0)}),
+            one_restart(17, (40, 900))]
 
 
 def graphs() -> dict[str, tuple[str, list[Node]]]:
@@ -239,9 +258,12 @@ def graphs() -> dict[str, tuple[str, list[Node]]]:
         ]),
         "pez_concat_toy": ("Invert two images, then compose both prompts into one, toy CLIP (offline).", [
             loader(1), image(2, "pez_example.png", (40, 260)), image(3, "pez_example_2.png", (40, 620)),
-            Node(4, "PEZInvert", (420, 60), invert_widgets(seed=1), {"pez_clip": (1, 0), "images": (2, 0)}),
-            Node(5, "PEZInvert", (420, 520), invert_widgets(seed=2), {"pez_clip": (1, 0), "images": (3, 0)}),
-            Node(6, "PEZPromptConcat", (820, 240), {"text_c": "", "text_d": "", **pez_widgets(seed=3)},
+            options(7, (300, 60), "PEZ Options (both inverts)", restarts=8, patience=100),
+            Node(4, "PEZInvert", (420, 60), invert_widgets(seed=1),
+                 {"pez_clip": (1, 0), "images": (2, 0), "options": (7, 0)}),
+            Node(5, "PEZInvert", (420, 520), invert_widgets(seed=2),
+                 {"pez_clip": (1, 0), "images": (3, 0), "options": (7, 0)}),
+            Node(6, "PEZPromptConcat", (820, 240), pez_widgets(seed=3),
                  {"pez_clip": (1, 0), "text_a": (4, 0), "text_b": (5, 0)}),
         ]),
         "pez_invert_fluent_toy": ("The same image inverted without and with the fluency term (a toy LM on CLIP's "
@@ -250,14 +272,17 @@ def graphs() -> dict[str, tuple[str, list[Node]]]:
             Node(3, "PEZLoadLM", (40, 620), {"model": "toy_lm_small", "device": "auto"}),
             Node(4, "PEZInvert", (420, 60), invert_widgets(seed=5), {"pez_clip": (1, 0), "images": (2, 0)},
                  "PEZ Invert (no fluency)"),
-            Node(5, "PEZInvert", (820, 60), invert_widgets(seed=5, fluency=FLUENCY),
-                 {"pez_clip": (1, 0), "images": (2, 0), "fluency_lm": (3, 0)}, "PEZ Invert (fluency)"),
+            options(6, (420, 600), f"PEZ Options (fluency {FLUENCY})", fluency=FLUENCY),
+            Node(5, "PEZInvert", (820, 60), invert_widgets(seed=5),
+                 {"pez_clip": (1, 0), "images": (2, 0), "fluency_lm": (3, 0), "options": (6, 0)},
+                 "PEZ Invert (fluency)"),
         ]),
         "pez_invert_to_image_sd15": ("Invert an image with SD 1.5's CLIP (ViT-L-14/openai, downloads once), then "
                                      "generate from the prompt with the host's CLIPTextEncode and KSampler.", [
             loader(1, model="ViT-L-14 / openai (SD 1.5, downloads)"), image(2, "pez_example.png", (40, 260)),
-            Node(3, "PEZInvert", (420, 60), invert_widgets(prompt_len=16, steps=1000, restarts=1, patience=300),
-                 {"pez_clip": (1, 0), "images": (2, 0)}),
+            Node(3, "PEZInvert", (420, 60), invert_widgets(prompt_len=16, steps=1000),
+                 {"pez_clip": (1, 0), "images": (2, 0), "options": (11, 0)}),
+            one_restart(11, (420, 600)),
             Node(4, "CheckpointLoaderSimple", (40, 640), {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}),
             Node(5, "CLIPTextEncode", (820, 60), {"text": ""}, {"clip": (4, 1), "text": (3, 0)}, "Positive (PEZ prompt)"),
             Node(6, "CLIPTextEncode", (820, 300), {"text": "blurry, low quality"}, {"clip": (4, 1)}, "Negative"),
@@ -342,15 +367,16 @@ def ui_format(nodes: list[Node], description: str) -> dict:
     links, link_id = [], 0
     where = layout(nodes)
     ui_nodes = {n.id: {"id": n.id, "type": n.type, "pos": list(where[n.id]), "size": list(size(n)),
-                       "flags": {}, "order": i, "mode": 0, "inputs": [], "outputs": [],
+                       "flags": {}, "order": i, "mode": 0, "inputs": [],
+                       "outputs": [{"name": name, "type": typ, "links": [], "slot_index": k}
+                                   for k, (name, typ) in enumerate(NODE_TYPES[n.type][0])],
                        "properties": {"Node name for S&R": n.type}, "widgets_values": []}
                 for i, n in enumerate(nodes)}
     for n in nodes:
         node = ui_nodes[n.id]
         if n.title:
             node["title"] = n.title
-        outs, widget_names = NODE_TYPES[n.type]
-        node["outputs"] = [{"name": name, "type": typ, "links": [], "slot_index": i} for i, (name, typ) in enumerate(outs)]
+        widget_names = NODE_TYPES[n.type][1]
         for name, (src, slot) in n.links.items():
             link_id += 1
             typ = INPUT_TYPES[name]
