@@ -85,7 +85,7 @@ def _option_inputs() -> list:
                                "images' weight."),
         io.Float.Input("fluency", default=DEFAULTS.fluency, min=0.0, max=10.0, step=0.001, optional=True,
                        tooltip="Weight of a language model's cross-entropy over the prompt: more readable prompts "
-                               "at some cost in similarity (0: off). Needs fluency_lm, except with the toy CLIP."),
+                               "at some cost in similarity (0: off). Needs the PEZ node's fluency_lm, except with the toy CLIP."),
         io.Int.Input("beams", default=DEFAULTS.beams, min=1, max=64, optional=True,
                      tooltip="method guided: beams kept (VGD: 10)."),
         io.Int.Input("candidates", default=DEFAULTS.candidates, min=1, max=256, optional=True,
