@@ -364,3 +364,31 @@ def test_image_similarity_with_a_clip_vision_judge_is_clip_vision_encodes_cosine
     assert mean == pytest.approx(sum(expected) / 2, abs=1e-5)
     with pytest.raises(ValueError, match="connect exactly one judge"):
         image_similarity(a, b)
+
+
+def test_pez_models_live_in_comfyuis_model_management(cm, files):
+    """PEZ's own modules (PEZ Load CLIP's model, PEZ CLIP from Workflow's copy) are ComfyUI-managed: listed as loaded
+    after ``load``, unloaded by ComfyUI's unload-all (what ``POST /free`` does), usable again after a reload; the
+    user's CLIP encodes exactly as before."""
+    from pez_nodes.comfy import managed
+    from pez_nodes.core import encode_text, load_clip
+
+    mm = cm.comfy.model_management
+    toy = managed.manage(load_clip("toy"))
+    before = encode_text(toy, "a red circle")
+    managed.load(toy)
+    assert toy.model in managed.loaded()
+    mm.unload_all_models()
+    assert toy.model not in managed.loaded()
+    managed.load(toy)
+    assert toy.model in managed.loaded() and torch.equal(encode_text(toy, "a red circle"), before)
+
+    clip = cm.sd.load_clip([files.sd15])
+    user_before = _comfy_pooled(clip, TEXTS[0])
+    pez = managed.manage(_workflow_clip(clip))
+    managed.load(pez)
+    assert pez.towers[0].text.model in managed.loaded()
+    distill(pez, "a red fox", PEZConfig(steps=2, prompt_len=2, restarts=1))
+    mm.unload_all_models()
+    assert not managed.loaded()
+    assert torch.equal(_comfy_pooled(clip, TEXTS[0]), user_before)

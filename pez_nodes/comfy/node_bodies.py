@@ -12,7 +12,7 @@ import torch
 
 from .. import core
 from ..core import split_batch
-from . import model_choices
+from . import managed, model_choices
 from .host import NodeProgress, comfy_device
 from .prompt_syntax import from_text_encode
 
@@ -37,7 +37,8 @@ def load_model(model: str, device: str = "auto", custom_model: str = "", pretrai
         source, tag = custom_model.strip(), (pretrained or "").strip() or None
     else:
         source, tag = model_choices.resolve(model)
-    return core.load_clip(source, tag, device=core.resolve_device(device, host=comfy_device()), **options)
+    return managed.manage(core.load_clip(source, tag, device=core.resolve_device(device, host=comfy_device()),
+                                         **options))
 
 
 def from_workflow(clip, clip_vision=None, clip_vision_2=None, crop: str = "center", text_projection: str = "none",
@@ -46,7 +47,8 @@ def from_workflow(clip, clip_vision=None, clip_vision_2=None, crop: str = "cente
     from .workflow_clip import workflow_clip
 
     target = core.resolve_device(device, host=comfy_device() or torch.device("cpu"))
-    return workflow_clip(clip, clip_vision, clip_vision_2, crop, text_projection, weight_clip_l, weight_clip_g, target)
+    return managed.manage(workflow_clip(clip, clip_vision, clip_vision_2, crop, text_projection, weight_clip_l,
+                                        weight_clip_g, target))
 
 
 DEFAULTS = core.PEZConfig()  # the one source of defaults: every widget and every omitted input uses it
@@ -141,6 +143,7 @@ def _bundled_lm(clip):
 
 def _run(clip: core.ClipBackbone, targets: Sequence[core.Target], config: core.PEZConfig, node_id,
          fluency_lm=None, guide_lm=None) -> core.PEZResult:
+    managed.load(clip)
     return core.optimize(clip, targets, config, NodeProgress(node_id, config.steps),
                          **_language_models(clip, config, fluency_lm, guide_lm))
 
@@ -161,6 +164,7 @@ def invert(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZConfig
 
 def invert_each(clip: core.ClipBackbone, images: torch.Tensor, config: core.PEZConfig, node_id=None) -> list:
     """PEZ Invert, mode 'per image': one prompt per image of the batch, optimised together (``core.invert_each``)."""
+    managed.load(clip)
     return core.invert_each(clip, list(split_batch(images)), config, NodeProgress(node_id, config.steps))
 
 
@@ -176,6 +180,7 @@ def concat(clip: core.ClipBackbone, texts: Sequence[str], config: core.PEZConfig
     given = [from_text_encode(t) for t in texts if t is not None and t.strip()]
     if len(given) < 2:
         raise ValueError(f"Prompt Concat needs two or more non-empty prompts, got {len(given)}.")
+    managed.load(clip)
     return core.concat(clip, given, config, NodeProgress(node_id, config.steps),
                        **_language_models(clip, config, fluency_lm, guide_lm))
 
@@ -200,4 +205,5 @@ def judge(pez_clip=None, clip_vision=None, crop: str = "center"):
         from .native_vision import VisionJudge
 
         return VisionJudge(clip_vision, crop)
+    managed.load(pez_clip)
     return pez_clip

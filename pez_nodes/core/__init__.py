@@ -21,7 +21,7 @@ from .clip.images import decode_image, load_image, preprocess, split_batch, to_t
 from .clip.joint import JointClip, Tower
 from .clip.loading import (DEFAULT_MODEL, DEFAULT_PRETRAINED, TOY_DIR, VOCABULARIES, VOCABULARY_FILE, ModelLoadError,
                            load_clip)
-from .device import RUNS_PEZ, check_device_name, resolve_device
+from .device import RUNS_PEZ, check_device_name, resolve_device, trim_heap
 from .optim.config import PEZConfig
 from .optim.fluency import PromptFluency
 from .optim.layout import PromptLayout
@@ -40,5 +40,5 @@ __all__ = [
     "encode_text", "encode_token_ids", "identify_architecture", "image_features", "invert", "invert_each",
     "load_clip", "load_image", "optimize", "optimize_prompt", "preprocess", "projector_for", "resolve_device",
     "split_batch", "target_features", "text_backbone_from_hf", "text_backbone_from_open_clip", "text_tower_from_hf",
-    "to_tensor", "with_negatives",
+    "to_tensor", "trim_heap", "with_negatives",
 ]

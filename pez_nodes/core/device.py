@@ -50,3 +50,14 @@ def resolve_device(name: str | torch.device = "auto", host: torch.device | None 
         raise ValueError(f"device {text!r} was asked for but MPS is not available on this machine; use cpu or auto.")
     return device
 
+
+
+def trim_heap() -> None:
+    """Hand freed heap pages back to the system (glibc keeps them otherwise, and the process's RSS stays up after a
+    model is freed); a no-op where there is no glibc."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

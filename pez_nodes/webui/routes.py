@@ -31,7 +31,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core import concat, decode_image, distill, invert, load_clip
+from ..core import concat, decode_image, distill, invert, load_clip, trim_heap
 from . import checkpoint_clip, device, model_choices
 from .limits import Limits
 from .progress import WebuiProgress
@@ -151,17 +151,7 @@ def _free(*caches: dict) -> None:
             torch.cuda.empty_cache()
     except Exception:  # noqa: BLE001 — freeing is best effort
         pass
-    _trim_heap()
-
-
-def _trim_heap() -> None:
-    """Return freed heap pages to the system (glibc keeps them otherwise, and the process's RSS stays up)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    trim_heap()
 
 
 def run(kind: str, body, job: Job | None = None) -> dict:
