@@ -102,6 +102,6 @@ def demo_generation(image, prompt: str, seed: int, save: Path | None) -> dict:
     generated = load_generator("toy").generate(prompt, [seed])
     judge = load_reference_clip()
     similarity = float(image_similarity(judge, [image], generated)[0, 0])
-    path = save_grid([Row("target -> generated", prompt, [similarity], generated, image)],
+    path = save_grid([Row("pez demo: the learned prompt", prompt, [similarity], generated, image)],
                      save.with_name(save.stem + "_loop.png") if save else Path("pez_demo.png"))
     return {"generated_similarity": round(similarity, 6), "picture": str(path)}
