@@ -1,8 +1,9 @@
-"""The headless client against a stub ComfyUI: real sockets on 127.0.0.1, no mocks.
+"""The headless client against a stub ComfyUI: real sockets on 127.0.0.1, no mocks (and, where COMFYUI_DIR is set,
+one test against a real ComfyUI).
 
 The stub speaks just enough of ComfyUI's protocol (``/upload/image``, ``/prompt``, ``/history``,
-``/queue``, ``/interrupt`` and the ``/ws`` websocket with text, binary and ping frames) and can be told
-how the prompt ends: ``success``, ``error``, ``interrupted``, ``never`` (silent until interrupted),
+``/object_info/<class>``, ``/queue``, ``/interrupt`` and the ``/ws`` websocket with text, binary and ping frames)
+and can be told how the prompt ends: ``success``, ``error``, ``interrupted``, ``never`` (silent until interrupted),
 ``trickle`` (progress forever until interrupted) or ``drop`` (the websocket closes midway).
 """
 
@@ -37,7 +38,18 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 WORKFLOW = {"1": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
             "3": {"class_type": "PEZInvert", "inputs": {"steps": 300, "images": ["1", 0], "options": ["4", 0]}},
             "4": {"class_type": "PEZOptions", "inputs": {"template": ""}}}
-LEARNED = "learned prompt\n\nsimilarity 0.9 · 10 steps"
+LEARNED = "learned prompt\n\nsimilarity 0.9000 · 10 steps"
+# what a real ComfyUI answers at /object_info/<class> for these classes (the input names; specs trimmed)
+OBJECT_INFO = {
+    "LoadImage": {"required": ["image"], "optional": []},
+    "PEZInvert": {"required": ["pez_clip", "images", "prompt_len", "steps", "seed"],
+                  "optional": ["method", "mode", "negative_images", "options", "fluency_lm", "guide_lm"]},
+    "PEZDistill": {"required": ["pez_clip", "text", "prompt_len", "steps", "seed"],
+                   "optional": ["method", "options", "fluency_lm", "guide_lm"]},
+    "PEZOptions": {"required": [], "optional": ["lr", "restarts", "patience", "blocklist", "ascii_only", "template",
+                                                "bank", "negative_text", "negative_weight", "fluency", "beams",
+                                                "candidates", "lm_weight", "start_text", "instruction"]},
+}
 
 
 def _frame(opcode: int, payload: bytes) -> bytes:
@@ -63,6 +75,7 @@ class Stub:
         self.reject = None  # a 400 body for POST /prompt
         self.upload_delay = self.prompt_delay = 0.0
         self.outputs = {"3": {"text": [LEARNED]}}
+        self.object_info = dict(OBJECT_INFO)
         self.prompt_id = None
         self.seen, self.uploads, self.interrupts, self.deleted = [], [], [], []
         self.posted = None
@@ -143,6 +156,11 @@ class _Handler(BaseHTTPRequestHandler):
         stub.seen.append(("GET", self.path))
         if self.path.startswith("/history/"):
             return self._reply(stub.history(self.path.rsplit("/", 1)[1]))
+        if self.path.startswith("/object_info/"):  # ComfyUI answers {} for a class it does not know
+            name = self.path.rsplit("/", 1)[1]
+            spec = stub.object_info.get(name)
+            return self._reply({} if spec is None else {name: {"input": {
+                part: {k: ["INT", {}] for k in names} for part, names in spec.items()}, "name": name}})
         if self.path.startswith("/ws?clientId=") and self.headers.get("Upgrade", "").lower() == "websocket":
             key = self.headers["Sec-WebSocket-Key"]
             accept = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
@@ -282,11 +300,37 @@ def test_upload_names_keep_different_contents_apart_and_repeat_for_the_same_cont
     assert client.upload_name(again, b"mine").startswith("photo_copy-")
 
 
-def test_json_prints_id_status_and_prompts(capsys, stub, files):
+def test_json_prints_id_status_prompts_and_similarity(capsys, stub, files):
     wf, img = files
     rc, out, err = run(capsys, wf, "--image", img, "--server", f"http://{stub.address}/", "--json", "--quiet")
     assert rc == 0 and err == ""
-    assert json.loads(out) == {"prompt_id": stub.prompt_id, "status": "success", "prompts": {"3": "learned prompt"}}
+    assert json.loads(out) == {"prompt_id": stub.prompt_id, "status": "success", "prompts": {"3": "learned prompt"},
+                               "similarity": {"3": 0.9}}
+
+
+def test_similarity_is_read_from_the_text_the_nodes_show():
+    """From the nodes' ``ui`` text ('prompt\\n\\nsimilarity 0.1234 · N steps[ · method][\\n· note]'); per image:
+    the first."""
+    wf = {"3": {"class_type": "PEZInvert"}, "5": {"class_type": "PEZDistill"}, "6": {"class_type": "PEZConcat"},
+          "7": {"class_type": "PEZPromptConcat"}}
+    entry = {"outputs": {"3": {"text": ["a (cat)\n\nsimilarity 0.3125 · 40 steps · guided\n· a note",
+                                        "second\n\nsimilarity 0.2 · 40 steps"]},
+                         "5": {"text": ["x\n\nsimilarity -1.5e-02 · 3 steps"]},
+                         "6": {"text": ["not a PEZ node\n\nsimilarity 0.5"]},
+                         "7": {"text": ["no similarity shown"]}}}
+    assert client.similarities_from_history(wf, entry) == {"3": 0.3125, "5": -0.015, "7": None}
+    assert client.prompts_from_history(wf, entry) == {"3": "a (cat)", "5": "x", "7": "no similarity shown"}
+
+
+def test_a_folder_run_prints_the_similarity_of_each_image(capsys, stub, files, tmp_path):
+    wf, img = files
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(img.read_bytes())
+    rc, out, err = run(capsys, wf, "--folder", folder, "--server", stub.address, "--json", "--quiet")
+    assert rc == 0, err
+    row = json.loads(out)
+    assert row["prompts"] == {"3": "learned prompt"} and row["similarity"] == {"3": 0.9}
 
 
 def test_repo_workflow_without_images(capsys, stub):
@@ -412,6 +456,149 @@ def test_set_on_a_node_that_is_not_an_object():
     wf = {"3": {"class_type": "PEZInvert"}}  # no inputs yet: the override creates them
     client.apply_overrides(wf, ["3.steps=7", "3.text=hi"])
     assert wf["3"]["inputs"] == {"steps": 7, "text": "hi"}
+
+
+@pytest.mark.parametrize("item, hint", [("3.stepz=10", "; did you mean 'steps'?"), ("4.learning_rate=0.1", ""),
+                                        ("1.imgae=x.png", "; did you mean 'image'?")])
+def test_set_of_an_input_the_node_does_not_have_is_refused_with_its_inputs(capsys, stub, files, item, hint):
+    """ComfyUI ignores an unknown input (and answers the cached prompt); the client asks the server which inputs
+    the node's class takes and refuses the typo in one line, before uploading or queueing anything."""
+    wf, img = files
+    node, name = item.split("=")[0].split(".")
+    cls = WORKFLOW[node]["class_type"]
+    rc, out, err = run(capsys, wf, "--image", img, "--server", stub.address, "--set", "3.steps=40", "--set", item)
+    assert rc == 2 and out == ""
+    inputs = ", ".join(OBJECT_INFO[cls]["required"] + OBJECT_INFO[cls]["optional"])
+    assert one_error_line(err) == (f"pez-client: error: --set {item!r}: node {node} ({cls}) has no input {name!r} "
+                                   f"(its inputs: {inputs}){hint}")
+    assert ("GET", f"/object_info/{cls}") in stub.seen
+    assert not stub.uploads and ("POST", "/prompt") not in stub.seen
+
+
+def test_set_inputs_the_node_has_pass_and_each_class_is_asked_once(capsys, stub, files):
+    wf, img = files
+    rc, out, err = run(capsys, wf, "--image", img, "--server", stub.address, "--quiet", "--set", "3.steps=40",
+                       "--set", "3.seed=2", "--set", "4.restarts=2")
+    assert rc == 0, err
+    asked = [path for method, path in stub.seen if path.startswith("/object_info/")]
+    assert asked == ["/object_info/PEZInvert", "/object_info/PEZOptions"]
+    assert stub.posted["prompt"]["3"]["inputs"]["seed"] == 2 and stub.posted["prompt"]["4"]["inputs"]["restarts"] == 2
+
+
+def test_set_on_a_class_the_server_does_not_know_is_left_to_comfyui(capsys, stub, files):
+    """A class missing on the server (a pack not installed): no input list to check against; ``/prompt`` names it."""
+    del stub.object_info["PEZOptions"]
+    wf, img = files
+    rc, out, err = run(capsys, wf, "--image", img, "--server", stub.address, "--quiet", "--set", "4.anything=1")
+    assert rc == 0, err
+    assert stub.posted["prompt"]["4"]["inputs"]["anything"] == 1
+
+
+def test_set_checks_need_the_server(capsys, files):
+    wf, img = files
+    port = _free_port()
+    rc, out, err = run(capsys, wf, "--image", img, "--server", f"127.0.0.1:{port}", "--set", "3.steps=4")
+    assert rc == 2 and f"not reachable at http://127.0.0.1:{port}" in one_error_line(err)
+
+
+def test_unknown_node_lists_the_workflows_nodes():
+    with pytest.raises(client.ClientError) as e:
+        client.apply_overrides(json.loads(json.dumps(WORKFLOW)), ["9.steps=5"])
+    assert str(e.value) == ("--set '9.steps=5': the workflow has no node '9'; its nodes: 1 (LoadImage), "
+                            "3 (PEZInvert), 4 (PEZOptions)")
+
+
+# --- progress on stderr: in place on a terminal, line by line in a log --------------------------------------------
+
+def test_progress_without_a_terminal_is_line_by_line_every_5_percent(capsys):
+    from pez_nodes.clients.common import Progress
+
+    progress = Progress(quiet=False, live=False)
+    for step in range(1, 301):
+        progress.show(f"step {step}/300  similarity 0.{step:04d}\nprompt {step}")
+    progress.end()
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert "\r" not in err and err.endswith("\n")
+    assert 15 <= len(lines) <= 22, lines
+    assert lines[0] == "step 1/300 similarity 0.0001 prompt 1" and lines[-1].startswith("step 300/300")
+    steps = [int(line.split()[1].split("/")[0]) for line in lines]
+    assert all(b - a >= 15 for a, b in zip(steps[:-2], steps[1:-1]))  # 5 % of 300 steps apart
+
+
+def test_progress_without_step_counts_is_at_most_one_line_a_second(capsys, monkeypatch):
+    from pez_nodes.clients import common
+
+    now = [100.0]
+    monkeypatch.setattr(common.time, "monotonic", lambda: now[0])
+    progress = common.Progress(quiet=False, live=False)
+    for i in range(30):  # 3 s of updates, ten a second
+        now[0] = 100.0 + i / 10
+        progress.show(f"best prompt {i}")
+    progress.end()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["best prompt 0", "best prompt 10", "best prompt 20", "best prompt 29"]
+
+
+def test_progress_on_a_terminal_rewrites_one_line(capsys):
+    from pez_nodes.clients.common import Progress
+
+    progress = Progress(quiet=False, live=True)
+    for step in range(1, 4):
+        progress.show(f"step {step}/3")
+    progress.end()
+    err = capsys.readouterr().err
+    assert err.count("\r") == 3 and err.count("\n") == 1
+
+
+def test_a_client_writing_to_a_pipe_prints_progress_lines(stub, files):
+    wf, img = files
+    done = subprocess.run([sys.executable, "-m", "pez_nodes.client", str(wf), "--image", str(img), "--server",
+                           stub.address], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr and done.stderr.splitlines()[0].startswith("a live best prompt"), done.stderr
+    assert done.stdout == "learned prompt\n"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("COMFYUI_DIR"), reason="COMFYUI_DIR is not set: no real ComfyUI to run against")
+def test_the_first_five_minutes_on_a_real_comfyui(tmp_path):
+    """Against a real ComfyUI (its own /object_info, /history and node texts), as a new user meets the client from a
+    script: a typo in --set is refused with the node's real inputs; --json carries the similarity; progress piped to
+    a file is one line per update; a preset model that cannot be downloaded (the hub is off) fails in one line that
+    says which file goes where in the server's models/open_clip folder."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from harness.comfyui_server import running_comfyui
+
+    workflow = ROOT / "workflows" / "api" / "pez_invert_toy.json"
+    image = ROOT / "workflows" / "pez_example_2.png"
+    with running_comfyui(os.environ["COMFYUI_DIR"], tmp_path / "server.log") as server:
+        def client_run(*args):
+            return subprocess.run([sys.executable, "-m", "pez_nodes.client", str(workflow), "--image", str(image),
+                                   "--server", server.address, *map(str, args)], capture_output=True, text=True,
+                                  cwd=ROOT, env=ENV, timeout=300)
+
+        typo = client_run("--set", "3.stepz=10")
+        assert typo.returncode == 2 and typo.stdout == "", typo.stderr
+        assert typo.stderr.startswith("pez-client: error: --set '3.stepz=10': node 3 (PEZInvert) has no input 'stepz' "
+                                      "(its inputs: pez_clip, images, prompt_len, steps, seed, "), typo.stderr
+        assert typo.stderr.rstrip().endswith("; did you mean 'steps'?") and typo.stderr.count("\n") == 1
+
+        done = client_run("--set", "3.steps=30", "--json")
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert answer["status"] == "success" and answer["prompts"]["3"].strip()
+        assert set(answer["similarity"]) == {"3"} and -1 <= answer["similarity"]["3"] <= 1, answer
+        assert "\r" not in done.stderr and done.stderr.strip(), done.stderr  # progress lines, not carriage returns
+
+        offline = client_run("--set", "1.model=ViT-L-14 / openai (SD 1.5, downloads)", "--quiet")
+        assert offline.returncode == 1, offline.stderr
+        line, = offline.stderr.strip().splitlines()
+        folder = Path(os.environ["COMFYUI_DIR"]) / "models" / "open_clip"
+        assert line.startswith("pez-client: node 1 (PEZLoadCLIP) failed: model ViT-L-14 / openai cannot be downloaded"
+                               " here"), line
+        assert f"and save it as {folder / 'ViT-L-14-openai.safetensors'}" in line, line
+        assert "open_clip_model.safetensors from https://huggingface.co/timm/vit_large_patch14_clip_224.openai" in line
 
 
 # --- --timeout bounds the whole prompt and stops it on the server ----------------------------------

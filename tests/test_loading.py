@@ -52,29 +52,164 @@ def test_unknown_pretrained_tag_lists_known_tags():
 
 
 OFFLINE_PROBE = """
-import json, sys
+import json, sys, time
 from pez_nodes.core import ModelLoadError, load_clip
 out = []
 for source, tag in (("ViT-B-32", "laion2b_s34b_b79k"), ("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", None)):
+    start = time.monotonic()
     try:
         load_clip(source, tag, cache_dir=sys.argv[1])
-        out.append("loaded")
+        out.append(["loaded", time.monotonic() - start, None])
     except ModelLoadError as e:
-        out.append(str(e))
+        out.append([str(e), time.monotonic() - start, e.download])
 print(json.dumps(out))
 """
 
 
-def test_offline_download_fails_with_one_line_pointing_to_toy(tmp_path):
-    """Hub offline (forced in a fresh process, before huggingface_hub reads it) and an empty cache, so the
-    result does not depend on this machine's network or on weights cached earlier."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again: a connection there is refused at once
+
+
+def _offline_env(tmp_path, how: str) -> dict:
+    """A fresh process's environment with an empty Hugging Face cache and no model hub, three ways: switched off
+    (HF_HUB_OFFLINE=1), refusing connections (a closed local port), or answering nothing (a TEST-NET address,
+    RFC 5737, which no machine routes: the connect waits until the check's timeout, or fails at once offline)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update({"HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"})
+    for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ENDPOINT", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                "ALL_PROXY", "http_proxy", "HTTP_PROXY"):
+        env.pop(key, None)
+    if how == "switched off":
+        env["HF_HUB_OFFLINE"] = "1"
+    elif how == "refused":
+        env["HF_ENDPOINT"] = f"http://127.0.0.1:{_closed_port()}"
+    else:
+        env["HF_ENDPOINT"] = "https://192.0.2.1"
+    return env
+
+
+@pytest.mark.parametrize("how", ["switched off", "refused", "silent"])
+def test_offline_download_fails_with_one_line_pointing_to_toy(tmp_path, how):
+    """No model hub (in a fresh process, before huggingface_hub reads its environment) and an empty cache, so the
+    result does not depend on this machine's network or on weights cached earlier: each remote model fails within
+    seconds (a 3 s reachability check, then no retries), in one line, with no wall of retry warnings on stderr."""
     done = subprocess.run([sys.executable, "-c", OFFLINE_PROBE, str(tmp_path / "cache")], capture_output=True,
-                          text=True, env=env, timeout=300)
+                          text=True, env=_offline_env(tmp_path, how), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    messages = json.loads(done.stdout.strip().splitlines()[-1])
-    for message in messages:
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    for message, seconds, download in results:
         assert "could not download" in message and "bundled model (toy)" in message and "\n" not in message, message
+        assert seconds < 10, (seconds, message)
+        assert download and download["url"] and download["files"] and download["model"] in message, download
+    assert sum(seconds for _, seconds, _ in results) < 10, results
+    assert "/laion/CLIP-ViT-B-32-laion2B-s34B-b79K)" in results[0][0]  # where the tag's weights are (HF_ENDPOINT)
+    assert len(done.stderr.strip().splitlines()) <= 2, done.stderr  # no "Retrying in 1s [Retry 1/5]" wall
+    assert "Retry" not in done.stderr, done.stderr
+
+
+CACHED_PROBE = """
+import json, sys, time
+from pez_nodes.core import load_clip
+start = time.monotonic()
+clip = load_clip("hf-hub:pez-test/toy-clip")
+print(json.dumps([clip.name, time.monotonic() - start, clip.token_embedding.sum().item()]))
+"""
+
+
+def _hub_cache_snapshot(hub_cache, repo: str, files: dict) -> None:
+    """``files`` as huggingface_hub's cache keeps a downloaded repo: blobs, a snapshot of links, refs/main."""
+    import hashlib
+
+    root = hub_cache / f"models--{repo.replace('/', '--')}"
+    commit = hashlib.sha1(repo.encode()).hexdigest()
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    snapshot = root / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (root / "blobs").mkdir()
+    for name, source in files.items():
+        data = source.read_bytes()
+        blob = root / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (snapshot / name).symlink_to(os.path.relpath(blob, snapshot))
+
+
+@pytest.mark.parametrize("how", ["refused", "silent"])
+def test_a_model_in_the_hub_cache_still_loads_without_network(tmp_path, how):
+    """A hub model downloaded earlier (here: the toy CLIP, laid out as huggingface_hub caches a download) loads
+    with no network and HF_HUB_OFFLINE unset: the unreachable hub is noticed and the cache used, within seconds."""
+    env = _offline_env(tmp_path, how)
+    _hub_cache_snapshot(tmp_path / "hf" / "hub", "pez-test/toy-clip",
+                        {"open_clip_config.json": TOY_DIR / "open_clip_config.json",
+                         "open_clip_model.safetensors": TOY_DIR / "open_clip_model.safetensors"})
+    done = subprocess.run([sys.executable, "-c", CACHED_PROBE], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    name, seconds, total = json.loads(done.stdout.strip().splitlines()[-1])
+    assert name == "hf-hub:pez-test/toy-clip" and seconds < 10, (name, seconds)
+    assert total == pytest.approx(load_clip("toy").token_embedding.sum().item())
+    assert "Retry" not in done.stderr, done.stderr
+
+
+def test_the_hub_check_tells_an_open_port_from_a_closed_one():
+    import socket
+
+    from pez_nodes.core.clip import loading
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        assert loading._unreachable(f"http://127.0.0.1:{listening.getsockname()[1]}") is None
+    port = _closed_port()
+    why = loading._unreachable(f"http://127.0.0.1:{port}")
+    assert why == "127.0.0.1 cannot be reached (connection refused)", why
+
+
+def test_the_hub_check_gives_up_after_its_timeout(monkeypatch):
+    """A network that swallows packets (or a name lookup that hangs) costs the check's timeout, not the OS's."""
+    import time
+
+    from pez_nodes.core.clip import loading
+
+    class Hanging:
+        def __init__(self, *args, **kwargs):
+            time.sleep(3)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(loading.socket, "create_connection", Hanging)
+    start = time.monotonic()
+    why = loading._unreachable("https://huggingface.co", timeout=0.5)
+    assert why == "huggingface.co cannot be reached (no answer in 0.5 s)" and time.monotonic() - start < 2
+
+
+def test_comfyuis_loader_says_which_file_goes_in_which_models_folder(tmp_path, monkeypatch):
+    """ComfyUI's PEZ Load CLIP turns the core's offline error into its own line: the file, where to get it and where
+    in models/open_clip to save it (named so the loader finds it), not a CLI flag."""
+    from huggingface_hub import constants
+
+    from pez_nodes.comfy import node_bodies
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ModelLoadError) as e:
+        node_bodies.load_model("ViT-L-14 / openai (SD 1.5, downloads)", device="cpu")
+    line = str(e.value)
+    assert "\n" not in line and "--" not in line, line
+    assert line.startswith("model ViT-L-14 / openai cannot be downloaded here (HF_HUB_OFFLINE switches the model hub "
+                           "off on this machine) and is not in the cache; on a machine with a network, "), line
+    assert ("download open_clip_model.safetensors from https://huggingface.co/timm/vit_large_patch14_clip_224.openai "
+            f"and save it as {os.path.join('ComfyUI/models/open_clip', 'ViT-L-14-openai.safetensors')}") in line, line
+    assert line.endswith("or choose 'toy (bundled, offline)'."), line
+    with pytest.raises(ModelLoadError) as e:
+        node_bodies.load_model("toy", custom_model="hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", device="cpu")
+    assert ("download open_clip_config.json and open_clip_model.safetensors from "
+            "https://huggingface.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K into a folder "
+            f"{os.path.join('ComfyUI/models/open_clip', 'CLIP-ViT-B-32-laion2B-s34B-b79K', '')}") in str(e.value)
 
 
 def _copy_toy(tmp_path):

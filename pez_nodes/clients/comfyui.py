@@ -6,7 +6,11 @@
 Uploads the images (assigned to the workflow's LoadImage nodes in order; each under its name plus a
 hash of its bytes, so another user's file of the same name is never replaced), posts the API-format
 workflow, follows progress and the live best prompt over ComfyUI's websocket, and prints the learned
-prompt(s) from ``/history``.
+prompt(s) from ``/history`` (``--json``: with each one's similarity). ``--set NODE.INPUT=VALUE`` is checked
+against the workflow's nodes and, on the server, against the inputs the node's class takes
+(``/object_info/<class>``): a typo is refused in one line, not silently ignored (ComfyUI would drop the unknown
+input and answer its cached prompt). Progress goes to stderr: one line rewritten in place on a terminal, line
+by line (every 5 % of the steps) when stderr is a file or a pipe.
 
 ``--timeout`` bounds the whole run (upload, queue, websocket, history) from one deadline. When it
 passes, or on Ctrl-C, the client stops its prompt on the server (drops it from the queue and POSTs
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import difflib
 import hashlib
 import http.client
 import json
@@ -33,6 +38,7 @@ import sys
 import time
 import unicodedata
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -94,7 +100,8 @@ def apply_overrides(workflow: dict, sets: list[str]) -> None:
         if not sep or not dot or not node or not name:
             raise ClientError(f"--set {item!r}: write NODE_ID.INPUT=VALUE, e.g. --set 3.steps=100")
         if node not in workflow:
-            raise ClientError(f"--set {item!r}: the workflow has no node {node!r} (it has {', '.join(workflow)})")
+            nodes = ", ".join(f"{k} ({v.get('class_type')})" if isinstance(v, dict) else k for k, v in workflow.items())
+            raise ClientError(f"--set {item!r}: the workflow has no node {node!r}; its nodes: {nodes}")
         if not isinstance(workflow[node], dict):
             raise ClientError(f"--set {item!r}: {node!r} is not a node of an API-format workflow")
         try:
@@ -102,6 +109,25 @@ def apply_overrides(workflow: dict, sets: list[str]) -> None:
         except json.JSONDecodeError:
             parsed = value
         workflow[node].setdefault("inputs", {})[name] = parsed
+
+
+def check_overrides(comfy: "Comfy", workflow: dict, sets: list[str]) -> None:
+    """Refuse a ``--set`` input that its node's class does not take, naming the inputs it does take (required and
+    optional, from the server's ``/object_info/<class>``). ComfyUI itself ignores an unknown input, so a typo
+    would run the node unchanged (and answer its cached prompt). A class the server does not know is left to
+    ``/prompt``, which names it."""
+    known: dict[str, list[str] | None] = {}
+    for item in sets:
+        node, _, name = item.partition("=")[0].partition(".")
+        class_type = workflow[node]["class_type"]
+        if class_type not in known:
+            known[class_type] = comfy.node_inputs(class_type)
+        inputs = known[class_type]
+        if inputs is not None and name not in inputs:
+            close = difflib.get_close_matches(name, inputs, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ClientError(f"--set {item!r}: node {node} ({class_type}) has no input {name!r} (its inputs: "
+                              f"{', '.join(inputs)}){hint}")
 
 
 def parse_server(server: str) -> tuple[str, int]:
@@ -149,6 +175,15 @@ class Comfy:
         if not isinstance(answer, dict):
             raise ClientError(f"{self.base}{path} did not answer a JSON object; is ComfyUI running there?")
         return answer
+
+    def node_inputs(self, class_type: str) -> list[str] | None:
+        """The inputs node class ``class_type`` takes on this server (required, then optional), or None where the
+        server does not know the class."""
+        info = self._request(f"/object_info/{urllib.parse.quote(class_type, safe='')}").get(class_type)
+        spec = info.get("input") if isinstance(info, dict) else None
+        if not isinstance(spec, dict):
+            return None
+        return [name for part in ("required", "optional") if isinstance(spec.get(part), dict) for name in spec[part]]
 
     def upload_image(self, path: Path) -> str:
         """Upload ``path`` to ComfyUI's input folder; returns the name a LoadImage node takes.
@@ -342,6 +377,9 @@ def follow(ws: WebSocket, prompt_id: str, progress: Progress) -> str:
             return "success"
 
 
+SHOWN = re.compile(r"\n\nsimilarity ([-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|nan|inf))")  # the nodes' _shown text
+
+
 def prompts_from_history(workflow: dict, entry: dict) -> dict[str, str]:
     """Learned prompts by node id, from the PEZ nodes' ``ui`` text in ``/history`` (a node with one prompt
     per image: its first; ``all_prompts_from_history`` gives every one)."""
@@ -350,10 +388,28 @@ def prompts_from_history(workflow: dict, entry: dict) -> dict[str, str]:
 
 def all_prompts_from_history(workflow: dict, entry: dict) -> dict[str, list[str]]:
     """Every learned prompt by node id (PEZ Invert in mode 'per image' shows one text per image)."""
+    return {node_id: [text.split("\n\nsimilarity")[0] for text in texts]
+            for node_id, texts in _shown_texts(workflow, entry).items()}
+
+
+def similarities_from_history(workflow: dict, entry: dict) -> dict[str, float | None]:
+    """The similarity of each node's (first) prompt, as the node shows it ("... similarity 0.1234 · N steps");
+    None where the text has none."""
+    out = {}
+    for node_id, texts in _shown_texts(workflow, entry).items():
+        found = SHOWN.search(texts[0])
+        value = float(found.group(1)) if found else None
+        out[node_id] = value if value is not None and math.isfinite(value) else None
+    return out
+
+
+def _shown_texts(workflow: dict, entry: dict) -> dict[str, list[str]]:
+    """The texts each PEZ node put in its ``ui`` (``/history`` keeps the ``ui``, not the node's outputs)."""
     out = {}
     for node_id, output in (entry.get("outputs") or {}).items():
-        if workflow.get(node_id, {}).get("class_type") in PEZ_NODES and output.get("text"):
-            out[node_id] = [text.split("\n\nsimilarity")[0] for text in output["text"]]
+        texts = output.get("text") if isinstance(output, dict) else None
+        if workflow.get(node_id, {}).get("class_type") in PEZ_NODES and texts:
+            out[node_id] = [str(text) for text in texts]
     return out
 
 
@@ -374,6 +430,16 @@ def prepare(args: argparse.Namespace) -> dict:
 
 def run(comfy: Comfy, workflow: dict, images: list[Path], progress: Progress) -> tuple[str, str, dict]:
     """Upload, queue, follow and read back one prompt: (prompt_id, status, prompts)."""
+    prompt_id, status, entry = execute(comfy, workflow, images, progress)
+    return prompt_id, status, prompts_from_history(workflow, entry)
+
+
+def execute(comfy: Comfy, workflow: dict, images: list[Path], progress: Progress,
+            sets: list[str] = ()) -> tuple[str, str, dict]:
+    """Check ``sets`` against the server's node classes, upload, queue and follow one prompt:
+    (prompt_id, status, its ``/history`` entry)."""
+    if sets:
+        check_overrides(comfy, workflow, list(sets))
     loaders = sorted((k for k, v in workflow.items() if v["class_type"] == "LoadImage"),
                      key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
     for node_id, path in zip(loaders, images):
@@ -385,7 +451,7 @@ def run(comfy: Comfy, workflow: dict, images: list[Path], progress: Progress) ->
         comfy.running = None
     finally:
         ws.close()
-    return prompt_id, status, prompts_from_history(workflow, comfy.history(prompt_id))
+    return prompt_id, status, comfy.history(prompt_id)
 
 
 def stop(comfy: Comfy | None) -> str:
@@ -414,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE", help="override an input (repeatable)")
     ap.add_argument("--server", default="127.0.0.1:8188", help="ComfyUI address (default: %(default)s)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds for the whole prompt (default: %(default)s)")
-    ap.add_argument("--json", action="store_true", help="print {prompt_id, status, prompts} as JSON")
+    ap.add_argument("--json", action="store_true",
+                    help="print {prompt_id, status, prompts, similarity} as JSON (prompts and similarity by node id)")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
     ap.add_argument("--folder", type=Path, default=None,
                     help="run the workflow once per image of this folder (its first LoadImage gets the image); one "
@@ -426,24 +493,26 @@ def main(argv: list[str] | None = None) -> int:
         workflow = prepare(args)
     except ClientError as e:
         return _fail(Progress(True), f"error: {e}", 2)
-    outcome = _run_once(args, workflow, args.image, "the prompt")
+    outcome = _run_once(args, workflow, args.image, "the prompt", args.set)
     if isinstance(outcome, int):
         return outcome
-    prompt_id, status, prompts = outcome
+    prompt_id, status, prompts, similarity = outcome
     if args.json:
-        print(json.dumps({"prompt_id": prompt_id, "status": status, "prompts": prompts}))
+        print(json.dumps({"prompt_id": prompt_id, "status": status, "prompts": prompts, "similarity": similarity}))
     else:
         for node_id, text in prompts.items():
             print(text if len(prompts) == 1 else f"{node_id}: {text}")
     return 0 if status == "success" else 1
 
 
-def _run_once(args: argparse.Namespace, workflow: dict, images: list[Path], what: str):
-    """``run`` with the client's error handling: (prompt_id, status, prompts), or the exit code after one line."""
+def _run_once(args: argparse.Namespace, workflow: dict, images: list[Path], what: str, sets: list[str] = ()):
+    """``execute`` with the client's error handling: (prompt_id, status, prompts, similarity by node), or the exit
+    code after one line."""
     progress, comfy = Progress(args.quiet), None
     try:
         comfy = Comfy(args.server, args.timeout, deadline=time.monotonic() + args.timeout)
-        outcome = run(comfy, workflow, images, progress)
+        prompt_id, status, entry = execute(comfy, workflow, images, progress, sets)
+        outcome = (prompt_id, status, prompts_from_history(workflow, entry), similarities_from_history(workflow, entry))
     except ClientError as e:
         note = f"; {stop(comfy)}" if comfy and comfy.running else ""
         return _fail(progress, f"error: {e}{note}" if what == "the prompt" else f"error at {what}: {e}{note}", 2)
@@ -470,14 +539,15 @@ def run_folder(args: argparse.Namespace) -> int:
         return _fail(Progress(True), f"error: workflow {str(args.workflow)!r} has no LoadImage node to feed the "
                                      "folder's images to", 2)
     failed = 0
-    for path in images:
-        outcome = _run_once(args, json.loads(json.dumps(workflow)), [path], path.name)
+    for i, path in enumerate(images):  # the --set inputs are checked with the server once, before the first image
+        outcome = _run_once(args, json.loads(json.dumps(workflow)), [path], path.name, args.set if i == 0 else ())
         if isinstance(outcome, int):
             return outcome
-        prompt_id, status, prompts = outcome
+        prompt_id, status, prompts, similarity = outcome
         failed += status != "success"
         if args.json:
-            print(json.dumps({"path": str(path), "prompt_id": prompt_id, "status": status, "prompts": prompts}), flush=True)
+            print(json.dumps({"path": str(path), "prompt_id": prompt_id, "status": status, "prompts": prompts,
+                              "similarity": similarity}), flush=True)
         else:
             print(f"{path.name}: " + (" | ".join(prompts.values()) if status == "success" else status), flush=True)
     return 1 if failed else 0

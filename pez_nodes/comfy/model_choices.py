@@ -68,6 +68,34 @@ def resolve(choice: str) -> tuple[str, str | None]:
                      f"ComfyUI/models/{FOLDER}/ and refresh, or choose '{TOY}'.")
 
 
+def models_folder() -> str:
+    """Where ComfyUI looks for PEZ's CLIPs on this machine (the first ``open_clip`` models folder)."""
+    fp = _folder_paths()
+    if fp is not None and FOLDER in fp.folder_names_and_paths and fp.get_folder_paths(FOLDER):
+        return fp.get_folder_paths(FOLDER)[0]
+    return f"ComfyUI/models/{FOLDER}"
+
+
+def offline_fix(download: dict) -> str:
+    """ComfyUI's line for a remote model this machine can neither download nor find in its cache (the core's
+    ``ModelLoadError.download``): which files to fetch elsewhere and where in ``models/open_clip`` to put them."""
+    folder, files, url = models_folder(), list(download.get("files") or []), download.get("url") or ""
+    source, tag = download.get("source") or "", download.get("pretrained")
+    head = f"model {download.get('model')} cannot be downloaded here ({download.get('reason')}) and is not in the cache"
+    if len(files) > 1:  # a hub model: its config and weights, as an open_clip folder
+        name = source.removeprefix("hf-hub:").rstrip("/").rsplit("/", 1)[-1] or "model"
+        put = f"download {' and '.join(files)} from {url} into a folder {os.path.join(folder, name, '')}"
+    elif files:  # a name + tag: one weights file, named so the loader recognises it (an 'openai' name: QuickGELU)
+        name = f"{source}-{tag}.safetensors" if tag else files[0]
+        put = f"download {files[0]} from {url} and save it as {os.path.join(folder, name)}"
+        if not files[0].endswith(".safetensors"):
+            put += " (converted to .safetensors: pickles are not loaded)"
+    else:
+        put = f"put its weights as a .safetensors file in {os.path.join(folder, '')}"
+    return (f"{head}; on a machine with a network, {put}, then refresh (R) and choose it in PEZ Load CLIP, "
+            f"or choose '{TOY}'.")
+
+
 def lm_choices() -> list[str]:
     """The bundled toy LMs, then each ``models/LLM`` folder that holds a ``config.json``."""
     fp = _folder_paths()

@@ -37,8 +37,14 @@ def load_model(model: str, device: str = "auto", custom_model: str = "", pretrai
         source, tag = custom_model.strip(), (pretrained or "").strip() or None
     else:
         source, tag = model_choices.resolve(model)
-    return managed.manage(core.load_clip(source, tag, device=core.resolve_device(device, host=comfy_device()),
-                                         **options))
+    target = core.resolve_device(device, host=comfy_device())
+    try:
+        clip = core.load_clip(source, tag, device=target, **options)
+    except core.ModelLoadError as e:
+        if getattr(e, "download", None):  # offline and not cached: which file goes in which models folder
+            raise core.ModelLoadError(model_choices.offline_fix(e.download), download=e.download) from e
+        raise
+    return managed.manage(clip)
 
 
 def from_workflow(clip, clip_vision=None, clip_vision_2=None, crop: str = "center", text_projection: str = "none",

@@ -19,6 +19,12 @@ here (:func:`_safetensors_plan`): its ``.safetensors`` (in the hub cache, or dow
 where there is none the model is refused in one line before anything is unpickled.
 Nothing is downloaded unless the user names a remote model.
 
+Offline: before a remote model is built, the model hub (``HF_ENDPOINT``, or the proxy in front of it) is tried with
+one socket connect of at most ``HUB_PROBE_S`` seconds. Where it cannot be reached, huggingface_hub is held offline
+for the attempt (:class:`_HubAccess`): a model already in the hub's cache loads from there, and one that is not
+fails at once — one line naming the model, where its weights are and the fix, instead of huggingface_hub's five
+retries a file (~50 s of warnings). The error's ``download`` tells a front end which files to put where.
+
 Works with open_clip_torch 2.20.0 (what AUTOMATIC1111 and Forge pin) and newer. A model folder's config
 is registered with ``open_clip.add_model_config`` (every version has it; ``local-dir:`` came later) and
 built by name with the folder's weights file. Where ``create_model`` takes ``weights_only`` (3.x),
@@ -38,6 +44,10 @@ import json
 import logging
 import os
 import re
+import socket
+import threading
+import urllib.parse
+import urllib.request
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -64,11 +74,22 @@ OPENAI_HUB = {
     "ViT-L-14": "timm/vit_large_patch14_clip_224.openai/",
     "ViT-L-14-336": "timm/vit_large_patch14_clip_336.openai/",
 }
-OFFLINE_HINT = "with no network, use the bundled model (toy) or a local folder / safetensors file"
+OFFLINE_HINT = "with no network, use the bundled model (toy) or a local folder / .safetensors file"
+HUB_PROBE_S = 3.0  # the longest the model hub's reachability check waits (DNS and connect together)
 
 
 class ModelLoadError(ValueError):
-    """A model could not be loaded; the message names the source and the fix."""
+    """A model could not be loaded; the message names the source and the fix.
+
+    ``download`` is set where a remote model is neither in this machine's cache nor downloadable (no network,
+    or the hub switched off), so that a front end can say where to put its files: ``model`` (e.g.
+    ``ViT-L-14 / openai``), ``source``, ``pretrained``, ``url`` (the hub page or file of its weights),
+    ``files`` (the files there that make the model), ``reason`` (why nothing could be downloaded).
+    """
+
+    def __init__(self, message: str, download: dict | None = None):
+        super().__init__(message)
+        self.download = download
 
 
 def _local_dir(path: Path, allow_pickle: bool) -> tuple[dict, Path]:
@@ -479,8 +500,9 @@ def load_clip(
     target = resolve_device(device)
     quiet = _QuietOpenClip()
     logging.getLogger().addFilter(quiet)  # open_clip logs download failures itself; we raise one clear error
+    hub = _HubAccess(plan.remote)
     try:
-        with torch.inference_mode(False), warnings.catch_warnings():
+        with torch.inference_mode(False), warnings.catch_warnings(), hub:
             warnings.filterwarnings("ignore", message="QuickGELU mismatch")  # decided and noted here
             model, tokenizer, plan = _build(plan, target, cache_dir, allow_pickle)
     except ModelLoadError:
@@ -492,8 +514,8 @@ def load_clip(
         if refused is not None:
             raise ModelLoadError(f"weights of model {what} are a pickle that torch's safe loader refused ({refused}); "
                                  "use the model's .safetensors, or pass allow_pickle=True if you trust the file.") from e
-        if plan.remote and _looks_offline(e):
-            raise ModelLoadError(f"could not download model {what} (offline, or the hub is unreachable); {OFFLINE_HINT}.") from e
+        if plan.remote and (_looks_offline(e) or (hub.unreachable and _missing_file(e))):
+            raise _download_error(plan, what, source, pretrained, hub.unreachable) from e
         if "safetensor" in text.lower() or "header" in text.lower() or "deserializ" in text.lower():
             raise ModelLoadError(f"weights of model {what} are corrupt or not safetensors ({text}); re-download them.") from e
         if any(w in text for w in ("size mismatch", "Missing key", "Unexpected key", "changed!", "shape")):
@@ -520,6 +542,119 @@ def _note_activation(clip: ClipBackbone, plan: _Plan) -> ClipBackbone:
     if plan.guessed:
         warnings.warn(f"model {plan.label}: {note}", UserWarning, stacklevel=3)
     return clip
+
+
+def _download_error(plan: _Plan, what: str, source: str, pretrained: str | None, reason: str | None) -> ModelLoadError:
+    """One line: the model, why nothing could be downloaded, the fix, and where its weights are."""
+    url, files = _weights_on_hub(plan)
+    if plan.pretrained and not pretrained:  # the default tag (ViT-L-14: openai) was taken: say which
+        what, pretrained = f"{what} / {plan.pretrained}", plan.pretrained
+    reason = reason or "the download failed (offline, or the hub is unreachable)"
+    where = f" (files: {url})" if url and not plan.model_id.startswith("hf-hub:") else ""  # hf-hub: the name says it
+    return ModelLoadError(f"could not download model {what}: {reason}, and it is not cached here; "
+                          f"{OFFLINE_HINT}{where}.",
+                          download={"model": what, "source": source, "pretrained": pretrained, "url": url,
+                                    "files": files, "reason": reason})
+
+
+def _weights_on_hub(plan: _Plan) -> tuple[str, list[str]]:
+    """(the hub page or URL of a remote model's weights, the files there that make the model); ("", []) unknown."""
+    import open_clip
+
+    endpoint = _hub_endpoint()
+    if plan.model_id.startswith("hf-hub:"):
+        return f"{endpoint}/{plan.model_id[len('hf-hub:'):]}", [HUB_CONFIG, WEIGHTS_FILE]
+    cfg = open_clip.get_pretrained_cfg(plan.model_id, plan.pretrained) or {}
+    hub = cfg.get("hf_hub") or ""
+    if not hub and str(plan.pretrained).lower() == "openai":
+        hub = OPENAI_HUB.get(plan.model_id, "")
+    if hub:
+        repo, filename = os.path.split(hub)
+        return f"{endpoint}/{repo}", (_safe_names(filename or HUB_PICKLE) or [filename])[:1]
+    url = cfg.get("url") or ""
+    return url, [url.rsplit("/", 1)[-1]] if url else []
+
+
+def _hub_endpoint() -> str:
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return "https://huggingface.co"
+    return str(getattr(constants, "ENDPOINT", "https://huggingface.co")).rstrip("/")
+
+
+class _HubAccess:
+    """For a remote model's build: is the model hub reachable? Where it is not, huggingface_hub is held offline
+    (``HF_HUB_OFFLINE``, which it reads once at import, set on its ``constants`` for the block) and its logging
+    quietened: a cached model loads from the cache at once, a missing one fails at once, with no retries.
+    ``unreachable`` says why the hub cannot be used (None: it can, or the model is not remote)."""
+
+    def __init__(self, remote: bool):
+        self.remote, self.unreachable, self._restore = remote, None, None
+
+    def __enter__(self) -> "_HubAccess":
+        if not self.remote:
+            return self
+        try:
+            from huggingface_hub import constants
+        except ImportError:
+            return self
+        if constants.HF_HUB_OFFLINE:
+            self.unreachable = "HF_HUB_OFFLINE switches the model hub off on this machine"
+            return self
+        self.unreachable = _unreachable(_hub_endpoint())
+        if self.unreachable:
+            hub_log = logging.getLogger("huggingface_hub")
+            self._restore = (constants, hub_log, hub_log.level)
+            constants.HF_HUB_OFFLINE = True
+            hub_log.setLevel(logging.ERROR)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._restore is not None:
+            constants, hub_log, level = self._restore
+            constants.HF_HUB_OFFLINE = False
+            hub_log.setLevel(level)
+            self._restore = None
+
+
+def _unreachable(url: str, timeout: float = HUB_PROBE_S) -> str | None:
+    """Why ``url``'s host (or the proxy this machine uses for it) cannot be reached — None when a TCP connection
+    opens within ``timeout`` seconds. All of it (proxy settings, name lookup, connect) runs in a thread that is
+    given up on after ``timeout``: a name lookup has no timeout of its own."""
+    parts = urllib.parse.urlsplit(url)
+    target = {"what": parts.hostname or url}
+    outcome: list = []
+
+    def connect() -> None:
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            proxies = urllib.request.getproxies()
+            proxy = proxies.get(parts.scheme) or proxies.get("all")
+            if proxy and not urllib.request.proxy_bypass(host):
+                p = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+                target["what"] = f"{host} (through the proxy {p.hostname})"
+                host, port = p.hostname or "", p.port or 80
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as e:
+            outcome.append(e)
+
+    probe = threading.Thread(target=connect, name="pez-hub-probe", daemon=True)
+    probe.start()
+    probe.join(timeout)
+    if outcome and outcome[0] is None:
+        return None
+    detail = (f"no answer in {timeout:g} s" if not outcome or isinstance(outcome[0], TimeoutError)
+              else "name not resolved" if isinstance(outcome[0], socket.gaierror)
+              else (outcome[0].strerror or type(outcome[0]).__name__).lower())
+    return f"{target['what']} cannot be reached ({detail})"
+
+
+def _missing_file(error: BaseException) -> bool:
+    """A file was not found (in the cache, with the hub held offline), rather than e.g. corrupt or wrong weights."""
+    names = {type(e).__name__ for e in _chain(error)}
+    return bool(names & {"FileNotFoundError", "LocalEntryNotFoundError", "EntryNotFoundError", "OfflineModeIsEnabled"})
 
 
 class _QuietOpenClip(logging.Filter):
