@@ -12,6 +12,31 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+# Test files that need a real host (ComfyUI, Forge / AUTOMATIC1111), a browser, a Ray cluster, or that run real
+# optimisation / generation for minutes: marked ``slow``, so ``python -m pytest -q -m "not slow"`` is a quick subset
+# (README, "Developing"). The full command runs them all; the host ones skip, with the reason, where no host is set.
+SLOW_FILES = {
+    "test_comfyui_host.py", "test_comfyui_browser.py", "test_comfy_native.py", "test_comfy_native_host.py",
+    "test_pick_host.py", "test_node_schema.py",              # a real ComfyUI (COMFYUI_DIR), a browser
+    "test_webui_host.py", "test_webui_checkpoint.py",        # a real Forge / AUTOMATIC1111 (FORGE_DIR, A1111_DIR)
+    "test_quality.py", "test_lm_quality.py", "test_guided.py", "test_fluency.py",  # real optimisation, measured bars
+    "test_methods.py",                                        # every method and the paper's baselines compared
+    "test_generate.py", "test_eval.py", "test_pick.py",      # the toy text-to-image model generating pictures
+    "test_batch_ray.py",                                      # a local Ray cluster
+    "test_install.py", "test_wheel.py",                       # pip in a subprocess
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: needs a real host, a browser or Ray, or runs for minutes; "
+                                       "deselect with -m 'not slow' (the quick subset)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def toy():
