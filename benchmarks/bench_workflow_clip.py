@@ -114,7 +114,7 @@ def main() -> None:
         return
     comfy = os.environ.get("COMFYUI_DIR")
     if not comfy:
-        sys.exit("set COMFYUI_DIR to a ComfyUI checkout (bash ../shared/comfyui/prepare.sh DEST lays one out).")
+        sys.exit("set COMFYUI_DIR to a ComfyUI checkout (docs/testing.md says how to set one up).")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     base = dict(steps=args.steps, restarts=args.restarts, prompt_len=args.prompt_len, threads=args.threads, comfy=comfy)
     with tempfile.TemporaryDirectory() as folder:

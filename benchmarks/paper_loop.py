@@ -1,6 +1,6 @@
 """A faithful re-implementation of the paper's optimisation loop, as the benchmarks' baseline.
 
-What the official code does each step (``../shared/REFERENCE.md``, "The loop"):
+What the paper's official code does each step:
 1. project P onto the vocabulary with a nearest-neighbour search that normalises the *whole*
    embedding table and P every step (``sentence_transformers.util.semantic_search``, top-1), over all
    49,408 ids, special tokens included;

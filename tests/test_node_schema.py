@@ -1,8 +1,7 @@
 """Each node's widget defaults are what it runs with when an API prompt leaves the input out.
 
 The nodes are defined against ComfyUI's real ``comfy_api`` (ComfyUI is not on PyPI): set ``COMFYUI_DIR`` to a
-ComfyUI checkout whose requirements are installed in this Python (``bash ../shared/comfyui/prepare.sh DEST``
-lays one out). Skipped, with the reason printed by ``pytest -rs``, when it is unset. No server is started:
+ComfyUI checkout whose requirements are installed in this Python (docs/testing.md says how). Skipped, with the reason printed by ``pytest -rs``, when it is unset. No server is started:
 ``execute`` runs in this process on the bundled model, 2 steps.
 """
 

@@ -73,7 +73,7 @@ def sd_webui(request, tmp_path_factory):
     where = os.environ.get(f"{request.param.upper()}_DIR")
     if not where:
         pytest.skip(f"{request.param.upper()}_DIR is not set: no {request.param} to load a checkpoint "
-                    f"(bash ../shared/webui/prepare.sh {request.param} DEST lays one out)")
+                    f"(docs/testing.md says how to set one up)")
     folder = Path(where)
     if not os.environ.get("FORGE_DIR"):
         pytest.skip("FORGE_DIR is not set: the checkpoints are written from Forge's diffusers configs")

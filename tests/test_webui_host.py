@@ -1,7 +1,7 @@
 """The pack as a webui extension, on real Forge and AUTOMATIC1111 started headless (CPU, no checkpoint,
 nothing downloaded), gradio page on.
 
-Set ``FORGE_DIR`` / ``A1111_DIR`` to a webui laid out by ``bash ../shared/webui/prepare.sh forge|a1111 DEST``
+Set ``FORGE_DIR`` / ``A1111_DIR`` to a webui with its own venv (docs/testing.md says how to set one up)
 (its first printed line); each is skipped, with the reason printed, when unset. The repository is linked into
 the webui's ``extensions/`` for the run. The PEZ tab is driven in headless Chromium (as the ComfyUI frontend
 tests; skipped with the reason when no browser is found).
@@ -38,7 +38,7 @@ def webui(request, tmp_path_factory):
     where = os.environ.get(f"{request.param.upper()}_DIR")
     if not where:
         pytest.skip(f"{request.param.upper()}_DIR is not set: no {request.param} to host the extension "
-                    f"(bash ../shared/webui/prepare.sh {request.param} DEST lays one out)")
+                    f"(docs/testing.md says how to set one up)")
     folder = Path(where)
     tmp = tmp_path_factory.mktemp(request.param)
     log = tmp / "webui.log"
@@ -57,7 +57,7 @@ def _folder(name: str) -> Path:
     where = os.environ.get(f"{name.upper()}_DIR")
     if not where:
         pytest.skip(f"{name.upper()}_DIR is not set: no {name} to host the extension "
-                    f"(bash ../shared/webui/prepare.sh {name} DEST lays one out)")
+                    f"(docs/testing.md says how to set one up)")
     return Path(where)
 
 

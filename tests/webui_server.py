@@ -1,5 +1,5 @@
 """Test helper: a real Forge / AUTOMATIC1111 webui started headless on the CPU with this repository as an
-extension (``../shared/webui/prepare.sh`` lays them out; ``FORGE_DIR`` / ``A1111_DIR`` name them)."""
+extension (``FORGE_DIR`` / ``A1111_DIR`` name them; docs/testing.md says how to set one up)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FLAGS = {  # ../shared/webui/prepare.sh's headless CPU start
+FLAGS = {  # a headless start on the CPU
     "forge": ["--always-cpu"],
     "a1111": ["--skip-torch-cuda-test", "--use-cpu", "all", "--no-half", "--precision", "full"],
 }
