@@ -3,6 +3,12 @@
     python benchmarks/bench_step.py                       # toy, ViT-L-14, ViT-H-14; restarts 1 and 8; CPU
     python benchmarks/bench_step.py --models toy --restarts 1,8 --steps 20
     python benchmarks/bench_step.py --device cuda --models ViT-H-14 --full-steps 3000   # GPU wall times
+    python benchmarks/bench_step.py --compiled --models toy,ViT-B-32 --restarts 4       # + the compiled step
+
+``--compiled`` adds our loop with ``PEZConfig.compile_step="on"`` (``core/optim/step.py``: the whole step as one
+``torch.compile(fullgraph=True)`` graph; on CUDA a CUDA graph, ``mode="reduce-overhead"``) beside the eager one,
+in the same run: its ms/step, the ratio eager / compiled, and the seconds its first (warm-up) run took, which
+include compiling (a process compiles once per model and shape; later runs reuse the graph).
 
 Real-size models use random weights (open_clip's text tower config, nothing downloaded; the vision
 tower is shrunk, as PEZ's steps never use it): speed does not depend on the weights. Each
@@ -121,21 +127,30 @@ def run_case(args) -> dict:
         length, vocab = model.context_length, model.token_embedding.shape[0]
     else:
         from pez_nodes.core import PEZConfig, PromptLayout, optimize_prompt, projector_for
+        from pez_nodes.core.optim import step as step_module
         from pez_nodes.core.optim.objective import ClipObjective
 
         objective = ClipObjective(model, PromptLayout.plain(args.prompt_len), targets, torch.ones(4))
+        step_module.BACKEND = args.backend
+        compile_step = "on" if args.loop == "compiled" else "off"
 
         def go(n):
-            config = PEZConfig(prompt_len=args.prompt_len, steps=n, restarts=args.restarts, device=args.device)
-            return optimize_prompt(objective, projector_for(model), config).seconds
+            config = PEZConfig(prompt_len=args.prompt_len, steps=n, restarts=args.restarts, device=args.device,
+                               compile_step=compile_step)
+            result = optimize_prompt(objective, projector_for(model), config)
+            if result.notes:
+                raise SystemExit("; ".join(result.notes))  # the compiled step fell back to eager: no comparison
+            return result.seconds
         length, vocab = args.prompt_len + 2, len(projector_for(model).allowed_ids)
+    start = time.perf_counter()
     go(args.warmup)
+    first_run = time.perf_counter() - start
     sync()
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     seconds = go(args.steps)
     sync()
-    out = {"ms_per_step": 1000 * seconds / args.steps,
+    out = {"ms_per_step": 1000 * seconds / args.steps, "first_run_s": first_run,
            "flops_per_step": text_flops_per_step(model, args.prompt_len, args.restarts, length, vocab),
            "bytes_per_step": weight_bytes_per_step(model, vocab),
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -156,6 +171,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--full-steps", type=int, default=0, help="also time a whole run of this many steps")
+    ap.add_argument("--compiled", action="store_true",
+                    help="also time our loop with compile_step='on' (the whole step through torch.compile)")
+    ap.add_argument("--backend", default="inductor", help="torch.compile backend of --compiled (default inductor)")
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--model", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--loop", default=None, help=argparse.SUPPRESS)
@@ -178,17 +196,20 @@ def main() -> None:
               f"{'paper RSS MB':>12} {'ours RSS MB':>11}")
     extra = " | paper GPU MB  ours GPU MB" if args.device.startswith("cuda") else ""
     full = f" | paper {args.full_steps} steps  ours {args.full_steps} steps" if args.full_steps else ""
-    print(header + extra + full)
-    print("-" * (len(header) + len(extra) + len(full)))
+    graphs = "CUDA graph" if args.device.startswith("cuda") and args.backend == "inductor" else "compiled"
+    comp = f" | {graphs + ' ms/step':>19} {'eager/compiled':>14} {'1st run s':>9}" if args.compiled else ""
+    print(header + extra + full + comp)
+    print("-" * (len(header) + len(extra) + len(full) + len(comp)))
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     for model in args.models.split(","):
         steps = args.steps or (40 if model == "toy" else 10)
         for r in args.restarts.split(","):
             res = {}
-            for loop in ("paper", "ours"):
+            for loop in ("paper", "ours", "compiled")[: 3 if args.compiled else 2]:
                 cmd = [sys.executable, __file__, "--case", "1", "--model", model, "--loop", loop, "--restarts", r,
                        "--prompt-len", str(args.prompt_len), "--steps", str(steps), "--warmup", str(args.warmup),
-                       "--threads", str(args.threads), "--device", args.device, "--full-steps", str(args.full_steps)]
+                       "--threads", str(args.threads), "--device", args.device, "--full-steps", str(args.full_steps),
+                       "--backend", args.backend]
                 out = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if out.returncode:
                     raise SystemExit(out.stderr)
@@ -204,6 +225,10 @@ def main() -> None:
                 line += f" | {p['peak_gpu_mb']:>12.0f} {o['peak_gpu_mb']:>11.0f}"
             if full:
                 line += f" | {p['full_run_seconds']:>10.1f} s  {o['full_run_seconds']:>10.1f} s"
+            if args.compiled:
+                c = res["compiled"]
+                line += (f" | {c['ms_per_step']:>19.2f} {o['ms_per_step'] / c['ms_per_step']:>13.2f}x "
+                         f"{c['first_run_s']:>9.1f}")
             print(line, flush=True)
 
 

@@ -149,7 +149,7 @@ def optimize(
         if config.fluency:
             _report_plain_similarity(result, objective)
         result.target_cosines = [float(c) for c in objective.cosines(result.text)]
-    result.notes = [*getattr(model, "notes", []), *notes, *_window_note(model, result.text)]
+    result.notes = [*getattr(model, "notes", []), *notes, *_window_note(model, result.text), *result.notes]
     return result
 
 
@@ -304,7 +304,7 @@ def invert_each(model: ClipBackbone, images: Sequence[ImageLike | str | Path] | 
                                    model_name=model.name, text_filter=run.vocab.allows_text, seeds=seeds)
         for result, view in zip(results, views):
             result.target_cosines = [float(c) for c in view.cosines(result.text)]
-            result.notes = [*getattr(model, "notes", []), *_window_note(model, result.text)]
+            result.notes = [*getattr(model, "notes", []), *_window_note(model, result.text), *result.notes]
     return results
 
 

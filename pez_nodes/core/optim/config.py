@@ -8,6 +8,7 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 
 from .methods import METHODS
+from .step import COMPILE_MODES
 
 
 @dataclass
@@ -32,6 +33,11 @@ class PEZConfig:
         precision: ``"auto"`` (bf16 autocast on a CUDA GPU that supports it, else fp32), ``"fp32"``,
             ``"bf16"`` or ``"fp16"`` (autocast on CUDA). Results are always re-scored in fp32.
         compile: run the text encoder through ``torch.compile`` (faster on GPU after a warm-up).
+        compile_step: run each whole step of a gradient method — projection, encoder forward, loss, backward,
+            AdamW update (``step.py``) — as one ``torch.compile(fullgraph=True)`` graph, on CUDA as a CUDA graph
+            (``mode="reduce-overhead"``): ``"off"`` (default: eager), ``"on"``, or ``"auto"`` (on for CUDA, off on
+            the CPU, where compiling costs more than it saves). If compiling fails the run goes on eagerly and
+            the result's ``notes`` say so.
         template: optimise only inside a template such as ``"a photo of {} in the style of {}"``; the fixed
             words stay as written and are encoded with the learned tokens.
         slot_len: learned tokens per template slot (default: ``prompt_len``).
@@ -73,6 +79,7 @@ class PEZConfig:
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
+    compile_step: str = "off"
     template: str | None = None
     slot_len: int | None = None
     blocklist: tuple[str, ...] = ()
@@ -112,6 +119,8 @@ class PEZConfig:
                 raise ValueError(f"{name}={value!r} must be a finite number {'> 0' if name == 'lr' else '>= 0'}.")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"precision={self.precision!r} is unknown; use auto, fp32, bf16 or fp16.")
+        if self.compile_step not in COMPILE_MODES:
+            raise ValueError(f"compile_step={self.compile_step!r} is unknown; use off, on or auto.")
         if self.slot_len is not None:
             _int_in("slot_len", self.slot_len, 1, max_prompt_len, "tokens learned in each template slot")
             if self.template is None:

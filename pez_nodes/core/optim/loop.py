@@ -11,13 +11,15 @@ The "gradient at P′ applied to P" is written as a straight-through estimator,
 ``P′ = E[ids] + (P − P.detach())``: its value is exactly ``E[ids]`` (``x − x`` is exactly 0 in floating
 point, whereas ``P + (E[ids] − P)`` is off by rounding) and its gradient w.r.t. ``P`` is exactly ``∂L/∂P′``. The loop knows nothing of CLIP, images or hosts: it takes an objective, a
 projector and one callback. The paper's gradient baselines are update rules of this same loop
-(``methods.py``): what the objective sees, and what is kept after a step.
+(``methods.py``): what the objective sees, and what is kept after a step. One step's tensor work —
+projection, forward, loss, backward, AdamW, the rule's after-update — is one function (``step.py``), which
+``PEZConfig.compile_step`` runs through ``torch.compile``; the loop keeps what needs the host (target
+sampling, noise, NaN check, best-so-far tracking, patience, the callback).
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -26,6 +28,7 @@ from .config import PEZConfig
 from .methods import update_rule
 from .projection import VocabularyProjector
 from .result import Candidate, PEZResult
+from .step import CompiledStep, PEZStep, use_compiled
 from .tracking import BestTracker
 
 Callback = Callable[[int, int, str, float], Optional[bool]]
@@ -101,7 +104,10 @@ def optimize_prompts(
             config.seed if seeds is None else int(seeds[g])) for g in range(groups)]
         first = [projector.random_ids((restarts, m), gen) for gen in starts]  # each problem starts as a solo run
         prompt = projector.embed(torch.cat(first)).float().clone().requires_grad_(True)
-        optimizer = torch.optim.AdamW([prompt], lr=config.lr, weight_decay=config.weight_decay)
+        compiled = use_compiled(config.compile_step, device)
+        pez_step = PEZStep(objective, projector, rule, prompt, config.lr, config.weight_decay, amp,
+                           capturable=compiled and device.type == "cuda")
+        run_step = CompiledStep(pez_step) if compiled else pez_step
         trackers = [BestTracker(view, restarts, config.top_k, text_filter, exact_scores=amp is None) for view in views]
         for cand in extra_candidates:
             trackers[0].add(cand)
@@ -113,17 +119,12 @@ def optimize_prompts(
         for step in range(1, config.steps + 1):
             frozen = [g for g in range(groups) if stopped_at[g] is not None]
             kept = prompt.detach()[_rows(frozen, restarts)].clone() if frozen else None
-            ids = projector.nearest_ids(prompt) if rule.projects_each_step else None
-            projected = rule.objective_input(prompt, ids, projector)
             sample = torch.randperm(n_targets, generator=generator)[:sample_size] if sample_size else None
-            with torch.autocast(device.type, dtype=amp) if amp else nullcontext():
-                loss, sims = objective(projected, sample)
+            if sample is not None:
+                sample = sample.to(device)
+            ids, loss, sims = run_step(prompt, sample, rule.noise(prompt, step, config.steps))
             if not torch.isfinite(loss).all():
                 raise ValueError(f"the loss became NaN/infinite at step {step}; lower lr (now {config.lr}) or use fp32.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            optimizer.step()
-            rule.after_step(prompt, projector, step, config.steps)
             if frozen:  # a stopped problem keeps its prompt (AdamW's decay would move it)
                 with torch.no_grad():
                     prompt[_rows(frozen, restarts)] = kept
@@ -180,6 +181,7 @@ def optimize_prompts(
             method=config.method,
             soft_similarity=None if soft_prompts[g] is None else soft_best[g],
             soft_prompt=soft_prompts[g],
+            notes=[run_step.note] if getattr(run_step, "note", None) else [],
         ))
     return results
 

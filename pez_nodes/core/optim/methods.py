@@ -37,20 +37,26 @@ class UpdateRule:
         """``P′ = E[ids]`` with the straight-through gradient to ``P`` (``x − x`` is exactly 0)."""
         return projector.embed(ids).float() + (prompt - prompt.detach())
 
+    def noise(self, prompt: torch.Tensor, step: int, total: int) -> torch.Tensor | None:
+        """Noise for step ``step`` of ``total`` (``None``: none), drawn on the host before the step so that the
+        step itself (``step.py``) reads nothing back from Python and can run compiled."""
+        return None
+
+    @torch.no_grad()
+    def after_update(self, prompt: torch.Tensor, projector, noise: torch.Tensor | None) -> None:
+        """Change ``P`` after the optimiser's update (in place, tensors only); Algorithm 1 keeps it as it is."""
+
     @torch.no_grad()
     def after_step(self, prompt: torch.Tensor, projector, step: int, total: int) -> None:
-        """Change ``P`` after the optimiser's step (in place); Algorithm 1 keeps it as it is."""
+        """``after_update`` with this step's ``noise``."""
+        self.after_update(prompt, projector, self.noise(prompt, step, total))
 
 
 class AutoPromptSGD(UpdateRule):
     """No continuous copy: after each step ``P ← Proj(P + noise)`` (noise 0 here)."""
 
-    def noise(self, prompt: torch.Tensor, step: int, total: int) -> torch.Tensor | None:
-        return None
-
     @torch.no_grad()
-    def after_step(self, prompt: torch.Tensor, projector, step: int, total: int) -> None:
-        noise = self.noise(prompt, step, total)
+    def after_update(self, prompt: torch.Tensor, projector, noise: torch.Tensor | None) -> None:
         moved = prompt if noise is None else prompt + noise
         prompt.copy_(projector.embed(projector.nearest_ids(moved)).to(prompt.dtype))
 
