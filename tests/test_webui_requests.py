@@ -95,6 +95,7 @@ def test_only_listed_clips_unless_the_owner_allows_any(tmp_path):
     ({"text": "a", "steps": 3001}, r"steps is 3001, more than this webui allows \(3000\)"),
     ({"text": "a", "restarts": 17}, r"restarts is 17, more than this webui allows \(16\)"),
     ({"text": "a", "compile": True}, "compile is not taken from a request"),
+    ({"text": "a", "compile_step": "on"}, "compile_step is not taken from a request"),
     ({"text": "a", "blocklist": 5}, "blocklist=5 must be a string or a list of strings"),
     ({"text": "a", "bank": 7}, "bank=7 must be a string or a list of strings"),
     ({"text": "a", "allowlist": {"a": 1}}, "allowlist=.* must be a string or a list of strings"),

@@ -66,9 +66,10 @@ def parse(kind: str, body, limits: Limits, folder=None, vision_folder=None, lm_f
     for key in CONFIG_KEYS:
         if key in body and len(json.dumps(body[key])) > limits.max_text_chars:
             raise ValueError(f"{key} is longer than this webui allows ({limits.max_text_chars} characters); shorten it.")
-    if body.get("compile"):
-        raise ValueError("compile is not taken from a request (it costs tens of seconds of compilation each time); "
-                         "leave it out.")
+    for key in ("compile", "compile_step"):
+        if body.get(key) not in (None, False, "off"):
+            raise ValueError(f"{key} is not taken from a request (it costs tens of seconds of compilation each "
+                             "time); leave it out.")
     config = PEZConfig(**{k: v for k, v in body.items() if k in CONFIG_KEYS}).validate()
     for name in ("steps", "restarts", "top_k"):
         _at_most(name, getattr(config, name), getattr(limits, f"max_{name}"), f"max_{name}")
