@@ -591,7 +591,7 @@ def test_the_first_five_minutes_on_a_real_comfyui(tmp_path):
         assert set(answer["similarity"]) == {"3"} and -1 <= answer["similarity"]["3"] <= 1, answer
         assert "\r" not in done.stderr and done.stderr.strip(), done.stderr  # progress lines, not carriage returns
 
-        offline = client_run("--set", "1.model=ViT-L-14 / openai (SD 1.5, downloads)", "--quiet")
+        offline = client_run("--set", "1.model=ViT-L-14 / openai (SD 1.5, downloads)", "--set", "1.vocabulary=full", "--quiet")
         assert offline.returncode == 1, offline.stderr
         line, = offline.stderr.strip().splitlines()
         folder = Path(os.environ["COMFYUI_DIR"]) / "models" / "open_clip"

@@ -115,7 +115,7 @@ def test_loader_lists_and_loads_models_from_the_open_clip_folder(server):
     wf["2"]["inputs"].update(steps=20)
     for choice in server.model_choices:
         assert choice in options
-        wf["1"]["inputs"]["model"] = choice
+        wf["1"]["inputs"].update(model=choice, vocabulary="full")  # the shipped workflow: the toy's declared words
         _, status, entry, _ = _run(server, wf)
         assert status == "success", entry.get("status")
 
