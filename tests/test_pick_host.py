@@ -11,7 +11,6 @@ Needs ``COMFYUI_DIR`` (see ``test_comfyui_host``); skipped with the reason print
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -24,6 +23,7 @@ COMFY = os.environ.get("COMFYUI_DIR")
 pytestmark = pytest.mark.skipif(not COMFY, reason="COMFYUI_DIR is not set: no real ComfyUI to host the nodes")
 pytest.importorskip("diffusers", reason="the toy generator needs diffusers: pip install -e '.[generate]'")
 
+from test_comfyui_host import _run  # noqa: E402
 from test_pick import A_CLIP_BEST, B_GENERATION_BEST, GEN_SEEDS, SCENE, TARGET_SEEDS  # noqa: E402
 
 PROMPTS = [A_CLIP_BEST, B_GENERATION_BEST]
@@ -90,32 +90,6 @@ def pick_workflow(lines: str, generated: list[str], targets: list[str], judge: d
     return workflow
 
 
-def _run(server, workflow: dict) -> tuple[str, dict, list]:
-    """Queue ``workflow``; (status, history entry, websocket messages) once it ends."""
-    ws = server.websocket()
-    seen = []
-    try:
-        prompt_id = server.queue(workflow)
-        while True:
-            opcode, payload = ws.receive()
-            if opcode != 1:
-                continue
-            msg = json.loads(payload)
-            data = msg.get("data", {})
-            seen.append((msg["type"], data))
-            if data.get("prompt_id") not in (None, prompt_id):
-                continue
-            if msg["type"] in ("execution_error", "execution_interrupted"):
-                status = msg["type"]
-                break
-            if msg["type"] == "executing" and data.get("node") is None:
-                status = "success"
-                break
-    finally:
-        ws.close()
-    return status, server.history(prompt_id), seen
-
-
 def _uploaded(server, pictures) -> tuple[list[str], list[str]]:
     targets, generated = pictures
     return [server.upload_image(p) for p in generated], [server.upload_image(p) for p in targets]
@@ -132,7 +106,7 @@ def _reference_judge() -> dict:
 def test_the_workflow_picks_the_prompt_whose_generations_come_closest(server, pictures):
     generated, targets = _uploaded(server, pictures)
     workflow = pick_workflow("\n".join(PROMPTS), generated, targets, _reference_judge())
-    status, entry, _ = _run(server, workflow)
+    _, status, entry, _ = _run(server, workflow)
     assert status == "success", (entry.get("status"), server.log)
     shown = entry["outputs"]["4"]["text"][0]
     assert shown.startswith(f"best (#2 of 2): {B_GENERATION_BEST}\nsimilarity "), shown
@@ -149,7 +123,7 @@ def test_bad_inputs_come_back_as_one_line_node_errors(server, pictures, case, me
     generated, targets = _uploaded(server, pictures)
     lines = {"three prompts": "\n".join([*PROMPTS, "a third prompt"]), "no prompts": " \n"}.get(case, "\n".join(PROMPTS))
     workflow = pick_workflow(lines, generated, targets, None if case == "no judge" else _reference_judge())
-    status, _, seen = _run(server, workflow)
+    _, status, _, seen = _run(server, workflow)
     assert status == "execution_error"
     error = [d for k, d in seen if k == "execution_error"][0]
     text = error["exception_message"].strip()
