@@ -1,7 +1,8 @@
-"""The PEZ nodes for ComfyUI (V3 schema). Each ``execute`` is a call into ``node_bodies``.
+"""The PEZ nodes for ComfyUI (V3 schema). Each ``execute`` is a call into ``node_bodies`` (or ``pick_body``).
 
 Node ids (``PEZLoadCLIP``, ``PEZCLIPFromWorkflow``, ``PEZInvert``, ``PEZDistill``, ``PEZPromptConcat``, ``PEZOptions``,
-``PEZImageSimilarity``, ``PEZLoadLM``) are what saved workflows store: they never change. The optimising nodes
+``PEZImageSimilarity``, ``PEZLoadLM``, ``PEZPromptList``, ``PEZPickByGeneration``) are what saved workflows store:
+they never change. The optimising nodes
 show only what most users change; ``PEZOptions`` holds the rest (``javascript/pez.js`` moves an older saved
 workflow's values there).
 """
