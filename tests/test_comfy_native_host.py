@@ -248,7 +248,8 @@ def _free(server) -> None:
 def test_comfyuis_free_releases_pezs_model_and_a_second_run_reloads_it(server):
     """A full-size ViT-L-14 (random weights, 1.7 GB in fp32) loaded by PEZ Load CLIP: after a run ComfyUI's model
     management holds it (its log says it loaded it), ``POST /free`` gives the memory back (the server's RSS falls by
-    at least 1.2 GB: measured ~1.7 GB), and the next run loads it again."""
+    at least 1.2 GB: measured ~1.7 GB), and the next run loads it again (ComfyUI's log says so; the RSS after a
+    free is no floor: glibc keeps trimming)."""
     import time
 
     wf = {"1": {"class_type": "PEZLoadCLIP", "inputs": {"model": "vit_l_14.safetensors", "device": "cpu"}},
@@ -265,6 +266,7 @@ def test_comfyuis_free_releases_pezs_model_and_a_second_run_reloads_it(server):
         time.sleep(1)
         rss = server.proc.rss_mb()
     assert held - rss >= 1200, f"RSS {held:.0f} MB → {rss:.0f} MB after POST /free"
+    log_before = server.log.read_text(errors="replace")
     _, status, _, _ = _run(server, {**wf, "2": {**wf["2"], "inputs": {**wf["2"]["inputs"], "seed": 1}}})
     assert status == "success", server.log
-    assert server.proc.rss_mb() - rss >= 1200  # loaded again
+    assert "Requested to load CLIP" in server.log.read_text(errors="replace")[len(log_before):]  # loaded again
