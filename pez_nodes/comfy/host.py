@@ -40,7 +40,7 @@ def show_on_node(node_id: str | None, text: str) -> None:
 
 class NodeProgress:
     """The core's callback inside ComfyUI: moves the node's progress bar, shows the best prompt on
-    the node when it changes, and raises ComfyUI's interrupt exception within one step of a click
+    the node when it changes (and the step count at least each second), and raises ComfyUI's interrupt exception within one step of a click
     on Cancel (ComfyUI then stops the prompt and keeps serving)."""
 
     def __init__(self, node_id: str | None, total: int):
@@ -58,7 +58,9 @@ class NodeProgress:
         if self.bar is not None:
             self.bar.update_absolute(step, total)
         now = time.monotonic()
-        if self.server is not None and self.node_id and text != self.last_text and now - self.last_sent > 0.25:
+        # a new best prompt within 0.25 s; otherwise the step count moves once a second
+        due = now - self.last_sent > (0.25 if text != self.last_text else 1.0)
+        if self.server is not None and self.node_id and due:
             self.last_text, self.last_sent = text, now
             self.server.send_progress_text(f"step {step}/{total}  similarity {sim:.4f}\n{text}", self.node_id)
         return False
