@@ -219,8 +219,11 @@ def test_the_prompt_pair_workflows_validate_and_their_pez_side_runs(server, tmp_
     model) both come out of the workflow's own CLIP, T5 left out with a note."""
     picture = tmp_path / "star.png"
     tw.render(tw.all_scenes()[5], seed=1).save(picture)
+    example = server.upload_image(WORKFLOWS / "pez_example.png")  # as a user copies it into ComfyUI/input
     for name, api in _pair_workflows().items():
-        prompt_id = server.queue(api)  # validated, or queue raises with ComfyUI's node errors
+        loads = {k: {**n, "inputs": {**n["inputs"], "image": example}} for k, n in api.items()
+                 if n["class_type"] == "LoadImage"}
+        prompt_id = server.queue({**api, **loads})  # validated, or queue raises with ComfyUI's node errors
         assert prompt_id
         server.cancel(prompt_id)  # placeholder files: nothing to load
         kinds = {n["class_type"] for n in api.values()}
