@@ -4,7 +4,7 @@ It adds the PEZ tab (``pez_nodes/webui/tab.py``), mounts ``/pez/v1/invert``, ``/
 ``/pez/v1/concat`` and ``/pez/v1/unload`` beside the webui's API when it serves one (``--api``; with
 ``--api-auth``'s check — ``pez_nodes/webui/routes.py``), adds the owner's limits to Settings → PEZ
 (``limits.py``) and adds the txt2img script "PEZ: prompt from image". Every PEZ run holds the webui's queue
-lock, as a generation does. CLIPs are listed from ``models/open_clip``, and the webui's own checkpoint can
+lock, as a generation does; its cached models go when the webui frees memory (``memory.py``). CLIPs are listed from ``models/open_clip``, and the webui's own checkpoint can
 serve as the CLIP with an image encoder from ``models/clip_vision``. The work is the core's.
 """
 
@@ -16,9 +16,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import gradio as gr  # noqa: E402
-from modules import call_queue, paths, processing, progress, script_callbacks, scripts, shared  # noqa: E402
+from modules import call_queue, paths, processing, progress, script_callbacks, scripts, sd_models, shared  # noqa: E402
 
-from pez_nodes.webui import clip_vision, limits, model_choices, routes, tab  # noqa: E402
+from pez_nodes.webui import clip_vision, limits, memory, model_choices, routes, tab  # noqa: E402
 from pez_nodes.webui.progress import WebuiProgress  # noqa: E402
 
 try:  # AUTOMATIC1111 >= 1.8 and Forge; older AUTOMATIC1111 names it generation_parameters_copypaste
@@ -29,6 +29,12 @@ except ImportError:  # pragma: no cover - older webuis
 FOLDER = model_choices.models_folder(paths.models_path)
 VISION_FOLDER = clip_vision.folder(paths.models_path)
 routes.configure(shared.state, FOLDER, VISION_FOLDER, call_queue.queue_lock, lambda: limits.from_options(shared.opts))
+try:  # Forge's memory manager; AUTOMATIC1111 has none (its sd_models.unload_model_weights is hooked instead)
+    from backend import memory_management
+except ImportError:
+    memory_management = None
+print(f"PEZ: its cached models are released when the webui frees memory "
+      f"({', '.join(memory.install(sd_models, memory_management, script_callbacks)) or 'no hook found'})")
 
 
 def _on_app_started(demo, app):

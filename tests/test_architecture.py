@@ -24,7 +24,7 @@ FLOORS = {  # top-level room → floor (ARCHITECTURE.md)
 }
 FRONT_END_OF = {"client": "clients"}  # ``python -m pez_nodes.client``: the ComfyUI client's documented name
 ALIASES = {("pez_nodes.webui.client", "pez_nodes.clients.webui")}  # ``python -m pez_nodes.webui.client``
-CORE_INNER = {"device": 0, "bundled": 0, "clip": 1, "optim": 1, "api": 2}
+CORE_INNER = {"device": 0, "bundled": 0, "clip": 1, "optim": 1, "defaults": 2, "api": 3}
 
 
 def _module_name(path: Path) -> str:

@@ -68,7 +68,7 @@ def folder(tmp_path):
 
 
 def _run(*argv) -> int:
-    return main(["batch", *map(str, argv), "--steps", "20", "--prompt-len", "4", "--threads", "1", "--quiet"])
+    return main(["batch", *map(str, argv), "--model", "toy", "--steps", "20", "--prompt-len", "4", "--threads", "1", "--quiet"])
 
 
 def _lines(path):
@@ -109,7 +109,7 @@ def test_a_rerun_resumes_and_repairs_a_partial_last_line(folder):
     rows = _lines(out)
     kept = [r for r in rows if not r["path"].endswith(("img3.png", "img4.png"))]
     out.write_text("".join(json.dumps(r) + "\n" for r in kept) + '{"path": "/half/a line')  # killed mid-write
-    assert main(["batch", str(folder), "--steps", "20", "--prompt-len", "4", "--threads", "1", "--quiet",
+    assert main(["batch", str(folder), "--model", "toy", "--steps", "20", "--prompt-len", "4", "--threads", "1", "--quiet",
                  "--json"]) == 0
     again = _lines(out)
     assert [r["path"] for r in again[: len(kept)]] == [r["path"] for r in kept]
@@ -206,7 +206,7 @@ def test_a_file_name_that_is_not_utf8_is_processed_like_the_others(folder, capsy
     name = b"\xff.png"
     with open(os.path.join(os.fsencode(folder), name), "wb") as f:
         tw.render(SCENES[2], 48, 0).save(f, format="PNG")
-    assert main(["batch", str(folder), "--sidecar", "--steps", "20", "--prompt-len", "4", "--threads", "1"]) == 0
+    assert main(["batch", str(folder), "--sidecar", "--model", "toy", "--steps", "20", "--prompt-len", "4", "--threads", "1"]) == 0
     assert "6 prompts written, 1 errors" in capsys.readouterr().out  # broken.png is the error
     rows = [json.loads(line) for line in (folder / "prompts.jsonl").read_bytes().decode("utf-8").splitlines()]
     odd = next(r for r in rows if os.fsencode(Path(r["path"]).name) == name)
@@ -219,7 +219,7 @@ def test_a_file_name_that_is_not_utf8_is_processed_like_the_others(folder, capsy
     names = {Path(odd["path"]).name, "img1.png"}
     assert {r["path"]: r["prompt"] for r in _lines(folder / "again.jsonl")} == {
         r["path"]: r["prompt"] for r in rows if Path(r["path"]).name in names}
-    assert main(["batch", str(folder), "--steps", "20", "--prompt-len", "4", "--threads", "1", "--quiet",
+    assert main(["batch", str(folder), "--model", "toy", "--steps", "20", "--prompt-len", "4", "--threads", "1", "--quiet",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["skipped"] == 6  # every prompt line found again (broken.png retried)
 
@@ -229,7 +229,7 @@ def test_a_rerun_retries_images_that_failed(folder, capsys):
     assert _run(folder) == 0
     capsys.readouterr()
     tw.render(SCENES[0], 48, 0).save(folder / "broken.png")  # the user fixes the file
-    assert main(["batch", str(folder), "--steps", "20", "--prompt-len", "4", "--threads", "1"]) == 0
+    assert main(["batch", str(folder), "--model", "toy", "--steps", "20", "--prompt-len", "4", "--threads", "1"]) == 0
     captured = capsys.readouterr()
     assert "1/1 images (1 of them retried after an earlier error)" in captured.err
     assert "1 prompts written, 0 errors, 5 already done, 1 retried after an earlier error" in captured.out

@@ -40,7 +40,7 @@ def folder(tmp_path):
 
 def _batch(source, address, env, *extra, cwd=None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "pez_nodes.cli", "batch", str(source), "--ray", address, "--workers", "2",
-           "--batch-size", "1", "--prompt-len", "4", "--threads", "1", "--quiet", "--json", *extra]
+           "--batch-size", "1", "--model", "toy", "--prompt-len", "4", "--threads", "1", "--quiet", "--json", *extra]
     return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -63,7 +63,7 @@ def test_ray_run_matches_a_local_run_and_survives_a_killed_actor(env, folder, tm
     assert counts["written"] == N_IMAGES and counts["errors"] == 0, (counts, out[-2000:])
     local = tmp_path / "local.jsonl"
     done = subprocess.run([sys.executable, "-m", "pez_nodes.cli", "batch", str(folder), "--out", str(local),
-                           "--batch-size", "3", "--steps", "150", "--prompt-len", "4", "--threads", "1", "--quiet"],
+                           "--batch-size", "3", "--steps", "150", "--model", "toy", "--prompt-len", "4", "--threads", "1", "--quiet"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert {r["path"]: r["prompt"] for r in rows} == {r["path"]: r["prompt"] for r in _lines(local)}
@@ -139,6 +139,6 @@ def test_without_ray_the_flag_says_how_to_install_it(folder, capsys):
         "        if name.split('.')[0] == 'ray': raise ImportError('blocked')\n"
         "sys.meta_path.insert(0, Block())\n"
         "from pez_nodes.cli import main\n"
-        f"sys.exit(main(['batch', {str(folder)!r}, '--ray', 'auto', '--steps', '2', '--quiet']))\n")],
+        f"sys.exit(main(['batch', {str(folder)!r}, '--ray', 'auto', '--model', 'toy', '--steps', '2', '--quiet']))\n")],
         capture_output=True, text=True, timeout=300)
     assert code.returncode == 2 and "pip install 'pez-hard-prompts[ray]'" in code.stderr, code.stderr

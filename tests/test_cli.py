@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from pez_nodes import core
 from pez_nodes import toyworld as tw
 from pez_nodes.core import TOY_DIR, PEZConfig, load_clip, with_negatives
 
@@ -139,13 +140,15 @@ def test_unexpected_core_exceptions_are_one_line_with_their_type(monkeypatch, ca
 
 
 def test_cli_defaults_are_the_cores():
+    from pez_nodes.cli.common import resolve_task_defaults
     from pez_nodes.cli.dispatch import build_parser
     from pez_nodes.comfy import node_bodies
 
-    parser, d = build_parser(), PEZConfig()
+    parser = build_parser()
     load = inspect.signature(load_clip).parameters
     for command in (["distill", "x"], ["invert", "x.png"], ["concat", "a", "b"], ["demo"]):
-        args = vars(parser.parse_args(command))
+        args = vars(resolve_task_defaults(parser.parse_args(command)))
+        d = core.task_config(command[0] if command[0] != "demo" else "invert")  # test_defaults.py: the tasks
         expected = {**{k: getattr(d, k) for k in ("prompt_len", "steps", "lr", "weight_decay", "restarts",
                                                   "targets_per_step", "seed", "patience", "device", "top_k",
                                                   "template", "slot_len", "ascii_only", "blocklist_substring")},

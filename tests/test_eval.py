@@ -105,8 +105,8 @@ def test_pez_eval_runs_on_a_stable_diffusion_folder(tmp_path):
     targets = tmp_path / "targets"
     targets.mkdir()
     tw.render(tw.Scene("ring", "green", "large", "sand"), size=64, seed=0).save(targets / "a.png")
-    out = pez("eval", str(targets), "--generator", str(sd), "--seeds", "1", "--gen-steps", "2", "--steps", "10",
-              "--out", str(tmp_path / "out"), "--json", "--quiet")
+    out = pez("eval", str(targets), "--generator", str(sd), "--model", "toy", "--seeds", "1", "--gen-steps", "2",
+              "--steps", "10", "--out", str(tmp_path / "out"), "--json", "--quiet")  # SD's own CLIP: ViT-L-14
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["generator"] == "sd"
 

@@ -50,10 +50,12 @@ def _widget_defaults(node, optional: bool | None = None) -> dict:
             if getattr(i, "default", None) is not None and optional in (None, i.optional)}
 
 
+TASKS = {"PEZInvert": "invert", "PEZDistill": "distill", "PEZPromptConcat": "concat"}
+
+
 def _expected_config(node_id: str, **changes) -> core.PEZConfig:
-    """PEZConfig's defaults, except the distill node's deliberate 8 tokens."""
-    prompt_len = node_bodies.DISTILL_PROMPT_LEN if node_id == "PEZDistill" else core.PEZConfig().prompt_len
-    return dataclasses.replace(core.PEZConfig(), prompt_len=prompt_len, **changes)
+    """The core's defaults for the node's task (``core.task_config``: the one set every front end shares)."""
+    return dataclasses.replace(core.task_config(TASKS[node_id]), **changes)
 
 
 @pytest.mark.parametrize("node_id", NODE_IDS)

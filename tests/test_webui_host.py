@@ -331,6 +331,20 @@ def test_unload_frees_the_model_and_is_a_409_while_a_run_holds_it(webui):
     assert call(base, "/pez/v1/unload", {}) == (200, {"unloaded": ["toy"]})
 
 
+def test_the_webuis_unload_checkpoint_also_releases_pezs_models(webui):
+    """``/sdapi/v1/unload-checkpoint`` (the webui's "Unload checkpoint"): PEZ's cached CLIP goes with the webui's
+    models (Forge: its memory manager's free_memory; AUTOMATIC1111: sd_models.unload_model_weights)."""
+    base, log = webui
+    started = log.read_text(errors="replace")
+    assert "PEZ: its cached models are released when the webui frees memory (" in started, started[-3000:]
+    assert "no hook found" not in started
+    assert call(base, "/pez/v1/distill", {"text": "a cat", "prompt_len": 2, "steps": 2})[0] == 200
+    assert call(base, "/sdapi/v1/unload-checkpoint", {})[0] == 200
+    assert call(base, "/pez/v1/unload", {}) == (200, {"unloaded": []})  # already gone
+    assert call(base, "/pez/v1/distill", {"text": "a cat", "prompt_len": 2, "steps": 2})[0] == 200  # loads again
+    assert call(base, "/pez/v1/unload", {}) == (200, {"unloaded": ["toy"]})
+
+
 def _write_big_clip(folder: Path) -> None:
     """A full-size ViT-B-32 (random weights, fp32 in memory: ~600 MB) as an open_clip folder."""
     import open_clip

@@ -19,10 +19,12 @@ import time
 from functools import partial
 from pathlib import Path
 
-from .common import config_from_args, model_args, optimiser_args
+from .common import config_from_args, model_args, optimiser_args, paper_arg
 
 
 def add_parser(sub) -> None:
+    from ..core import DEFAULT_MODEL
+
     p = sub.add_parser("batch", help="one prompt per image of a folder or list; prompts.jsonl, optional sidecars")
     p.add_argument("source", type=Path, help="a folder of images, or a .txt file with one image path a line")
     p.add_argument("--out", type=Path, default=None, help="the JSONL journal (default: prompts.jsonl in the folder, "
@@ -34,10 +36,10 @@ def add_parser(sub) -> None:
     p.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="run on Ray Data (a local cluster with "
                                                                         "'auto', or a cluster's address)")
     p.add_argument("--workers", type=int, default=2, help="with --ray: model-holding actors (default: %(default)s)")
-    model_args(p, "toy")
+    model_args(p, DEFAULT_MODEL)
     optimiser_args(p)
+    paper_arg(p)
     p.add_argument("--json", action="store_true", help="print the counts as one JSON object on stdout")
-    p.set_defaults(steps=300, prompt_len=8, patience=100)
 
 
 class BatchProgress:

@@ -19,24 +19,29 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 CLIP_PROMPT_TOKENS = 75  # CLIP's 77-token context less its start and end tokens
 GUIDED_FLAGS = ("beams", "candidates", "lm_weight", "start_text", "instruction")  # guided_args' PEZConfig fields
+TASK_PROMPT_LEN_HELP = "16 for images and concat, 8 for distill"  # core.defaults.TASK_PROMPT_LEN, in words
+GENERATOR_CLIP = "the generator's CLIP: toy for the toy generator, else ViT-L-14"  # pez eval's --model
+COMMAND_TASK = {"distill": "distill", "concat": "concat"}  # every other command learns a prompt for images
 
 
-def clip_args(p: argparse.ArgumentParser, default_model: str) -> None:
+def clip_args(p: argparse.ArgumentParser, default_model: str | None, own: dict | None = None) -> None:
     """Every flag of a command that learns a prompt against a CLIP (invert, distill, concat, demo, eval)."""
     model_args(p, default_model)
-    optimiser_args(p)
+    optimiser_args(p, own)
+    paper_arg(p)
     fluency_and_target_args(p)
     guided_args(p)
 
 
-def model_args(p: argparse.ArgumentParser, default_model: str) -> None:
+def model_args(p: argparse.ArgumentParser, default_model: str | None) -> None:
     """Which CLIP to load and where to run it (every command that loads a CLIP)."""
     from ..core import ACTIVATIONS, VOCABULARIES, PEZConfig, load_clip
 
     d, load = PEZConfig(), inspect.signature(load_clip).parameters  # the core's defaults are the CLI's
     p.add_argument("--model", default=default_model,
                    help="'toy' (bundled), an open_clip name (ViT-L-14 = SD 1.5's CLIP), hf-hub:org/repo, "
-                        "local-dir:/path or a folder (default: %(default)s)")
+                        "local-dir:/path or a folder (default: "
+                        f"{default_model or GENERATOR_CLIP})")
     p.add_argument("--pretrained", default=None,
                    help="pretrained tag or .safetensors file for an open_clip name (ViT-L-14 default: openai)")
     p.add_argument("--activation", choices=ACTIVATIONS, default=load["activation"].default,
@@ -88,20 +93,29 @@ def guided_args(p: argparse.ArgumentParser) -> None:
                    help="what the LM reads first, not part of the prompt (an instruction-tuned LM's request)")
 
 
-def optimiser_args(p: argparse.ArgumentParser) -> None:
-    """The settings of the loop itself, shared by every command that learns a prompt (CLIP or LM)."""
-    from ..core import METHODS, PEZConfig
+def optimiser_args(p: argparse.ArgumentParser, own: dict | None = None) -> None:
+    """The settings of the loop itself, shared by every command that learns a prompt (CLIP or LM).
 
-    d = PEZConfig()
-    p.add_argument("--prompt-len", type=int, default=d.prompt_len, help="learned tokens (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=d.steps, help="optimisation steps (default: %(default)s)")
+    ``--prompt-len``, ``--steps``, ``--restarts``, ``--patience`` stay None until ``resolve_task_defaults`` fills
+    them, except where a command has ``own`` defaults (the demo's and the LM commands' ``prompt_len`` / ``steps``).
+    """
+    from ..core import METHODS, PAPER, PEZConfig
+
+    d, own = PEZConfig(), own or {}
+    p.add_argument("--prompt-len", type=int, default=own.get("prompt_len"),
+                   help=f"learned tokens (default: {own.get('prompt_len', TASK_PROMPT_LEN_HELP)}; "
+                        f"--paper: {PAPER['prompt_len']})")
+    p.add_argument("--steps", type=int, default=own.get("steps"),
+                   help=f"most optimisation steps (default: {own.get('steps', d.steps)}; --paper: {PAPER['steps']})")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (default: %(default)s)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (default: %(default)s)")
-    p.add_argument("--restarts", type=int, default=d.restarts, help="prompts optimised together (default: %(default)s)")
+    p.add_argument("--restarts", type=int, default=None,
+                   help=f"prompts optimised together (default: {d.restarts}; --paper: {PAPER['restarts']})")
     p.add_argument("--targets-per-step", type=int, default=d.targets_per_step,
                    help="targets sampled per step (default: all)")
-    p.add_argument("--patience", type=int, default=d.patience,
-                   help="stop after this many steps without improvement (0: never; default: %(default)s)")
+    p.add_argument("--patience", type=int, default=None,
+                   help=f"stop after this many steps without a better prompt (0: never; default: {d.patience}; "
+                        f"--paper: {PAPER['patience']})")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
     p.add_argument("--top-k", type=int, default=d.top_k, help="also list the K best distinct prompts (JSON: candidates)")
     g = p.add_argument_group("method (the paper's baselines)")
@@ -198,9 +212,30 @@ def check_args(args: argparse.Namespace) -> None:
             raise ValueError(f"{what} {str(path)!r} is a directory; give {fix}.")
 
 
+def paper_arg(p: argparse.ArgumentParser) -> None:
+    """``--paper``: the paper's settings where no flag names others (``core.defaults.PAPER``)."""
+    p.add_argument("--paper", action="store_true",
+                   help="the paper's settings: 16 tokens, 3000 steps, one restart, no early stop (flags given "
+                        "still win)")
+
+
+def resolve_task_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the flags left unset (None) from the command's task defaults, or the paper's with ``--paper``
+    (``core.defaults``: the one set of defaults every front end shares). Returns ``args``, changed in place."""
+    from ..core import task_defaults
+
+    defaults = task_defaults(COMMAND_TASK.get(args.command, "invert"), getattr(args, "paper", False))
+    for key, value in defaults.items():  # lr, weight decay and method: the paper's are already every default
+        if getattr(args, key, "given") is None:
+            setattr(args, key, value)
+    return args
+
+
 def config_from_args(args: argparse.Namespace):
     """The ``PEZConfig`` of ``optimiser_args``' flags (files read here; each bad one is one clear error)."""
     from ..core import PEZConfig
+
+    resolve_task_defaults(args)
 
     allowlist = None
     if args.allowlist is not None:

@@ -24,7 +24,7 @@ import json
 import sys
 
 from . import batch_cmd, eval_cmd, lm_cmd, prompt_cmd
-from .common import EXIT_ERROR, EXIT_INTERRUPTED, check_args
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, check_args, resolve_task_defaults
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     try:  # everything, torch's import included: an early Ctrl-C is one line too
-        args = build_parser().parse_args(argv)
+        args = resolve_task_defaults(build_parser().parse_args(argv))
+        if args.command == "eval":
+            eval_cmd.resolve_model(args)
         if args.command == "batch":
             return _batch(args)
         lm_command = args.command.startswith("lm-")

@@ -44,8 +44,16 @@ def add_parser(sub) -> None:
                                                                 "own: the paper's 9 for Stable Diffusion, 2 for the toy model)")
     p.add_argument("--gen-steps", type=int, default=None, help="denoising steps (default: 25, as the paper)")
     p.add_argument("--out", type=Path, default=Path("pez_eval"), help="folder for eval.json and eval.png")
-    clip_args(p, "toy")
-    p.set_defaults(steps=300, prompt_len=8)  # the toy world needs no more; paper: 3000 and 16
+    clip_args(p, None)  # --model: the generator's own CLIP (resolve_model)
+
+
+def resolve_model(args: argparse.Namespace) -> None:
+    """``--model`` left out: the CLIP the generator was trained with — the bundled toy CLIP for the toy
+    generator, else SD 1.5's ViT-L-14 (name ViT-H-14 for SD 2.x)."""
+    from ..core import DEFAULT_MODEL
+
+    if args.model is None:
+        args.model = "toy" if args.generator.strip() == "toy" else DEFAULT_MODEL
 
 
 def eval_inputs(args: argparse.Namespace) -> tuple[list[Path], dict[str, str] | None]:
@@ -55,6 +63,7 @@ def eval_inputs(args: argparse.Namespace) -> tuple[list[Path], dict[str, str] | 
     in ``run_eval``.
     """
     from ..evaluate import run
+    from ..generate.stable_diffusion import check_generator_source
     from ..generate.toy import check_settings
 
     if args.seeds < 1:
@@ -68,6 +77,7 @@ def eval_inputs(args: argparse.Namespace) -> tuple[list[Path], dict[str, str] | 
         raise ValueError("--pick-by-generation chooses among the prompts PEZ learns for target images; --distill has "
                          "none, so drop one of them.")
     check_settings(args.guidance, args.gen_steps)
+    check_generator_source(args.generator.strip())
     files = run.image_files(args.targets) if args.targets is not None else []
     prompts = None
     if args.prompts is not None:

@@ -17,6 +17,9 @@ from pathlib import Path
 from .common import ProgressBar, clip_args, load_models, prepare
 
 
+DEMO = {"prompt_len": 8, "steps": 300}  # a showing in seconds: the toy world's captions are 6 words
+
+
 def add_parsers(sub) -> None:
     from ..core import DEFAULT_MODEL
 
@@ -32,8 +35,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("demo", help="invert a toy-world picture with the bundled model, generate from the prompt "
                                     "(no download)")
     p.add_argument("--save", type=Path, default=None, help="also save the drawn picture here")
-    clip_args(p, "toy")
-    p.set_defaults(steps=300, prompt_len=8)  # a quick demo; everything else is PEZConfig's default
+    clip_args(p, "toy", own=DEMO)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -58,7 +58,7 @@ def from_workflow(clip, clip_vision=None, clip_vision_2=None, crop: str = "cente
 
 
 DEFAULTS = core.PEZConfig()  # the one source of defaults: every widget and every omitted input uses it
-DISTILL_PROMPT_LEN = 8  # the distill node's own default, widget and omitted alike: short is why one distills
+DISTILL_PROMPT_LEN = core.TASK_PROMPT_LEN["distill"]  # widget and omitted alike: short is why one distills
 NEGATIVE_WEIGHT = 0.5  # the invert node's default share of the negatives (the CLI's --negative-weight too)
 INVERT_MODES = ("shared", "per image")  # PEZ Invert: one prompt for the batch, or one per image
 

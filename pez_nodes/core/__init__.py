@@ -21,6 +21,7 @@ from .clip.images import decode_image, load_image, preprocess, split_batch, to_t
 from .clip.joint import JointClip, Tower
 from .clip.loading import (DEFAULT_MODEL, DEFAULT_PRETRAINED, TOY_DIR, VOCABULARIES, VOCABULARY_FILE, ModelLoadError,
                            load_clip)
+from .defaults import PAPER, TASK_PROMPT_LEN, TASKS, task_config, task_defaults
 from .device import RUNS_PEZ, check_device_name, resolve_device, trim_heap
 from .optim.config import PEZConfig
 from .optim.fluency import PromptFluency
@@ -34,11 +35,12 @@ from .optim.vocabulary import VocabularyFilter, allowed_token_ids
 
 __all__ = [
     "ACTIVATIONS", "BUNDLED_MODELS", "Callback", "Candidate", "ClipBackbone", "DEFAULT_MODEL", "DEFAULT_PRETRAINED",
-    "JointClip", "METHODS", "ModelLoadError", "PEZConfig", "PEZResult", "PromptFluency", "PromptLayout", "RUNS_PEZ",
-    "TOY_DIR", "Target", "TextEncoder", "Tower", "VOCABULARIES", "VOCABULARY_FILE", "VocabularyFilter",
-    "VocabularyProjector", "allowed_token_ids", "check_device_name", "concat", "decode_image", "distill",
-    "encode_text", "encode_token_ids", "identify_architecture", "image_features", "invert", "invert_each",
-    "load_clip", "load_image", "optimize", "optimize_prompt", "preprocess", "projector_for", "resolve_device",
-    "split_batch", "target_features", "text_backbone_from_hf", "text_backbone_from_open_clip", "text_tower_from_hf",
-    "to_tensor", "trim_heap", "with_negatives",
+    "JointClip", "METHODS", "ModelLoadError", "PAPER", "PEZConfig", "PEZResult", "PromptFluency", "PromptLayout",
+    "RUNS_PEZ", "TASKS", "TASK_PROMPT_LEN", "TOY_DIR", "Target", "TextEncoder", "Tower", "VOCABULARIES",
+    "VOCABULARY_FILE", "VocabularyFilter", "VocabularyProjector", "allowed_token_ids", "check_device_name",
+    "concat", "decode_image", "distill", "encode_text", "encode_token_ids", "identify_architecture",
+    "image_features", "invert", "invert_each", "load_clip", "load_image", "optimize", "optimize_prompt",
+    "preprocess", "projector_for", "resolve_device", "split_batch", "target_features", "task_config",
+    "task_defaults", "text_backbone_from_hf", "text_backbone_from_open_clip", "text_tower_from_hf", "to_tensor",
+    "trim_heap", "with_negatives",
 ]

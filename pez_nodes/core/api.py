@@ -20,6 +20,7 @@ from PIL import Image
 from .clip.backbone import ClipBackbone
 from .clip.images import ImageLike, iter_images, preprocess
 from .device import resolve_device
+from .defaults import task_config
 from .optim.config import PEZConfig
 from .optim.fluency import FluentObjective, PromptFluency, check_same_tokenizer
 from .optim.greedy_bank import greedy_bank
@@ -323,9 +324,11 @@ def distill(model: ClipBackbone, text: str, config: PEZConfig | None = None, cal
     """A short prompt (``prompt_len`` tokens) with the meaning of a long ``text``.
 
     A text longer than the encoder's window is encoded window by window and averaged
-    (see :func:`pez_nodes.core.optim.text_encoder.encode_text`), never silently cut.
+    (see :func:`pez_nodes.core.optim.text_encoder.encode_text`), never silently cut. Without a ``config``:
+    ``task_config("distill")`` (8 tokens; ``defaults.py``).
     """
-    return optimize(model, [Target(text=text)], config, callback, fluency_lm=fluency_lm, guide_lm=guide_lm)
+    return optimize(model, [Target(text=text)], config or task_config("distill"), callback, fluency_lm=fluency_lm,
+                    guide_lm=guide_lm)
 
 
 def concat(model: ClipBackbone, texts: Sequence[str], config: PEZConfig | None = None,

@@ -42,15 +42,20 @@ class StableDiffusionGenerator:
         return images
 
 
+def check_generator_source(source: str) -> None:
+    """Refuse a generator that names no file or folder, before anything loads (one line naming it)."""
+    if source != "toy" and not Path(source).expanduser().exists():
+        raise ValueError(f"Stable Diffusion model {source!r} does not exist; give a diffusers folder (with "
+                         "model_index.json) or a .safetensors checkpoint file.")
+
+
 def load_stable_diffusion(path: Path, device: str = "cpu", config: str | None = None) -> StableDiffusionGenerator:
     import diffusers
     import huggingface_hub
 
     diffusers.utils.logging.disable_progress_bar()  # loading bars would interleave with ours
     path = Path(path)
-    if not path.exists():
-        raise ValueError(f"Stable Diffusion model {str(path)!r} does not exist; give a diffusers folder (with "
-                         "model_index.json) or a .safetensors checkpoint file.")
+    check_generator_source(str(path))
     options = dict(safety_checker=None, requires_safety_checker=False)
     try:
         if path.is_dir():

@@ -20,7 +20,7 @@ import json
 import re
 from dataclasses import dataclass, field, fields
 
-from ..core import METHODS, PEZConfig
+from ..core import METHODS, PEZConfig, task_config
 from . import checkpoint_clip, clip_vision, model_choices
 from .limits import SETTINGS, Limits
 
@@ -70,7 +70,7 @@ def parse(kind: str, body, limits: Limits, folder=None, vision_folder=None, lm_f
         if body.get(key) not in (None, False, "off"):
             raise ValueError(f"{key} is not taken from a request (it costs tens of seconds of compilation each "
                              "time); leave it out.")
-    config = PEZConfig(**{k: v for k, v in body.items() if k in CONFIG_KEYS}).validate()
+    config = task_config(kind, **{k: v for k, v in body.items() if k in CONFIG_KEYS}).validate()  # omitted: the task's
     for name in ("steps", "restarts", "top_k"):
         _at_most(name, getattr(config, name), getattr(limits, f"max_{name}"), f"max_{name}")
     check_guided(config)

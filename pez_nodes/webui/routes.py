@@ -140,6 +140,27 @@ def unload() -> dict:
         _lock.release()
 
 
+def release_idle(checkpoint_only: bool = False, device=None) -> list[str]:
+    """Release the cached models no run is using (``memory.py``'s hooks: the webui unloads its own); the names
+    released. ``checkpoint_only``: only a CLIP copied from the webui's checkpoint; ``device``: only models on
+    that kind of device (e.g. the GPU a sampler is making room on). Nothing while a run holds them."""
+    if not _lock.acquire(blocking=False):
+        return []
+    try:
+        kind = None if device is None else str(getattr(device, "type", device)).split(":")[0]
+        names = []
+        for cache in (_models, _lms):
+            for key in [k for k in cache if (not checkpoint_only or k[0] == "webui")
+                        and (kind is None or str(k[-1]).split(":")[0] == kind)]:
+                names.append(getattr(cache[key], "name", str(key[0])))
+                del cache[key]
+        if names:
+            _free()
+        return names
+    finally:
+        _lock.release()
+
+
 def _free(*caches: dict) -> None:
     for cache in caches:
         cache.clear()

@@ -35,6 +35,7 @@ Callback = Callable[[int, int, str, float], Optional[bool]]
 """``callback(step, total, best_text, best_similarity)``; return ``True`` to stop (the best so far is kept)."""
 
 HISTORY_ROWS = 100
+CUDA_SYNC_EVERY = 16  # steps a CUDA run goes between reads of the GPU (PEZConfig.sync_every's default there)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -111,43 +112,30 @@ def optimize_prompts(
         trackers = [BestTracker(view, restarts, config.top_k, text_filter, exact_scores=amp is None) for view in views]
         for cand in extra_candidates:
             trackers[0].add(cand)
-        histories: list[list[tuple[int, float, float]]] = [[] for _ in range(groups)]
-        every = max(1, config.steps // HISTORY_ROWS)
-        last_gain, stopped_at = [0] * groups, [None] * groups
-        stop_reason, step, soft_best = "completed", 0, [-float("inf")] * groups
+        watch = _Watch(trackers, rule, restarts, config, callback)
+        sync_every = sync_interval(config.sync_every, device)
+        pending: list[tuple[int, torch.Tensor | None, torch.Tensor, torch.Tensor]] = []
+        step = 0
         start = time.perf_counter()
         for step in range(1, config.steps + 1):
-            frozen = [g for g in range(groups) if stopped_at[g] is not None]
+            frozen = [g for g in range(groups) if watch.stopped_at[g] is not None]
             kept = prompt.detach()[_rows(frozen, restarts)].clone() if frozen else None
             sample = torch.randperm(n_targets, generator=generator)[:sample_size] if sample_size else None
             if sample is not None:
                 sample = sample.to(device)
             ids, loss, sims = run_step(prompt, sample, rule.noise(prompt, step, config.steps))
-            if not torch.isfinite(loss).all():
-                raise ValueError(f"the loss became NaN/infinite at step {step}; lower lr (now {config.lr}) or use fp32.")
             if frozen:  # a stopped problem keeps its prompt (AdamW's decay would move it)
                 with torch.no_grad():
                     prompt[_rows(frozen, restarts)] = kept
-
-            for g in range(groups):
-                if stopped_at[g] is not None:
-                    continue
-                rows = slice(g * restarts, (g + 1) * restarts)
-                if rule.projects_each_step and trackers[g].offer(ids[rows], sims[rows]):
-                    last_gain[g] = step
-                if not rule.projects_each_step and float(sims[rows].max()) > soft_best[g]:  # soft: text at the end
-                    soft_best[g], last_gain[g] = float(sims[rows].max()), step
-                if step % every == 0 or step == config.steps:
-                    histories[g].append((step, _best(trackers[g], soft_best[g])[1], float(sims[rows].mean())))
-                if config.patience and step - last_gain[g] >= config.patience:
-                    stopped_at[g] = step
-            best_text, best_sim = _progress(trackers, soft_best, stopped_at)
-            if callback is not None and callback(step, config.steps, best_text, best_sim):
-                stop_reason = "callback"
+            pending.append((step, ids, loss, sims.detach()))  # no autograd graph kept alive
+            if len(pending) < sync_every and step < config.steps:
+                continue  # the host reads the device only every sync_every steps
+            stopped = watch.observe(pending, config.lr)
+            pending = []
+            if stopped:
+                step = watch.step
                 break
-            if all(s is not None for s in stopped_at):
-                stop_reason = "patience"
-                break
+        stop_reason, stopped_at, histories, soft_best = watch.reason, watch.stopped_at, watch.histories, watch.soft_best
         soft_prompts: list = [None] * groups
         if not rule.projects_each_step:  # project the soft prompt once, and score what a user would get
             with torch.no_grad():
@@ -184,6 +172,70 @@ def optimize_prompts(
             notes=[run_step.note] if getattr(run_step, "note", None) else [],
         ))
     return results
+
+
+def sync_interval(sync_every: int | None, device: torch.device) -> int:
+    """Steps between the host's reads of the device: ``PEZConfig.sync_every``, or by default 1 on the CPU (a read
+    costs nothing there) and ``CUDA_SYNC_EVERY`` on CUDA, where each read waits for the GPU to drain."""
+    if sync_every is not None:
+        return sync_every
+    return CUDA_SYNC_EVERY if device.type == "cuda" else 1
+
+
+class _Watch:
+    """The host's side of the loop: NaN check, best-so-far (``tracking.py``), history, patience and the callback.
+
+    ``observe`` takes the steps run since the last read — each ``(step, ids, loss, sims)`` still on the device —
+    reads them back in one transfer and goes through them in order, exactly as if each had been read at once:
+    the same texts are decoded, the same patience stop and callback stop are found, at the same step. Steps
+    run after a stop are ignored (their rows were independent of the stopped problem's).
+    """
+
+    def __init__(self, trackers: list[BestTracker], rule, restarts: int, config: PEZConfig, callback):
+        groups = len(trackers)
+        self.trackers, self.rule, self.restarts, self.config, self.callback = trackers, rule, restarts, config, callback
+        self.histories: list[list[tuple[int, float, float]]] = [[] for _ in range(groups)]
+        self.every = max(1, config.steps // HISTORY_ROWS)
+        self.last_gain, self.stopped_at = [0] * groups, [None] * groups
+        self.soft_best = [-float("inf")] * groups
+        self.reason, self.step = "completed", 0
+
+    def observe(self, pending: list, lr: float) -> bool:
+        """Go through the steps in ``pending``; True when the run must stop (``reason``, ``step`` say why, where)."""
+        losses = torch.stack([loss for _, _, loss, _ in pending])
+        finite = torch.isfinite(losses).all(dim=1).tolist()
+        sims_all = torch.stack([sims for _, _, _, sims in pending]).float().cpu()
+        ids_all = torch.stack([ids for _, ids, _, _ in pending]).cpu() if self.rule.projects_each_step else None
+        for i, (step, _, _, _) in enumerate(pending):
+            if not finite[i]:
+                raise ValueError(f"the loss became NaN/infinite at step {step}; lower lr (now {lr}) or use fp32.")
+            self.step = step
+            if self._step(step, None if ids_all is None else ids_all[i], sims_all[i]):
+                return True
+        return False
+
+    def _step(self, step: int, ids: torch.Tensor | None, sims: torch.Tensor) -> bool:
+        config, restarts = self.config, self.restarts
+        for g, tracker in enumerate(self.trackers):
+            if self.stopped_at[g] is not None:
+                continue
+            rows = slice(g * restarts, (g + 1) * restarts)
+            if ids is not None and tracker.offer(ids[rows], sims[rows]):
+                self.last_gain[g] = step
+            if ids is None and float(sims[rows].max()) > self.soft_best[g]:  # soft: text at the end
+                self.soft_best[g], self.last_gain[g] = float(sims[rows].max()), step
+            if step % self.every == 0 or step == config.steps:
+                self.histories[g].append((step, _best(tracker, self.soft_best[g])[1], float(sims[rows].mean())))
+            if config.patience and step - self.last_gain[g] >= config.patience:
+                self.stopped_at[g] = step
+        best_text, best_sim = _progress(self.trackers, self.soft_best, self.stopped_at)
+        if self.callback is not None and self.callback(step, config.steps, best_text, best_sim):
+            self.reason = "callback"
+            return True
+        if all(s is not None for s in self.stopped_at):
+            self.reason = "patience"
+            return True
+        return False
 
 
 def _rows(groups: list[int], restarts: int) -> list[int]:
