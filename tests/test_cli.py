@@ -12,7 +12,7 @@ import pytest
 
 from pez_nodes import core
 from pez_nodes import toyworld as tw
-from pez_nodes.core import TOY_DIR, PEZConfig, load_clip, with_negatives
+from pez_nodes.core import TOY_DIR, load_clip, with_negatives
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 

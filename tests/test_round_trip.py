@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pez_nodes.core import PEZConfig, PromptLayout, Target, concat, optimize, optimize_prompt, projector_for
+from pez_nodes.core import PEZConfig, PromptLayout, concat, optimize_prompt, projector_for
 from pez_nodes.core.optim.text_encoder import encode_text, encode_token_ids
 from pez_nodes.core.optim.objective import ClipObjective
 

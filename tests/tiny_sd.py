@@ -6,7 +6,6 @@ the tokenizer files are written from open_clip's copy of CLIP's BPE vocabulary, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch

@@ -16,7 +16,7 @@ import torch
 
 from ..core import JointClip, Tower
 from . import native_text, native_vision
-from ..model_choices import KIND_OF_TEXT, MATCHING_VISION
+from ..model_choices import MATCHING_VISION
 
 PROJECTION_FOLDERS = ("clip_vision", "text_encoders")
 NO_PROJECTION = "none"

@@ -7,8 +7,6 @@ For the toy world it is a second toy CLIP trained independently of the one PEZ o
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..core import BUNDLED_MODELS
 
 REFERENCE_DIR = BUNDLED_MODELS / "toy_reference"

@@ -23,10 +23,13 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import torch
 import torch.nn as nn
+
+if TYPE_CHECKING:  # for annotations only: backbone.py builds on this module's towers
+    from .backbone import ClipBackbone
 
 HF_ACTIVATIONS = ("quick_gelu", "gelu", "gelu_pytorch_tanh")
 _LAYER = re.compile(r"text_model\.encoder\.layers\.(\d+)\.")
