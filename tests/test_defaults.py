@@ -63,6 +63,8 @@ def test_the_model_is_sd15s_clip_everywhere_but_the_toy_worlds_own_commands():
     assert _cli("eval", "targets", "--generator", "/models/sd15", "--model", "ViT-H-14").model == "ViT-H-14"
     demo = _cli("demo")
     assert (demo.model, demo.prompt_len, demo.steps, demo.patience) == ("toy", 8, 300, core.PEZConfig().patience)
+    paper = _cli("demo", "--paper")
+    assert (paper.prompt_len, paper.steps, paper.restarts, paper.patience) == (16, 3000, 1, 0)
     lm = _cli("lm-tune", "data.jsonl")
     assert (lm.prompt_len, lm.steps) == (8, 300)
 

@@ -12,7 +12,7 @@ import torch
 
 from pez_nodes import core
 from pez_nodes import toyworld as tw
-from pez_nodes.core.optim.loop import CUDA_SYNC_EVERY, sync_interval
+from pez_nodes.core.optim.watch import CUDA_SYNC_EVERY, sync_interval
 
 PICTURES = [tw.render(tw.Scene("star", "yellow", "small", "night"), 64, 0),
             tw.render(tw.Scene("circle", "red", "large", "grass"), 64, 1)]

@@ -19,7 +19,6 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 CLIP_PROMPT_TOKENS = 75  # CLIP's 77-token context less its start and end tokens
 GUIDED_FLAGS = ("beams", "candidates", "lm_weight", "start_text", "instruction")  # guided_args' PEZConfig fields
-TASK_PROMPT_LEN_HELP = "16 for images and concat, 8 for distill"  # core.defaults.TASK_PROMPT_LEN, in words
 GENERATOR_CLIP = "the generator's CLIP: toy for the toy generator, else ViT-L-14"  # pez eval's --model
 COMMAND_TASK = {"distill": "distill", "concat": "concat"}  # every other command learns a prompt for images
 
@@ -93,29 +92,34 @@ def guided_args(p: argparse.ArgumentParser) -> None:
                    help="what the LM reads first, not part of the prompt (an instruction-tuned LM's request)")
 
 
-def optimiser_args(p: argparse.ArgumentParser, own: dict | None = None) -> None:
+def optimiser_args(p: argparse.ArgumentParser, own: dict | None = None, paper: bool = True) -> None:
     """The settings of the loop itself, shared by every command that learns a prompt (CLIP or LM).
 
     ``--prompt-len``, ``--steps``, ``--restarts``, ``--patience`` stay None until ``resolve_task_defaults`` fills
-    them, except where a command has ``own`` defaults (the demo's and the LM commands' ``prompt_len`` / ``steps``).
+    them: from the command's ``own`` defaults (the demo's and the LM commands' ``prompt_len`` / ``steps``), else its
+    task's, or with ``--paper`` (``paper_arg``; ``paper``: whether the command has it) the paper's.
     """
-    from ..core import METHODS, PAPER, PEZConfig
+    from ..core import METHODS, PAPER, TASK_PROMPT_LEN, PEZConfig
 
     d, own = PEZConfig(), own or {}
-    p.add_argument("--prompt-len", type=int, default=own.get("prompt_len"),
-                   help=f"learned tokens (default: {own.get('prompt_len', TASK_PROMPT_LEN_HELP)}; "
-                        f"--paper: {PAPER['prompt_len']})")
-    p.add_argument("--steps", type=int, default=own.get("steps"),
-                   help=f"most optimisation steps (default: {own.get('steps', d.steps)}; --paper: {PAPER['steps']})")
+    p.set_defaults(own_defaults=own)
+    tasks = f"{TASK_PROMPT_LEN['invert']} for images and concat, {TASK_PROMPT_LEN['distill']} for distill"
+
+    def shown(key, default):
+        return f"(default: {default}" + (f"; --paper: {PAPER[key]})" if paper else ")")
+
+    p.add_argument("--prompt-len", type=int, default=None,
+                   help=f"learned tokens {shown('prompt_len', own.get('prompt_len', tasks))}")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"most optimisation steps {shown('steps', own.get('steps', d.steps))}")
     p.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate (default: %(default)s)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (default: %(default)s)")
     p.add_argument("--restarts", type=int, default=None,
-                   help=f"prompts optimised together (default: {d.restarts}; --paper: {PAPER['restarts']})")
+                   help=f"prompts optimised together {shown('restarts', d.restarts)}")
     p.add_argument("--targets-per-step", type=int, default=d.targets_per_step,
                    help="targets sampled per step (default: all)")
     p.add_argument("--patience", type=int, default=None,
-                   help=f"stop after this many steps without a better prompt (0: never; default: {d.patience}; "
-                        f"--paper: {PAPER['patience']})")
+                   help=f"stop after this many steps without a better prompt, 0: never {shown('patience', d.patience)}")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
     p.add_argument("--top-k", type=int, default=d.top_k, help="also list the K best distinct prompts (JSON: candidates)")
     g = p.add_argument_group("method (the paper's baselines)")
@@ -224,7 +228,9 @@ def resolve_task_defaults(args: argparse.Namespace) -> argparse.Namespace:
     (``core.defaults``: the one set of defaults every front end shares). Returns ``args``, changed in place."""
     from ..core import task_defaults
 
-    defaults = task_defaults(COMMAND_TASK.get(args.command, "invert"), getattr(args, "paper", False))
+    paper = getattr(args, "paper", False)
+    defaults = {**task_defaults(COMMAND_TASK.get(args.command, "invert"), paper),
+                **({} if paper else getattr(args, "own_defaults", {}))}
     for key, value in defaults.items():  # lr, weight decay and method: the paper's are already every default
         if getattr(args, key, "given") is None:
             setattr(args, key, value)
