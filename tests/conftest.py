@@ -14,7 +14,8 @@ torch.set_num_threads(1)
 
 # Test files that need a real host (ComfyUI, Forge / AUTOMATIC1111), a browser, a Ray cluster, or that run real
 # optimisation / generation for minutes: marked ``slow``, so ``python -m pytest -q -m "not slow"`` is a quick subset
-# (README, "Developing"). The full command runs them all; the host ones skip, with the reason, where no host is set.
+# (README, "Developing"); a few long tests elsewhere carry @pytest.mark.slow themselves. The full command runs them
+# all; the host ones skip, with the reason, where no host is set.
 SLOW_FILES = {
     "test_comfyui_host.py", "test_comfyui_browser.py", "test_comfy_native.py", "test_comfy_native_host.py",
     "test_pick_host.py", "test_node_schema.py",              # a real ComfyUI (COMFYUI_DIR), a browser

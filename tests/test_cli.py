@@ -22,6 +22,7 @@ def pez(*args, timeout=300):
                           timeout=timeout, env=ENV)
 
 
+@pytest.mark.slow  # ~12 s: a whole demo; the quick subset (-m "not slow") keeps the shorter command tests
 def test_demo_prints_prompt_as_json():
     out = pez("demo", "--json", "--threads", "1")
     assert out.returncode == 0, out.stderr
@@ -31,6 +32,7 @@ def test_demo_prints_prompt_as_json():
     assert "/300" in out.stderr  # the progress bar went to stderr
 
 
+@pytest.mark.slow  # ~17 s: three whole runs
 def test_invert_distill_concat_with_toy_model(tmp_path):
     img = tmp_path / "pic.png"
     tw.render(tw.Scene("star", "yellow", "large", "night"), size=96, seed=0).save(img)
