@@ -61,3 +61,10 @@ def test_a_nan_is_reported_at_its_step_and_the_setting_is_bounded(toy):
         with pytest.raises(ValueError, match=r"the loss became NaN/infinite at step 2; lower lr \(now 1e\+30\)"):
             core.invert(toy, PICTURES[:1], core.PEZConfig(prompt_len=4, steps=20, lr=1e30, method="soft",
                                                           sync_every=sync_every))
+
+
+def test_a_batch_journal_does_not_tell_runs_apart_by_how_often_they_read_the_device():
+    from pez_nodes.batch.local import settings_of
+
+    assert settings_of(core.PEZConfig(sync_every=8)) == settings_of(core.PEZConfig())
+    assert settings_of(core.PEZConfig(patience=7)) != settings_of(core.PEZConfig())

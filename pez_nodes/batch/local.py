@@ -21,7 +21,8 @@ error line before); True asks to stop after the batch in flight is recorded."""
 
 def settings_of(config: PEZConfig) -> dict:
     """What must match for prompts to belong in one journal (not where they ran), as JSON reads it back."""
-    settings = {k: v for k, v in config.to_dict().items() if k not in ("device", "precision", "compile", "compile_step")}
+    how = ("device", "precision", "compile", "compile_step", "sync_every")  # same prompts whatever these are
+    settings = {k: v for k, v in config.to_dict().items() if k not in how}
     return json.loads(json.dumps(settings))
 
 
