@@ -68,3 +68,24 @@ def test_a_batch_journal_does_not_tell_runs_apart_by_how_often_they_read_the_dev
 
     assert settings_of(core.PEZConfig(sync_every=8)) == settings_of(core.PEZConfig())
     assert settings_of(core.PEZConfig(patience=7)) != settings_of(core.PEZConfig())
+
+
+def test_a_callbacks_should_stop_is_seen_after_every_step_without_waiting_for_the_next_read(toy):
+    """Cancel while the loop reads the device every 16 steps: the run stops after the step it was seen."""
+
+    class Cancel:
+        def __init__(self):
+            self.checks, self.reported = 0, []
+
+        def should_stop(self):  # a Cancel button clicked during step 5
+            self.checks += 1
+            return self.checks >= 5
+
+        def __call__(self, step, total, text, sim):
+            self.reported.append(step)
+            return self.checks >= 5
+
+    cancel = Cancel()
+    result = core.invert(toy, PICTURES[:1], core.PEZConfig(prompt_len=4, steps=100, sync_every=16), cancel)
+    assert cancel.checks == 5 and cancel.reported == [1]  # 5 steps ran; the first one read back asked to stop
+    assert result.stop_reason == "callback" and result.steps == 1 and result.text

@@ -180,6 +180,10 @@ class ProgressBar:
         sys.stderr.flush()
         return self.stop
 
+    def should_stop(self) -> bool:
+        """A Ctrl-C was pressed: checked by the core after every step, without waiting for the GPU."""
+        return self.stop
+
     def close(self) -> None:
         if self.enabled and sys.stderr.isatty():
             sys.stderr.write("\n")

@@ -64,3 +64,7 @@ class NodeProgress:
             self.last_text, self.last_sent = text, now
             self.server.send_progress_text(f"step {step}/{total}  similarity {sim:.4f}\n{text}", self.node_id)
         return False
+
+    def should_stop(self) -> bool:
+        """Whether Cancel was clicked: checked by the core after every step, without waiting for the GPU."""
+        return bool(self.mm is not None and getattr(self.mm, "processing_interrupted", lambda: False)())

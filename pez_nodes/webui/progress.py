@@ -39,6 +39,10 @@ class WebuiProgress:
         self.state.textinfo = f"PEZ {step}/{total}  similarity {similarity:.4f}  {text}"
         return bool(self.state.interrupted)
 
+    def should_stop(self) -> bool:
+        """The tab's Interrupt or the webui's: checked by the core after every step, without waiting for the GPU."""
+        return bool((self.stop is not None and self.stop()) or (self.state is not None and self.state.interrupted))
+
     def __exit__(self, *exc) -> None:
         if self.state is None:
             return

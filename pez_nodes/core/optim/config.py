@@ -46,7 +46,8 @@ class PEZConfig:
         sync_every: steps between the host's reads of the device — best-so-far, patience, the NaN check and the
             callback (progress, cancel) — which otherwise make the host wait for the GPU every step. ``None``:
             1 on the CPU, 16 on CUDA. Any value gives the same result (the steps in between are gone through in
-            order afterwards); a stop is acted on up to ``sync_every − 1`` steps late. At most 64.
+            order afterwards); a patience stop is acted on up to ``sync_every − 1`` steps late, a cancel through
+            the callback's ``should_stop`` within one step (``loop.Callback``). At most 64.
         template: optimise only inside a template such as ``"a photo of {} in the style of {}"``; the fixed
             words stay as written and are encoded with the learned tokens.
         slot_len: learned tokens per template slot (default: ``prompt_len``).

@@ -34,7 +34,11 @@ from .tracking import BestTracker
 from .watch import Watch, sync_interval
 
 Callback = Callable[[int, int, str, float], Optional[bool]]
-"""``callback(step, total, best_text, best_similarity)``; return ``True`` to stop (the best so far is kept)."""
+"""``callback(step, total, best_text, best_similarity)``; return ``True`` to stop (the best so far is kept).
+
+A callback object may also have ``should_stop() -> bool``: a cheap host-side check (a Cancel button's flag) the
+loop makes after every step without reading the device, so with ``PEZConfig.sync_every`` > 1 a cancel is still
+seen within one step: the loop then reads the steps run so far at once and calls the callback for them."""
 
 
 
@@ -116,6 +120,7 @@ def optimize_prompts(
         sync_every = sync_interval(config.sync_every, device)
         pending: list[tuple[int, torch.Tensor | None, torch.Tensor, torch.Tensor]] = []
         step = 0
+        wants_stop = getattr(callback, "should_stop", None)
         start = time.perf_counter()
         for step in range(1, config.steps + 1):
             frozen = [g for g in range(groups) if watch.stopped_at[g] is not None]
@@ -128,8 +133,8 @@ def optimize_prompts(
                 with torch.no_grad():
                     prompt[_rows(frozen, restarts)] = kept
             pending.append((step, ids, loss, sims.detach()))  # no autograd graph kept alive
-            if len(pending) < sync_every and step < config.steps:
-                continue  # the host reads the device only every sync_every steps
+            if len(pending) < sync_every and step < config.steps and not (wants_stop is not None and wants_stop()):
+                continue  # the host reads the device only every sync_every steps, or at once for a cancel
             stopped = watch.observe(pending)
             pending = []
             if stopped:
