@@ -22,6 +22,7 @@ import pytest
 from harness.chromium import why_no_browser
 from harness.comfyui_page import comfy_page, wait_until_done
 from harness.workflow_kinds import offline_ui
+from pez_nodes.core import PEZConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
@@ -255,7 +256,7 @@ def test_a_workflow_saved_before_pez_options_opens_with_its_values_by_name(ui, m
         shared, concat, text = into[(3, "options")], into[(5, "options")], into[(5, "text_c")]
         assert into[(4, "options")] == shared and (6, "options") not in into  # node 6: every setting at its default
         assert {k: nodes[shared]["widgets"][k] for k in ("lr", "restarts", "patience", "blocklist")} == \
-            {"lr": 0.05, "restarts": 2, "patience": 1000, "blocklist": "red"}
+            {"lr": 0.05, "restarts": 2, "patience": PEZConfig().patience, "blocklist": "red"}  # 0 < 20 steps: default
         assert nodes[concat]["widgets"]["patience"] == 5 and nodes[text]["widgets"]["value"] == "a third prompt"
         for line in ("PEZ Invert Image #3: lr, restarts, blocklist → PEZ Options", "PEZ Distill Prompt #4:",
                      "PEZ Prompt Concat #5: patience → PEZ Options", "text_c (a link now) → text node"):
