@@ -393,6 +393,7 @@ def test_guided_decoding_through_the_route_with_the_toy_lm_and_a_listed_folder(w
     from pez_nodes.core import load_clip
     from pez_nodes.core.optim.text_encoder import encode_text
     from pez_nodes.lm.load import BUNDLED
+    from pez_nodes.webui.model_choices import quoted
 
     base, _ = webui
     text = "a small blue circle on sand"
@@ -412,7 +413,7 @@ def test_guided_decoding_through_the_route_with_the_toy_lm_and_a_listed_folder(w
         for lm in (str(llm / name), str(BUNDLED["toy_lm_small"]), f"../LLM/{name}/", "gpt2"):
             status, refused = call(base, "/pez/v1/distill", {**body, "lm": lm})
             assert status == 400 and "\n" not in refused["error"], refused
-            assert refused["error"].startswith(f"lm {lm!r} is not one of the language models this webui offers "
+            assert refused["error"].startswith(f"lm {quoted(lm)} is not one of the language models this webui offers "
                                                f"('toy_lm_small', 'toy_lm_large', "), refused
             assert f"'{name}/'" in refused["error"], refused
         image = _png(tw.Scene("star", "blue", "small", "night"))

@@ -61,15 +61,19 @@ def default_lm(clip_choice: str | None) -> str | None:
     return default_fluency_lm("toy") if choice in ("", "toy", TOY) else None
 
 
+def quoted(value) -> str:
+    """A user's value, quoted and cut to 60 characters, for an error line (never a whole payload)."""
+    return repr(value if not isinstance(value, str) or len(value) <= 60 else value[:57] + "...")
+
+
 def check_lm(choice, folder: str | Path | None) -> str:
     """``choice`` if it is one of :func:`lm_choices`, else one ``ValueError`` line listing them (never a path)."""
     listed = lm_choices(folder)
     if isinstance(choice, str) and choice.strip() in listed:
         return choice.strip()
     shown = ", ".join(repr(c) for c in listed[:8]) + (", …" if len(listed) > 8 else "")
-    given = repr(choice if not isinstance(choice, str) or len(choice) <= 60 else choice[:57] + "...")
-    raise ValueError(f"lm {given} is not one of the language models this webui offers ({shown}); choose one of "
-                     f"them, or put a transformers folder (config.json, *.safetensors, tokenizer files) in the "
+    raise ValueError(f"lm {quoted(choice)} is not one of the language models this webui offers ({shown}); choose "
+                     f"one of them, or put a transformers folder (config.json, *.safetensors, tokenizer files) in the "
                      f"webui's models/{LM_FOLDER} and refresh.")
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from ..core import METHODS, PEZConfig, task_config
 from . import checkpoint_clip, clip_vision, model_choices
 from .limits import SETTINGS, Limits
+from .model_choices import quoted
 
 CONFIG_KEYS = {f.name for f in fields(PEZConfig)} - {"device"}
 WEBUI_METHODS = tuple(METHODS)
@@ -114,7 +115,7 @@ def check_model(body: dict, limits: Limits, folder=None, vision_folder=None) -> 
     listed = allowed_models(folder)
     if choice["model"] is not None and choice["model"] not in listed:
         shown = ", ".join(repr(c) for c in model_choices.choices(folder)[:8])
-        raise ValueError(f"model {_short(choice['model'])} is not one of the CLIPs this webui offers ({shown}"
+        raise ValueError(f"model {quoted(choice['model'])} is not one of the CLIPs this webui offers ({shown}"
                          f"{', …' if len(model_choices.choices(folder)) > 8 else ''}); choose one of them, or put the CLIP "
                          f"in models/open_clip; the webui's owner may allow other sources in {SETTING}.")
     if choice["pretrained"] is not None:
@@ -123,7 +124,7 @@ def check_model(body: dict, limits: Limits, folder=None, vision_folder=None) -> 
     visions = clip_vision.choices(vision_folder)
     for key in VISION_KEYS:
         if choice[key] is not None and choice[key] not in visions:
-            raise ValueError(f"{key} {_short(choice[key])} is not in this webui's models/clip_vision; choose one of "
+            raise ValueError(f"{key} {quoted(choice[key])} is not in this webui's models/clip_vision; choose one of "
                              f"{', '.join(visions[:8])}{', …' if len(visions) > 8 else ''}.")
     return choice
 
@@ -197,8 +198,3 @@ def _text_length(name: str, text: str, limits: Limits) -> None:
     if len(text) > limits.max_text_chars:
         raise ValueError(f"{name} has {len(text)} characters, more than this webui takes ({limits.max_text_chars}); "
                          "shorten it (CLIP reads 77 tokens).")
-
-
-def _short(value: str) -> str:
-    """A user's value, quoted and cut, for an error line (never a whole payload)."""
-    return repr(value if len(value) <= 60 else value[:57] + "...")
