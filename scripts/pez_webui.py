@@ -18,6 +18,7 @@ if ROOT not in sys.path:
 import gradio as gr  # noqa: E402
 from modules import call_queue, paths, processing, progress, script_callbacks, scripts, sd_models, shared  # noqa: E402
 
+from pez_nodes.core import task_defaults  # noqa: E402
 from pez_nodes.webui import clip_vision, limits, memory, model_choices, routes, tab  # noqa: E402
 from pez_nodes.webui.progress import WebuiProgress  # noqa: E402
 
@@ -76,14 +77,16 @@ class PEZPromptFromImage(scripts.Script):
                             label="CLIP (or type an open_clip name below)")
         custom = gr.Textbox(label="…or an open_clip name, hf-hub:org/repo or a path (where Settings → PEZ allows "
                                   "any CLIP)")
-        prompt_len = gr.Slider(1, 75, value=16, step=1, label="Prompt tokens")
-        steps = gr.Slider(10, 3000, value=300, step=10, label="PEZ steps")
+        default = task_defaults("invert")  # pez invert's and PEZ Invert's: stops early once the prompt settles
+        prompt_len = gr.Slider(1, 75, value=default["prompt_len"], step=1, label="Prompt tokens")
+        steps = gr.Slider(10, 3000, value=default["steps"], step=10,
+                          label=f"PEZ steps (at most; stops after {default['patience']} without a better prompt)")
         vision = gr.Dropdown(clip_vision.choices(VISION_FOLDER), value=clip_vision.NONE,
                              label="CLIP Vision (models/clip_vision) for the webui checkpoint")
         return [image, model, prompt_len, steps, custom, vision]
 
     def run(self, p, image, model, prompt_len, steps, custom="", vision=clip_vision.NONE):
-        from pez_nodes.core import PEZConfig, invert
+        from pez_nodes.core import invert, task_config
         from pez_nodes.webui.request import check_model
 
         from PIL import Image
@@ -96,7 +99,7 @@ class PEZPromptFromImage(scripts.Script):
         owner = limits.from_options(shared.opts)
         choice = check_model({"model": (custom or "").strip() or model or "toy", "clip_vision": vision}, owner,
                              FOLDER, VISION_FOLDER)  # script_args reach the API too: the same rule as the routes
-        config = PEZConfig(prompt_len=int(prompt_len), steps=min(int(steps), owner.max_steps)).validate()
+        config = task_config("invert", prompt_len=int(prompt_len), steps=min(int(steps), owner.max_steps)).validate()
         # txt2img already holds the webui's queue: PEZ runs inside its job, and holds the model while it does
         with routes.model_lock():
             clip = routes.load_model(choice)

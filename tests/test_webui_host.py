@@ -111,9 +111,17 @@ def _png(scene: tw.Scene) -> str:
 
 
 def test_the_extension_loads_and_lists_its_txt2img_script(webui):
+    """Listed for txt2img, its sliders starting at the invert defaults (as ``pez invert`` and PEZ Invert)."""
+    from pez_nodes.core import task_defaults
+
     base, log = webui
     status, scripts = call(base, "/sdapi/v1/scripts")
     assert status == 200 and "pez: prompt from image" in scripts["txt2img"], (scripts, log.read_text()[-2000:])
+    status, info = call(base, "/sdapi/v1/script-info")
+    (mine,) = [s for s in info if s["name"] == "pez: prompt from image" and not s["is_img2img"]]
+    values = {arg["label"].split(" (")[0]: arg["value"] for arg in mine["args"]}
+    want = task_defaults("invert")
+    assert (values["Prompt tokens"], values["PEZ steps"]) == (want["prompt_len"], want["steps"]), mine["args"]
 
 
 def test_the_routes_learn_prompts_on_the_toy_model(webui):
@@ -534,6 +542,26 @@ def test_pez_tab_shows_the_live_prompt_and_the_webuis_progress_bar_and_interrupt
     assert page.locator("#pez_prompt textarea").input_value()  # the best prompt so far
 
 
+def test_pez_tab_prompt_length_follows_the_task_default(page):
+    """One prompt-length slider for the three tasks: it shows the task's default when its tab is chosen (Invert
+    16, Distill 8, Concat 16 — as ``pez`` and the nodes), and a Distill learns that many tokens."""
+    from pez_nodes.core import TASK_PROMPT_LEN, load_clip
+
+    slider = page.locator("#pez_prompt_len input[type=number]")
+    assert int(slider.input_value()) == TASK_PROMPT_LEN["invert"]
+    for kind in ("distill", "concat", "invert", "distill"):
+        page.locator(f"#pez_tab_{kind}-button, button:has-text('{kind.title()}')").first.click()
+        page.wait_for_function(f"() => document.querySelector('#pez_prompt_len input[type=number]').value == "
+                               f"'{TASK_PROMPT_LEN[kind]}'", timeout=30_000)
+    page.locator("#pez_text textarea").fill("a large red circle on green grass in the morning light")
+    page.locator("#pez_steps input").fill("5")
+    page.locator("#pez_learn_distill").click()
+    info = _wait_value(page, "#pez_info", lambda v: v.startswith(("similarity", "Error")), timeout_s=120)
+    assert info.startswith("similarity"), info
+    prompt = page.locator("#pez_prompt textarea").input_value()
+    assert len(load_clip("toy").tokenize(prompt)) == TASK_PROMPT_LEN["distill"], prompt
+
+
 def test_pez_tab_bad_input_is_one_line_in_the_result_box(page):
     page.locator("#pez_learn_invert").click()  # no image uploaded
     info = _wait_value(page, "#pez_info", lambda v: v.startswith("Error"), timeout_s=60)
@@ -546,7 +574,7 @@ def test_pez_tab_offers_guided_with_its_language_model(page):
     page.locator("#pez_tab_distill-button, button:has-text('Distill')").first.click()
     page.locator("#pez_text textarea").fill("a small blue circle on sand")
     page.locator("#pez_prompt_len input[type=number]").fill("8")
-    page.get_by_text("More settings (the paper's defaults)").click()
+    page.get_by_text("More settings").click()
     assert not page.locator("#pez_lm").is_visible()
     page.locator("#pez_method input").click()
     page.locator("#pez_method input").fill("guided")

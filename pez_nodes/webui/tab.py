@@ -19,10 +19,11 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..core import PEZConfig
+from ..core.defaults import TASK_PROMPT_LEN
 from . import clip_vision, device, model_choices, routes
 from .request import WEBUI_METHODS
 
-DEFAULTS = {f.name: f.default for f in fields(PEZConfig)}
+DEFAULTS = {f.name: f.default for f in fields(PEZConfig)} | {"prompt_len": TASK_PROMPT_LEN["invert"]}  # opens on Invert
 # (field, label, kind, extra): the controls under "Settings", in order; every PEZConfig field a user sets
 CONTROLS = [
     ("prompt_len", "Prompt tokens (M)", "slider", (1, 75, 1)),
@@ -195,18 +196,20 @@ def build(state, folder=None, add_send_buttons=None, tasks=None, vision_folder=N
                                          "the webui checkpoint (models/clip_vision)")
                        for i, key in enumerate(routes.VISION_KEYS)]
         guided_at = len(CONTROLS) - len(GUIDED)
-        sources = {}
+        sources, pages = {}, {}
         with gr.Tabs():
-            with gr.Tab("Invert", elem_id="pez_tab_invert"):
+            with gr.Tab("Invert", elem_id="pez_tab_invert") as pages["invert"]:
                 sources["invert"] = gr.File(file_count="multiple", file_types=["image"],
                                             label="Image(s): one prompt for all of them", elem_id="pez_images")
-            with gr.Tab("Distill", elem_id="pez_tab_distill"):
+            with gr.Tab("Distill", elem_id="pez_tab_distill") as pages["distill"]:
                 sources["distill"] = gr.Textbox(lines=4, label="Long prompt to distill", elem_id="pez_text")
-            with gr.Tab("Concat", elem_id="pez_tab_concat"):
+            with gr.Tab("Concat", elem_id="pez_tab_concat") as pages["concat"]:
                 sources["concat"] = gr.Textbox(lines=4, label="Prompts to compose, one a line", elem_id="pez_texts")
-        with gr.Row():  # the ones set every day; the rest folded (defaults: the paper's)
+        with gr.Row():  # the ones set every day; the rest folded
             controls = [_control(gr, *c) for c in CONTROLS[:VISIBLE]]
-        with gr.Accordion("More settings (the paper's defaults)", open=False):
+        for kind, page in pages.items():  # the prompt length follows the task's default (distill 8, else 16)
+            page.select(lambda n=TASK_PROMPT_LEN[kind]: gr.update(value=n), inputs=[], outputs=[controls[0]])
+        with gr.Accordion("More settings", open=False):
             controls += [_control(gr, *c) for c in CONTROLS[VISIBLE:guided_at]]
             with gr.Row(visible=DEFAULTS["method"] == "guided") as guided_row:  # shown while guided is chosen
                 lms = model_choices.lm_choices(lm_folder)
