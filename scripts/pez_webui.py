@@ -4,8 +4,9 @@ It adds the PEZ tab (``pez_nodes/webui/tab.py``), mounts ``/pez/v1/invert``, ``/
 ``/pez/v1/concat`` and ``/pez/v1/unload`` beside the webui's API when it serves one (``--api``; with
 ``--api-auth``'s check — ``pez_nodes/webui/routes.py``), adds the owner's limits to Settings → PEZ
 (``limits.py``) and adds the txt2img script "PEZ: prompt from image". Every PEZ run holds the webui's queue
-lock, as a generation does; its cached models go when the webui frees memory (``memory.py``). CLIPs are listed from ``models/open_clip``, and the webui's own checkpoint can
-serve as the CLIP with an image encoder from ``models/clip_vision``. The work is the core's.
+lock, as a generation does; its cached models go when the webui frees memory (``memory.py``). CLIPs are
+listed from ``models/open_clip``, and the webui's own checkpoint can serve as the CLIP with an image encoder
+from ``models/clip_vision``. The work is the core's; the defaults are the core's (``task_defaults``).
 """
 
 import os

@@ -1,4 +1,5 @@
-"""``PEZConfig``: every knob of one PEZ run, with the paper's defaults, checked where it enters."""
+"""``PEZConfig``: every knob of one PEZ run, checked where it enters; the paper's optimiser defaults, with an
+early stop (``patience``) the paper does not have — ``defaults.PAPER`` turns it off."""
 
 from __future__ import annotations
 
