@@ -18,8 +18,7 @@ import traceback
 from dataclasses import fields
 from pathlib import Path
 
-from ..core import PEZConfig
-from ..core.defaults import TASK_PROMPT_LEN
+from ..core import TASK_PROMPT_LEN, PEZConfig
 from . import clip_vision, device, model_choices, routes
 from .request import WEBUI_METHODS
 
